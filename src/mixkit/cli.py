@@ -1,0 +1,105 @@
+"""The ``mixkit`` command line: parse -> config -> run, nothing else.
+
+Training options are generated from the config dataclasses (:mod:`mixkit.config`), so every
+flag has a YAML key, a help line and a validated range by construction. A flag left out is
+``None`` here and does not override the config file.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import typer
+from rich.console import Console
+
+from mixkit.config import MixtrainConfig, MixtrainingConfig, field_types, load_config
+from mixkit.errors import EXIT_USER_ERROR, UserError, print_user_error
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Cheaper image-classifier training: MixTraining and mixTrain, with "
+                  "speedup reports measured against baselines run side by side.")
+
+
+def _option(name: str, tp: Any, meta: dict) -> inspect.Parameter:
+    flag = meta.get("flag") or "--" + name.replace("_", "-")
+    decls = [f"{flag}/--no-{flag[2:]}"] if tp is bool else [flag]
+    if meta.get("short"):
+        decls.append(meta["short"])
+    help_ = meta["help"] + (f" [{'|'.join(meta['choices'])}]" if meta.get("choices") else "")
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=Optional[tp],
+                             default=typer.Option(None, *decls, help=help_,
+                                                  show_default=False))
+
+
+def training_command(config_cls: type, run: Callable[[Any, bool], None]) -> Callable:
+    """A Typer command whose options are the fields of ``config_cls`` plus ``-c/--config``."""
+    import dataclasses
+
+    defaults = {f.name: f for f in dataclasses.fields(config_cls)}
+    params = [inspect.Parameter(
+        "config", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],
+        default=typer.Option(None, "--config", "-c", help="YAML config file; flags override it."))]
+    for name, (tp, _) in field_types(config_cls).items():
+        meta = dict(defaults[name].metadata)
+        default = defaults[name].default
+        if default is not None:
+            meta["help"] = f"{meta['help']} (default: {default})"
+        params.append(_option(name, tp, meta))
+
+    def command(**kwargs: Any) -> None:
+        path = kwargs.pop("config")
+        overrides = {k: v for k, v in kwargs.items() if v is not None}
+        cfg = load_config(config_cls, path, overrides)
+        run(cfg, "experiment" in overrides)
+
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    command.__doc__ = config_cls.__doc__
+    return command
+
+
+def _run(command_name: str) -> Callable[[Any, bool], None]:
+    def run(cfg: Any, strict: bool) -> None:
+        from mixkit import commands, runner
+
+        spec = {"mixtrain": commands.MIXTRAIN, "mixtraining": commands.MIXTRAINING}[command_name]
+        runner.run(cfg, spec, strict_experiment=strict)
+    return run
+
+
+app.command("mixtrain", help="mixTrain (Krithivasan et al. 2024): train on mixed pairs of "
+            "inputs, chosen per epoch by loss, for fewer batches per epoch.")(
+    training_command(MixtrainConfig, _run("mixtrain")))
+app.command("mixtraining", help="MixTraining (Li et al. 2025): SSL -> mix -> SL with one "
+            "shared forward/backward in the mix phase.")(
+    training_command(MixtrainingConfig, _run("mixtraining")))
+
+
+@app.command("datasets")
+def datasets_cmd(data_dir: Optional[Path] = typer.Option(
+        None, "--data-dir", help="Data root to look in (default: $MIXKIT_DATA_DIR, else the "
+        "user cache dir).")) -> None:
+    """List the datasets, their on-disk format, where mixkit looks and whether it found them."""
+    from mixkit.catalog import datasets_table
+
+    Console().print(datasets_table(str(data_dir) if data_dir else None))
+
+
+@app.command("models")
+def models_cmd() -> None:
+    """List the supported model families, how each is adapted, and the timm names."""
+    from mixkit.catalog import models_table
+
+    Console().print(models_table())
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: UserError -> one paragraph on stderr and exit code 2."""
+    try:
+        app(args=argv, standalone_mode=True)
+    except UserError as err:
+        print_user_error(err)
+        sys.exit(EXIT_USER_ERROR)

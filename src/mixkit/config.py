@@ -1,0 +1,239 @@
+"""Dataclass configs: one field per option, validated on load, YAML in and out.
+
+A config is a flat dataclass, like timm's ``args.yaml``: every CLI flag is a field, every field
+is a YAML key, and each field's ``metadata`` carries its help line and its valid range, so the
+CLI, the YAML loader and the validator read one source of truth (no option can exist in one
+place and not the other).
+
+Precedence, lowest to highest: dataclass default < ``-c/--config FILE.yaml`` < CLI flags.
+The resolved config is written to ``RUN_DIR/config.yaml`` and ``--config`` re-runs it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import yaml
+
+from mixkit.errors import UserError
+
+
+def opt(
+    default: Any,
+    help: str,
+    *,
+    short: str | None = None,
+    choices: tuple[str, ...] | None = None,
+    min: float | None = None,
+    max: float | None = None,
+    gt: float | None = None,
+    recipe: bool = True,
+    flag: str | None = None,
+) -> Any:
+    """A config field with its CLI help line and valid range.
+
+    ``recipe=False`` marks per-invocation actions (``--overwrite``) that are not written to the
+    resolved ``config.yaml``, so re-running a saved config never repeats them.
+    """
+    meta = {"help": help, "short": short, "choices": choices, "min": min, "max": max,
+            "gt": gt, "recipe": recipe, "flag": flag}
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class TrainConfig:
+    """Options shared by both training commands (data core, model core, engine, run dir)."""
+
+    # --- data core -------------------------------------------------------------------------
+    data: str = opt("digits", "Dataset name (see `mixkit datasets`).")
+    data_dir: Optional[str] = opt(
+        None, "Data root. Default: $MIXKIT_DATA_DIR, else the user cache dir. For "
+        "`imagefolder`, the image tree itself.")
+    download: bool = opt(False, "Download the dataset into the data root if it is missing.")
+    data_fraction: float = opt(
+        1.0, "Stratified, seeded fraction of the training split to use (0, 1].", gt=0.0, max=1.0)
+    img_size: Optional[int] = opt(
+        None, "Training image size in px. Default: the dataset's (digits/CIFAR/SVHN 32, "
+        "TinyImageNet 64, imagefolder 64).", min=8, max=1024)
+    crop_padding: int = opt(4, "Random-crop padding in px (0 disables the crop).", min=0, max=64)
+    hflip: Optional[bool] = opt(
+        None, "Random horizontal flip. Default: on where it keeps the class (not digits/SVHN).")
+    val_fraction: float = opt(
+        0.2, "Held-out validation fraction for datasets without a test split (digits, "
+        "imagefolder without val/).", gt=0.0, max=0.9)
+    workers: int = opt(4, "DataLoader workers for streamed datasets (imagefolder).", min=0, max=128)
+    # --- model core ------------------------------------------------------------------------
+    model: str = opt("resnet18", "timm model name (see `mixkit models`), random init.")
+    patch_size: Optional[int] = opt(
+        None, "ViT/Swin patch size. Default: img_size/16 for ViT (2 at 32 px, 4 at 64 px), "
+        "img_size/16 for Swin.", min=1, max=64)
+    # --- optimisation ----------------------------------------------------------------------
+    epochs: int = opt(10, "Training epochs per arm.", min=1, max=100000)
+    batch_size: int = opt(128, "Mini-batch size (inputs per step).", short="-b", min=1,
+                          max=1 << 20)
+    lr: float = opt(1e-3, "Peak learning rate (AdamW).", gt=0.0, max=10.0)
+    min_lr: float = opt(1e-6, "Learning rate at the end of the cosine schedule.", min=0.0,
+                        max=10.0)
+    weight_decay: float = opt(0.05, "AdamW weight decay (not applied to norms and biases).",
+                              min=0.0, max=10.0)
+    warmup_epochs: float = opt(1.0, "Linear warmup length in epochs (clipped to the run).",
+                               min=0.0, max=100000)
+    # --- runtime ---------------------------------------------------------------------------
+    seed: int = opt(0, "Random seed (model init, data subset, plans, augmentation).", min=0,
+                    max=2**63 - 1)
+    device: str = opt("auto", "auto, cpu, cuda, cuda:N or mps.")
+    amp: bool = opt(False, "Automatic mixed precision (autocast).")
+    amp_dtype: str = opt("bfloat16", "AMP dtype.", choices=("bfloat16", "float16"))
+    channels_last: bool = opt(False, "Use channels_last memory format (CNNs on CUDA).")
+    torchcompile: bool = opt(False, "Compile the model with torch.compile.")
+    log_interval: int = opt(25, "Steps between progress refreshes (one device read each).",
+                            min=1, max=1 << 20)
+    # --- run directory ---------------------------------------------------------------------
+    output: str = opt("runs", "Parent folder of run directories.")
+    experiment: Optional[str] = opt(
+        None, "Run name (default: <command>-<data>-<model>-<timestamp>).")
+    baseline: bool = opt(True, "Run the baseline arm(s) side by side (--no-baseline skips).")
+    overwrite: bool = opt(False, "Replace an existing run directory of the same name.",
+                          recipe=False)
+
+
+@dataclass
+class MixtrainConfig(TrainConfig):
+    """`mixkit mixtrain` (Krithivasan et al. 2024)."""
+
+
+@dataclass
+class MixtrainingConfig(TrainConfig):
+    """`mixkit mixtraining` (Li et al. 2025)."""
+
+
+# ------------------------------------------------------------------------------------------
+# validation
+# ------------------------------------------------------------------------------------------
+
+
+def _flag(f: dataclasses.Field) -> str:
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return tp, False
+
+
+def field_types(cls: type) -> dict[str, tuple[Any, bool]]:
+    """``name -> (base type, optional)`` for every field of a config class."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: _unwrap_optional(hints[f.name]) for f in fields(cls)}
+
+
+def _coerce(name: str, value: Any, tp: Any, optional: bool, where: str) -> Any:
+    flag = "--" + name.replace("_", "-")
+    if value is None:
+        if optional:
+            return None
+        raise UserError(f"{where}: `{name}` ({flag}) must be set; null is not allowed.")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+    raise UserError(
+        f"{where}: `{name}` ({flag}) must be {tp.__name__}, got {type(value).__name__} "
+        f"{value!r}.", hint=f"Fix the value of `{name}`.")
+
+
+def _check_range(f: dataclasses.Field, value: Any, where: str) -> None:
+    if value is None:
+        return
+    m, flag = f.metadata, _flag(f)
+    if m.get("choices") and value not in m["choices"]:
+        raise UserError(f"{where}: {flag} must be one of {', '.join(m['choices'])}; got "
+                        f"{value!r}.")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    lo, hi, gt = m.get("min"), m.get("max"), m.get("gt")
+    if (lo is not None and value < lo) or (hi is not None and value > hi) or (
+            gt is not None and value <= gt):
+        low = f"> {gt}" if gt is not None else (f">= {lo}" if lo is not None else None)
+        rng = " and ".join(s for s in (low, f"<= {hi}" if hi is not None else None) if s)
+        raise UserError(f"{where}: {flag} is {value}, which is out of range: it must be {rng}.")
+
+
+def build_config(cls: type, values: dict[str, Any], where: str) -> Any:
+    """Build and validate a config of type ``cls`` from a mapping; raise UserError if bad."""
+    types_ = field_types(cls)
+    unknown = [k for k in values if k not in types_]
+    if unknown:
+        key = unknown[0]
+        close = difflib.get_close_matches(str(key), list(types_), n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise UserError(f"{where}: unknown config key `{key}`.{hint}",
+                        hint="Run with --help to see every option; each flag --a-b is YAML "
+                        "key a_b.")
+    kwargs = {k: _coerce(k, v, *types_[k], where) for k, v in values.items()}
+    cfg = cls(**kwargs)
+    for f in fields(cls):
+        _check_range(f, getattr(cfg, f.name), where)
+    if cfg.min_lr > cfg.lr:
+        raise UserError(f"{where}: --min-lr ({cfg.min_lr}) is larger than --lr ({cfg.lr}).")
+    return cfg
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping; a missing file, bad YAML or a non-mapping is a UserError."""
+    if not path.is_file():
+        raise UserError(f"config file {path} does not exist.",
+                        hint="Pass the path of a YAML file to -c/--config.")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise UserError(f"config file {path} is not valid YAML{at}: "
+                        f"{getattr(exc, 'problem', exc)}.", hint="Fix the file and re-run.")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"config file {path} cannot be read: {exc}.")
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"config file {path} must hold a mapping of option: value, "
+                        f"not a {type(data).__name__}.")
+    return data
+
+
+def load_config(cls: type, path: Path | None, overrides: dict[str, Any]) -> Any:
+    """Defaults < YAML file < CLI overrides, validated once on the merged mapping."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        file_values = read_yaml(Path(path))
+        build_config(cls, file_values, where=str(path))  # name the file if it alone is bad
+        values.update(file_values)
+    values.update(overrides)
+    return build_config(cls, values, where="config")
+
+
+def recipe_dict(cfg: Any) -> dict[str, Any]:
+    """The resolved config as written to ``config.yaml`` (per-invocation actions left out)."""
+    return {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.metadata.get("recipe", True)}
+
+
+def dump_yaml(cfg: Any) -> str:
+    return yaml.safe_dump(recipe_dict(cfg), sort_keys=False)

@@ -1,0 +1,110 @@
+"""Build a :class:`DataBundle` (train and val sources on the device) from a dataset name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
+import torch
+
+from mixkit.data import formats
+from mixkit.data.augment import resize_uint8
+from mixkit.data.folder import scan_image_folder
+from mixkit.data.registry import (READERS, DatasetSpec, download, get_spec, is_present,
+                                  missing_error, resolve_root)
+from mixkit.data.sources import FileDataset, Preprocess, StreamSource, TensorSource
+from mixkit.data.split import stratified_holdout, stratified_indices
+from mixkit.errors import UserError
+
+Source = Union[TensorSource, StreamSource]
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+@dataclass
+class DataBundle:
+    name: str
+    spec: DatasetSpec
+    train: Source
+    val: Source
+    num_classes: int
+    img_size: int
+    hflip: bool
+    root: Path | None
+
+
+def load_data(name: str, cfg, device: torch.device, command: str) -> DataBundle:
+    """Find (or ``--download``), read, subset and place one dataset on ``device``.
+
+    ``cfg`` supplies ``data_dir, download, img_size, hflip, crop_padding, data_fraction,
+    val_fraction, seed, workers, channels_last``.
+    """
+    spec = get_spec(name)
+    img_size = cfg.img_size or spec.default_img_size
+    hflip = spec.hflip if cfg.hflip is None else cfg.hflip
+    root, source = resolve_root(cfg.data_dir)
+    if spec.needs_root and not is_present(spec, root):
+        if not (cfg.download and spec.downloadable):
+            raise missing_error(spec, root, source, command)
+        download(spec, root)
+    if spec.in_memory:
+        train, val = _in_memory_splits(spec, root, cfg, img_size)
+        prep = _preprocess(channel_stats(train.images), cfg, hflip)
+        train_src: Source = TensorSource(train, prep, device, cfg.seed)
+        val_src: Source = TensorSource(val, prep, device, cfg.seed)
+        num_classes = spec.num_classes or int(train.labels.max()) + 1
+    else:
+        train_files, val_files, num_classes = _folder_splits(root, cfg, img_size)
+        prep = _preprocess((torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)), cfg, hflip)
+        train_src = StreamSource(train_files, prep, device, cfg.seed, cfg.workers)
+        val_src = StreamSource(val_files, prep, device, cfg.seed, cfg.workers)
+    return DataBundle(name, spec, train_src, val_src, num_classes, img_size, hflip,
+                      root if spec.needs_root else None)
+
+
+def _preprocess(stats: tuple[torch.Tensor, torch.Tensor], cfg, hflip: bool) -> Preprocess:
+    return Preprocess(stats[0], stats[1], cfg.crop_padding, hflip, cfg.channels_last)
+
+
+def _in_memory_splits(spec: DatasetSpec, root: Path, cfg,
+                      img_size: int) -> tuple[formats.Split, formats.Split]:
+    if spec.name == "digits":
+        images, labels = formats.read_digits()
+        tr, va = stratified_holdout(labels, cfg.val_fraction, seed=0)
+        train, val = formats.Split(images[tr], labels[tr]), formats.Split(images[va], labels[va])
+    elif spec.name == "synthetic":
+        train = formats.make_synthetic(1000, 10, 32, seed=1)
+        val = formats.make_synthetic(200, 10, 32, seed=2)
+    else:
+        train, val = READERS[spec.name](root)
+    if cfg.data_fraction < 1.0:
+        keep = stratified_indices(train.labels, cfg.data_fraction, cfg.seed)
+        train = formats.Split(train.images[keep], train.labels[keep])
+    return (formats.Split(resize_uint8(train.images, img_size), train.labels),
+            formats.Split(resize_uint8(val.images, img_size), val.labels))
+
+
+def _folder_splits(root: Path, cfg, img_size: int) -> tuple[FileDataset, FileDataset, int]:
+    tree = scan_image_folder(root, cfg.val_fraction)
+    train_paths, train_labels = tree.train
+    if cfg.data_fraction < 1.0:
+        keep = stratified_indices(train_labels, cfg.data_fraction, cfg.seed).tolist()
+        train_paths, train_labels = [train_paths[i] for i in keep], train_labels[keep]
+    return (FileDataset(train_paths, train_labels, img_size),
+            FileDataset(tree.val[0], tree.val[1], img_size), len(tree.classes))
+
+
+def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std of uint8 images in [0, 1] units, in chunks (no float copy)."""
+    total = torch.zeros(images.shape[1], dtype=torch.float64)
+    sq = torch.zeros_like(total)
+    for s in range(0, images.shape[0], chunk):
+        x = images[s:s + chunk].double().div_(255.0)
+        total += x.sum((0, 2, 3))
+        sq += x.square().sum((0, 2, 3))
+    n = images.shape[0] * images.shape[2] * images.shape[3]
+    if n == 0:
+        raise UserError("the training split is empty.", hint="Check the data root.")
+    mean = total / n
+    std = (sq / n - mean.square()).clamp_min(1e-6).sqrt().clamp_min(1e-3)
+    return mean.float(), std.float()

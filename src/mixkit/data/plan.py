@@ -1,0 +1,57 @@
+"""Epoch plans: what the engine trains on in one epoch, in order.
+
+A plan is a list of *inputs*. Each input is one dataset sample (a single) or two samples to be
+mixed into one (a pair, mixTrain §4): ``first[i]`` is always a sample id; ``second[i]`` is the
+partner's id, or ``-1`` for a single. A baseline plan has no ``second`` at all. The engine cuts
+a plan into batches of ``batch_size`` inputs, so a plan with ``P`` pairs over ``N`` samples has
+``N - P`` inputs and proportionally fewer batches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class EpochPlan:
+    first: torch.Tensor                  # int64 [M]
+    second: torch.Tensor | None = None   # int64 [M], -1 where the input is a single
+    num_pairs: int = 0                   # host-side count, fixed when the plan is built
+
+    def __post_init__(self) -> None:
+        if self.second is not None and self.second.shape != self.first.shape:
+            raise ValueError("first and second must have the same length")
+
+    @classmethod
+    def with_pairs(cls, first: torch.Tensor, second: torch.Tensor) -> "EpochPlan":
+        """A plan with partners; counts its pairs once (one host read per epoch, not per step)."""
+        return cls(first, second, int((second >= 0).sum()))
+
+    @property
+    def inputs(self) -> int:
+        """Forward inputs in the epoch (a mixed pair counts once)."""
+        return int(self.first.shape[0])
+
+    @property
+    def samples(self) -> int:
+        """Dataset samples seen in the epoch (a mixed pair counts twice)."""
+        return self.inputs + self.num_pairs
+
+    def num_batches(self, batch_size: int) -> int:
+        return -(-self.inputs // batch_size)
+
+    def to(self, device: torch.device | str) -> "EpochPlan":
+        second = None if self.second is None else self.second.to(device, non_blocking=True)
+        return EpochPlan(self.first.to(device, non_blocking=True), second, self.num_pairs)
+
+    def batch(self, k: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Rows of batch ``k`` (a view, no copy)."""
+        s = slice(k * batch_size, (k + 1) * batch_size)
+        return self.first[s], None if self.second is None else self.second[s]
+
+
+def shuffled(num_samples: int, generator: torch.Generator) -> EpochPlan:
+    """Every sample once, in a random order: the plan of a plain supervised epoch."""
+    return EpochPlan(torch.randperm(num_samples, generator=generator))

@@ -1,0 +1,196 @@
+"""Data sources: turn an epoch plan into augmented, normalised batches on the device.
+
+Two sources take the same :class:`~mixkit.data.plan.EpochPlan`:
+
+* :class:`TensorSource` keeps a small dataset on the device as uint8 ``[N, C, H, W]``; a batch
+  is an index gather plus batched augmentation (no DataLoader, no worker processes).
+* :class:`StreamSource` streams a folder of image files through a ``DataLoader`` with workers
+  and pinned memory; the workers decode and resize, the device augments, exactly as above.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from mixkit.data.augment import augment, normalize
+from mixkit.data.formats import Split, decode_image
+from mixkit.data.plan import EpochPlan
+
+
+@dataclass
+class Batch:
+    """One step's inputs. ``x2/y2/ids2/paired`` exist only for plans with pairs.
+
+    For rows that are singles in a paired plan, ``x2/y2/ids2`` repeat the first sample and
+    ``paired`` is False, so every tensor keeps the static shape ``[B, ...]``.
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    ids: torch.Tensor
+    x2: torch.Tensor | None = None
+    y2: torch.Tensor | None = None
+    ids2: torch.Tensor | None = None
+    paired: torch.Tensor | None = None
+
+    @property
+    def size(self) -> int:
+        return int(self.x.shape[0])
+
+
+@dataclass
+class Preprocess:
+    """How raw uint8 images become model inputs (shared by both sources)."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+    padding: int
+    hflip: bool
+    channels_last: bool = False
+
+    def to(self, device: torch.device) -> "Preprocess":
+        return Preprocess(self.mean.to(device), self.std.to(device), self.padding, self.hflip,
+                          self.channels_last)
+
+    def train(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return normalize(augment(images, self.padding, self.hflip, generator), self.mean,
+                         self.std, self.channels_last)
+
+    def eval(self, images: torch.Tensor) -> torch.Tensor:
+        return normalize(images, self.mean, self.std, self.channels_last)
+
+
+class _Source:
+    """What both sources share: the device, preprocessing and the augmentation generator."""
+
+    def __init__(self, labels: torch.Tensor, prep: Preprocess, device: torch.device,
+                 seed: int) -> None:
+        self.device = device
+        self.labels = labels.to(device)
+        self.prep = prep.to(device)
+        self.generator = torch.Generator(device=device).manual_seed(seed)
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def _assemble(self, raw: torch.Tensor, ids: torch.Tensor, raw2: torch.Tensor | None,
+                  ids2: torch.Tensor | None, paired: torch.Tensor | None) -> Batch:
+        x = self.prep.train(raw, self.generator)
+        if raw2 is None:
+            return Batch(x, self.labels[ids], ids)
+        x2 = self.prep.train(raw2, self.generator)
+        return Batch(x, self.labels[ids], ids, x2, self.labels[ids2], ids2, paired)
+
+
+def _partners(first: torch.Tensor, second: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    paired = second >= 0
+    return torch.where(paired, second, first), paired
+
+
+class TensorSource(_Source):
+    """A split held on the device as uint8; batches are gathers from an on-device plan."""
+
+    def __init__(self, split: Split, prep: Preprocess, device: torch.device, seed: int) -> None:
+        super().__init__(split.labels, prep, device, seed)
+        self.images = split.images.to(device)
+
+    def batches(self, plan: EpochPlan, batch_size: int) -> Iterator[Batch]:
+        plan = plan.to(self.device)
+        for k in range(plan.num_batches(batch_size)):
+            first, second = plan.batch(k, batch_size)
+            if second is None:
+                yield self._assemble(self.images[first], first, None, None, None)
+            else:
+                ids2, paired = _partners(first, second)
+                yield self._assemble(self.images[first], first, self.images[ids2], ids2, paired)
+
+    def eval_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for s in range(0, len(self), batch_size):
+            yield self.prep.eval(self.images[s:s + batch_size]), self.labels[s:s + batch_size]
+
+
+# ------------------------------------------------------------------------------------------
+# streamed image folders
+# ------------------------------------------------------------------------------------------
+
+
+class FileDataset(Dataset):
+    """Image files decoded to uint8 ``[3, size, size]`` in the DataLoader's workers."""
+
+    def __init__(self, paths: list[Path], labels: torch.Tensor, size: int) -> None:
+        self.paths, self.labels, self.size = paths, labels, size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return torch.from_numpy(decode_image(self.paths[i], self.size))
+
+
+class StreamSource(_Source):
+    """Files streamed by a DataLoader (workers, pinned memory) along the same epoch plans.
+
+    Each batch fetches the *unique* ids its rows need (a pair's partner is fetched once), and
+    the device indexes them back into rows, so a paired plan decodes no image twice.
+    """
+
+    def __init__(self, files: FileDataset, prep: Preprocess, device: torch.device, seed: int,
+                 workers: int) -> None:
+        super().__init__(files.labels, prep, device, seed)
+        self.files, self.workers = files, workers
+
+    def _loader(self, batches: list[list[int]]) -> DataLoader:
+        return DataLoader(self.files, batch_sampler=batches, num_workers=self.workers,
+                          pin_memory=self.device.type == "cuda",
+                          persistent_workers=False)
+
+    def batches(self, plan: EpochPlan, batch_size: int) -> Iterator[Batch]:
+        plan = plan.to("cpu")
+        rows = [_host_rows(*plan.batch(k, batch_size)) for k in range(plan.num_batches(batch_size))]
+        loader = self._loader([r.unique_ids.tolist() for r in rows])
+        for r, raw in zip(rows, loader):
+            raw = raw.to(self.device, non_blocking=True)
+            ids = torch.from_numpy(r.first).to(self.device, non_blocking=True)
+            if r.second is None:
+                yield self._assemble(raw[r.where(r.first, self.device)], ids, None, None, None)
+                continue
+            ids2 = torch.from_numpy(r.partner).to(self.device, non_blocking=True)
+            paired = torch.from_numpy(r.second >= 0).to(self.device, non_blocking=True)
+            yield self._assemble(raw[r.where(r.first, self.device)], ids, raw[r.where(r.partner, self.device)], ids2,
+                                 paired)
+
+    def eval_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = list(range(len(self)))
+        chunks = [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
+        for chunk, raw in zip(chunks, self._loader(chunks)):
+            yield (self.prep.eval(raw.to(self.device, non_blocking=True)),
+                   self.labels[chunk[0]:chunk[-1] + 1])
+
+
+@dataclass
+class _HostRows:
+    """One batch's plan rows on the host, and the unique ids the loader must fetch for them."""
+
+    first: np.ndarray
+    second: np.ndarray | None
+    partner: np.ndarray | None
+    unique_ids: np.ndarray
+
+    def where(self, ids: np.ndarray, device: torch.device) -> torch.Tensor:
+        """Positions of ``ids`` in the fetched (sorted, unique) batch."""
+        return torch.from_numpy(np.searchsorted(self.unique_ids, ids)).to(device)
+
+
+def _host_rows(first: torch.Tensor, second: torch.Tensor | None) -> _HostRows:
+    f = first.numpy()
+    if second is None:
+        return _HostRows(f, None, None, np.unique(f))
+    s = second.numpy()
+    partner = np.where(s >= 0, s, f)
+    return _HostRows(f, s, partner, np.unique(np.concatenate([f, partner])))

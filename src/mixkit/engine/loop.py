@@ -1,0 +1,167 @@
+"""The one training loop. It knows no method: a method (an *arm*) gives it, epoch by epoch,
+an :class:`EpochSpec` (phase name, epoch plan, optimiser recipe, per-batch loss), and the
+engine does the rest: batching the plan, autocast, backward, optimiser and LR schedule,
+device-synced timing, validation, metrics rows and the per-epoch checkpoint (Composer's split
+between trainer and algorithms).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+import torch
+
+from mixkit.data.plan import EpochPlan
+from mixkit.data.sources import Batch
+from mixkit.engine.checkpoint import rng_state, save_checkpoint
+from mixkit.engine.optim import Recipe, build_optimizer, set_lr
+from mixkit.engine.progress import TrainingProgress
+from mixkit.engine.rundir import RunDir
+from mixkit.engine.runtime import Runtime
+from mixkit.engine.timing import DeviceMeter, EpochTimer
+
+LossFn = Callable[[torch.nn.Module, Batch], torch.Tensor]
+
+
+@dataclass
+class EpochSpec:
+    """What one epoch trains: ``loss(model, batch)`` returns the batch's mean loss (scalar)."""
+
+    phase: str
+    plan: EpochPlan
+    recipe: Recipe
+    loss: LossFn
+    evaluate: bool = True
+
+
+class Arm(Protocol):
+    """A method as the engine sees it."""
+
+    name: str
+    epochs: int
+
+    def epoch(self, epoch: int) -> EpochSpec: ...
+
+    def end_epoch(self, epoch: int) -> dict[str, Any]:
+        """Method metrics for the epoch's metrics row (may read the device once)."""
+        ...
+
+
+@dataclass
+class ArmResult:
+    name: str
+    accuracy: float
+    train_seconds: float
+    inputs: int
+    samples: int
+    epochs: int
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+def evaluate(model: torch.nn.Module, source, runtime: Runtime, batch_size: int,
+             task: int = 0) -> float:
+    """Top-1 accuracy over a validation source; correct counts stay on the device."""
+    was_training = model.training
+    model.eval()
+    correct = torch.zeros((), dtype=torch.int64, device=runtime.device)
+    total = 0
+    with torch.inference_mode(), runtime.autocast():
+        for x, y in source.eval_batches(batch_size):
+            correct += (model(x, task).argmax(-1) == y).sum()
+            total += int(y.shape[0])
+    model.train(was_training)
+    return float(correct) / max(total, 1)
+
+
+class Engine:
+    """Runs an arm's epochs on one model: the loop every method shares."""
+
+    def __init__(self, model: torch.nn.Module, runtime: Runtime, train, val, *,
+                 batch_size: int, log_interval: int, progress: TrainingProgress,
+                 rundir: RunDir | None = None, eval_batch_size: int | None = None,
+                 generators: dict[str, torch.Generator] | None = None) -> None:
+        self.model = runtime.prepare(model)
+        self.runtime, self.train_source, self.val_source = runtime, train, val
+        self.batch_size, self.log_interval = batch_size, log_interval
+        self.eval_batch_size = eval_batch_size or max(batch_size, 256)
+        self.progress, self.rundir = progress, rundir
+        self.generators = generators or {}
+        self.scaler = runtime.grad_scaler()
+        self.optimizer: torch.optim.Optimizer | None = None
+        self._recipe: Recipe | None = None
+
+    # --- optimiser -----------------------------------------------------------------------
+    def _optimizer_for(self, recipe: Recipe) -> torch.optim.Optimizer:
+        if self.optimizer is None or recipe != self._recipe:
+            self.optimizer, self._recipe = build_optimizer(self.model, recipe), recipe
+        return self.optimizer
+
+    # --- one step and one epoch ------------------------------------------------------------
+    def _step(self, spec: EpochSpec, batch: Batch, opt: torch.optim.Optimizer,
+              t: float) -> torch.Tensor:
+        set_lr(opt, spec.recipe.lr_at(t))
+        with self.runtime.autocast():
+            loss = spec.loss(self.model, batch)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(opt)
+        self.scaler.update()
+        opt.zero_grad(set_to_none=True)
+        return loss.detach()
+
+    def train_epoch(self, arm: Arm, epoch: int) -> dict[str, Any]:
+        """One epoch: plan, batches, steps; returns the metrics row (training part)."""
+        meter = DeviceMeter(self.runtime.device)
+        self.model.train()
+        with EpochTimer(self.runtime) as timer:
+            spec = arm.epoch(epoch)
+            opt = self._optimizer_for(spec.recipe)
+            nb = spec.plan.num_batches(self.batch_size)
+            self.progress.start_epoch(arm.name, spec.phase, epoch, arm.epochs, nb)
+            tick, seen = time.perf_counter(), 0
+            for k, batch in enumerate(self.train_source.batches(spec.plan, self.batch_size)):
+                loss = self._step(spec, batch, opt, epoch + (k + 0.5) / nb)
+                meter.add(loss, batch.size)
+                seen += batch.size
+                if (k + 1) % self.log_interval == 0:
+                    now = time.perf_counter()
+                    self.progress.update(k + 1, seen / max(now - tick, 1e-9), meter.peek())
+                    tick, seen = now, 0
+        inputs = spec.plan.inputs
+        return {"phase": spec.phase, "epoch": epoch, "train_loss": meter.mean(),
+                "epoch_seconds": timer.seconds, "inputs": inputs, "samples": spec.plan.samples,
+                "img_per_s": inputs / max(timer.seconds, 1e-9),
+                "lr": spec.recipe.lr_at(epoch + 1.0), "_evaluate": spec.evaluate}
+
+    def train_arm(self, arm: Arm) -> ArmResult:
+        rows: list[dict[str, Any]] = []
+        accuracy = float("nan")
+        for epoch in range(arm.epochs):
+            row = {"arm": arm.name, **self.train_epoch(arm, epoch)}
+            if row.pop("_evaluate"):
+                accuracy = evaluate(self.model, self.val_source, self.runtime,
+                                    self.eval_batch_size)
+                row["val_acc"] = accuracy
+            row.update(arm.end_epoch(epoch))
+            rows.append(row)
+            self.progress.end_epoch(row)
+            if self.rundir is not None:
+                self.rundir.log(row)
+                self.save(arm, epoch)
+        return ArmResult(arm.name, accuracy, sum(r["epoch_seconds"] for r in rows),
+                         sum(r["inputs"] for r in rows), sum(r["samples"] for r in rows),
+                         arm.epochs, rows)
+
+    def save(self, arm: Arm, epoch: int) -> None:
+        """``last.pt``: everything needed to continue after ``epoch`` (atomic)."""
+        state = {
+            "arm": arm.name, "epoch": epoch,
+            "model": self.model.state_dict(),
+            "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
+            "recipe": None if self._recipe is None else dataclasses.asdict(self._recipe),
+            "scaler": self.scaler.state_dict(),
+            "rng": rng_state({"augment": self.train_source.generator, **self.generators}),
+        }
+        save_checkpoint(state, self.rundir.checkpoint_path)

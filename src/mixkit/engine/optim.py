@@ -1,0 +1,59 @@
+"""Optimiser recipes and learning-rate schedules as pure functions of progress.
+
+Like timm's ``cosine_lr``, the learning rate is a function of *progress* ``t`` (epochs, with
+the batch fraction: ``epoch + k / batches``), not of a step counter, so resume needs no
+scheduler state and a method with fewer batches per epoch (mixTrain) follows the same curve.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from timm.optim import param_groups_weight_decay
+
+
+def cosine_lr(t: float, base_lr: float, min_lr: float, warmup: float, total: float) -> float:
+    """Linear warmup from 0 over ``warmup`` epochs, then cosine from ``base_lr`` to ``min_lr``.
+
+    ``warmup`` is clipped to ``total`` (a short run still ends at ``min_lr``).
+    """
+    warmup = min(warmup, total)
+    if t < warmup:
+        return base_lr * t / warmup
+    span = max(total - warmup, 1e-12)
+    frac = min(max((t - warmup) / span, 0.0), 1.0)
+    return min_lr + 0.5 * (base_lr - min_lr) * (1.0 + math.cos(math.pi * frac))
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """AdamW hyper-parameters and the span of epochs its schedule covers.
+
+    ``start`` is the arm epoch at which the schedule's ``t = 0`` sits; ``total`` its length.
+    A change of recipe between epochs (MixTraining's SSL -> SL) starts a fresh optimiser.
+    """
+
+    name: str
+    lr: float
+    min_lr: float
+    weight_decay: float
+    warmup: float
+    total: float
+    start: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+
+    def lr_at(self, t: float) -> float:
+        return cosine_lr(t - self.start, self.lr, self.min_lr, self.warmup, self.total)
+
+
+def build_optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+    """AdamW without weight decay on norms, biases and 1-d parameters (timm's grouping)."""
+    groups = param_groups_weight_decay(model, recipe.weight_decay)
+    return torch.optim.AdamW(groups, lr=recipe.lr_at(recipe.start), betas=recipe.betas)
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr

@@ -1,0 +1,98 @@
+"""Device, precision and compilation settings: one object the engine and data core share.
+
+The same code runs on CUDA, CPU and MPS; only this module looks at which one it is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+
+import torch
+
+from mixkit.errors import UserError
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA (this process's ``LOCAL_RANK``), else MPS, else CPU."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device `{name}` is not a device name.",
+                        hint="Use auto, cpu, cuda, cuda:N or mps.") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name} was asked for, but CUDA is not available here.",
+                        hint="Use --device cpu (or auto).")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise UserError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s).")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError("--device mps was asked for, but MPS is not available here.",
+                        hint="Use --device cpu (or auto).")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise UserError(f"--device `{name}`: only cpu, cuda and mps are supported.")
+    return dev
+
+
+@dataclass
+class Runtime:
+    device: torch.device
+    amp: bool = False
+    amp_dtype: torch.dtype = torch.bfloat16
+    channels_last: bool = False
+    compile: bool = False
+
+    @classmethod
+    def from_config(cls, cfg) -> "Runtime":
+        dev = resolve_device(cfg.device)
+        dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}[cfg.amp_dtype]
+        if cfg.amp and dtype == torch.float16 and dev.type == "cpu":
+            raise UserError("--amp-dtype float16 is not supported on the CPU.",
+                            hint="Use --amp-dtype bfloat16 on the CPU, or drop --amp.")
+        return cls(dev, cfg.amp, dtype, cfg.channels_last, cfg.torchcompile)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if not self.amp:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def grad_scaler(self) -> torch.amp.GradScaler:
+        """Loss scaling is needed for float16 only (bfloat16 has float32's range)."""
+        return torch.amp.GradScaler(self.device.type,
+                                    enabled=self.amp and self.amp_dtype == torch.float16)
+
+    def synchronize(self) -> None:
+        """Wait for queued device work, so host timestamps measure it (timing core)."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        elif self.device.type == "mps":
+            torch.mps.synchronize()
+
+    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
+        model = model.to(self.device)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        if self.compile:
+            model.compile()  # in place: state_dict keys stay the same for checkpoints
+        return model
+
+    def describe(self) -> str:
+        if self.device.type == "cuda":
+            name = torch.cuda.get_device_name(self.device)
+        elif self.device.type == "mps":
+            name = "Apple MPS"
+        else:
+            import platform
+
+            name = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+        extras = [f"amp {str(self.amp_dtype).replace('torch.', '')}" if self.amp else None,
+                  "channels_last" if self.channels_last else None,
+                  "torch.compile" if self.compile else None]
+        tail = "".join(f", {e}" for e in extras if e)
+        return f"{self.device.type}: {name}{tail}"

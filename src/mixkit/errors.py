@@ -1,0 +1,41 @@
+"""The one kind of error a user can cause, and the one place that prints it.
+
+Every user mistake (unknown name, missing data, value out of range, ...) raises
+:class:`UserError` with one paragraph that says what was wrong and what to do. The CLI turns it
+into that paragraph on stderr and exit code 2, never a traceback (SPEC §6).
+"""
+
+from __future__ import annotations
+
+import sys
+
+EXIT_USER_ERROR = 2
+
+
+class UserError(Exception):
+    """A mistake in the user's input: printed as one paragraph, exit code 2."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        self.message = message.strip()
+        self.hint = hint.strip() if hint else None
+        super().__init__(self.paragraph)
+
+    @property
+    def paragraph(self) -> str:
+        return f"{self.message} {self.hint}" if self.hint else self.message
+
+
+def print_user_error(err: UserError) -> None:
+    """Print ``err`` as ``error: <paragraph>`` on stderr (no markup interpretation)."""
+    from rich.console import Console
+
+    Console(stderr=True, highlight=False, soft_wrap=True).print(
+        f"[bold red]error:[/] {_escape(err.paragraph)}"
+    )
+    sys.stderr.flush()
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)

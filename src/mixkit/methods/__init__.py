@@ -1,0 +1,1 @@
+"""Methods: small modules on top of the shared cores. Each supplies arms to the engine."""

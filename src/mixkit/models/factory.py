@@ -1,0 +1,194 @@
+"""The model core: timm models by name, random init, adapted to small inputs.
+
+A model is a timm backbone (``num_classes=0``) plus one linear head per task, wrapped in
+:class:`Classifier`, which keeps timm's seam: ``forward_features`` returns the last feature map
+(NCHW for CNNs, ``[B, prefix + L, D]`` tokens for ViT, NHWC for Swin) and ``forward_head`` pools
+it and applies a task's head. Split propagation (mixTrain §4.1.1) and MAE (MixTraining) use that
+seam; nothing here re-implements a timm model.
+
+Small-image adaptation (inputs <= 64 px), as the CIFAR literature does it:
+
+* ResNet: 3x3 stride-1 stem convolution, no max-pool -> total stride 8 (4x4 grid at 32 px).
+* MobileNetV2: stride 1 in the stem and in the first stride-2 block -> total stride 8.
+* ViT: ``img_size`` and ``patch_size`` (default ``img_size // 16``: 2 at 32 px, 4 at 64 px,
+  the MixTraining paper's settings).
+* Swin: ``img_size``, ``patch_size`` (default ``img_size // 16``) and a window that fits the grid.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+import timm
+import torch
+from torch import nn
+
+from mixkit.errors import UserError
+
+SMALL_INPUT_MAX = 64
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    pattern: str
+    kind: str          # "cnn" | "vit" | "swin"
+    adaptation: str    # what mixkit changes, for `mixkit models`
+
+
+FAMILIES = (
+    Family("resnet", r"^resnet(18|26|34|50|101|152)$", "cnn",
+           "<=64 px: 3x3 stride-1 stem conv, no max-pool (total stride 8)"),
+    Family("mobilenetv2", r"^mobilenetv2_\d+$", "cnn",
+           "<=64 px: stride 1 in the stem and first stride-2 block (total stride 8)"),
+    Family("vit", r"^(vit|deit)_(tiny|small|base)_patch\d+_\d+$", "vit",
+           "img_size, patch_size (default img_size/16); class token + patch tokens"),
+    Family("swin", r"^swin_(tiny|small|base)_patch4_window7_224$", "swin",
+           "img_size, patch_size (default img_size/16), window fitted to the grid"),
+)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What methods need to know about a backbone's last feature map."""
+
+    name: str
+    family: str
+    kind: str
+    layout: str                 # "nchw" | "tokens" (ViT: [B, prefix + H*W, D]) | "nhwc"
+    grid: tuple[int, int]       # (H, W) of the last feature map / patch-token grid
+    num_features: int
+    num_prefix_tokens: int = 0  # ViT class/register tokens in front of the patch tokens
+    patch_size: int | None = None
+
+    def input_stride(self, img_size: int) -> tuple[int, int]:
+        """Input pixels per feature-grid cell (what a grid-aligned CutMix box snaps to)."""
+        return img_size // self.grid[0], img_size // self.grid[1]
+
+
+class Classifier(nn.Module):
+    """A timm backbone with one linear classification head per task."""
+
+    def __init__(self, backbone: nn.Module, num_classes: list[int]) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.heads = nn.ModuleList(nn.Linear(backbone.num_features, n) for n in num_classes)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone.forward_features(x)
+
+    def pre_logits(self, feats: torch.Tensor) -> torch.Tensor:
+        """timm's pooling (avg for CNN/Swin, class token for ViT) and pre-logit norm."""
+        return self.backbone.forward_head(feats, pre_logits=True)
+
+    def forward_head(self, feats: torch.Tensor, task: int = 0) -> torch.Tensor:
+        return self.heads[task](self.pre_logits(feats))
+
+    def forward(self, x: torch.Tensor, task: int = 0) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x), task)
+
+
+def supported_models() -> list[str]:
+    names = timm.list_models()
+    return sorted(n for n in names if family_of(n) is not None)
+
+
+def family_of(name: str) -> Family | None:
+    return next((f for f in FAMILIES if re.match(f.pattern, name)), None)
+
+
+def _unknown_model(name: str) -> UserError:
+    close = difflib.get_close_matches(name, supported_models(), n=5, cutoff=0.5)
+    hint = f"Closest supported: {', '.join(close)}. " if close else ""
+    return UserError(f"unknown or unsupported model `{name}` (--model).",
+                     hint=f"{hint}`mixkit models` lists the supported families.")
+
+
+def _default_patch(img_size: int) -> int:
+    return max(1, img_size // 16)
+
+
+def _vit_kwargs(name: str, img_size: int, patch_size: int | None) -> dict:
+    p = patch_size or _default_patch(img_size)
+    if img_size % p:
+        raise UserError(f"--img-size {img_size} is not a multiple of --patch-size {p} for "
+                        f"`{name}`.", hint="Pick a patch size that divides the image size.")
+    return {"img_size": img_size, "patch_size": p}
+
+
+def _swin_kwargs(name: str, img_size: int, patch_size: int | None) -> dict:
+    kw = _vit_kwargs(name, img_size, patch_size)
+    grid = img_size // kw["patch_size"]
+    if grid % 8:
+        raise UserError(f"`{name}` at --img-size {img_size} with --patch-size "
+                        f"{kw['patch_size']} has a {grid}x{grid} patch grid; Swin's 3 "
+                        "patch-merging stages need a multiple of 8.",
+                        hint="Choose img_size/patch_size divisible by 8 (e.g. 32 px, patch 2).")
+    kw["window_size"] = 7 if grid % 28 == 0 else max(1, grid // 4)
+    return kw
+
+
+def _adapt_resnet(m: nn.Module, in_chans: int) -> None:
+    m.conv1 = nn.Conv2d(in_chans, m.conv1.out_channels, 3, 1, 1, bias=False)
+    m.maxpool = nn.Identity()
+
+
+def _adapt_mobilenetv2(m: nn.Module, in_chans: int) -> None:
+    m.conv_stem.stride = (1, 1)
+    m.blocks[1][0].conv_dw.stride = (1, 1)
+
+
+_SMALL_STEMS: dict[str, Callable[[nn.Module, int], None]] = {
+    "resnet": _adapt_resnet, "mobilenetv2": _adapt_mobilenetv2}
+
+
+def create_backbone(name: str, img_size: int, patch_size: int | None = None,
+                    in_chans: int = 3) -> tuple[nn.Module, Family]:
+    """A randomly initialised timm backbone (no head), adapted to ``img_size``."""
+    fam = family_of(name)
+    if fam is None or name not in timm.list_models():
+        raise _unknown_model(name)
+    kw: dict = {}
+    if fam.kind == "vit":
+        kw = _vit_kwargs(name, img_size, patch_size)
+    elif fam.kind == "swin":
+        kw = _swin_kwargs(name, img_size, patch_size)
+    elif patch_size is not None:
+        raise UserError(f"--patch-size applies to ViT/Swin models, not the CNN `{name}`.",
+                        hint="Drop --patch-size.")
+    backbone = timm.create_model(name, pretrained=False, num_classes=0, in_chans=in_chans, **kw)
+    if fam.kind == "cnn" and img_size <= SMALL_INPUT_MAX:
+        _SMALL_STEMS[fam.name](backbone, in_chans)
+    return backbone, fam
+
+
+def describe(backbone: nn.Module, fam: Family, name: str, img_size: int,
+             in_chans: int = 3) -> ModelInfo:
+    """Read the last feature map's layout and grid off one dry forward pass."""
+    was_training = backbone.training
+    backbone.eval()
+    with torch.no_grad():
+        feats = backbone.forward_features(torch.zeros(1, in_chans, img_size, img_size))
+    backbone.train(was_training)
+    if fam.kind == "vit":
+        prefix = int(getattr(backbone, "num_prefix_tokens", 1))
+        gh, gw = backbone.patch_embed.grid_size
+        return ModelInfo(name, fam.name, fam.kind, "tokens", (gh, gw), feats.shape[-1], prefix,
+                         backbone.patch_embed.patch_size[0])
+    if fam.kind == "swin":
+        return ModelInfo(name, fam.name, fam.kind, "nhwc", (feats.shape[1], feats.shape[2]),
+                         feats.shape[-1], 0, backbone.patch_embed.patch_size[0])
+    return ModelInfo(name, fam.name, fam.kind, "nchw", (feats.shape[2], feats.shape[3]),
+                     feats.shape[1])
+
+
+def create_model(name: str, num_classes: int | list[int], img_size: int,
+                 patch_size: int | None = None) -> tuple[Classifier, ModelInfo]:
+    """Backbone + one head per task (``num_classes`` an int, or a list for multi-task)."""
+    backbone, fam = create_backbone(name, img_size, patch_size)
+    info = describe(backbone, fam, name, img_size)
+    heads = [num_classes] if isinstance(num_classes, int) else list(num_classes)
+    return Classifier(backbone, heads), info

@@ -1,0 +1,149 @@
+"""Run a training command: validate, build the shared cores, run each arm, write the summary.
+
+Both subcommands come through :func:`run`; they differ only in the arms they ask for. Every
+check that can fail on user input (data present, model name, sizes, batch size) happens before
+the run directory is created, so a bad command line leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from rich.console import Console
+
+import mixkit
+from mixkit.data import DataBundle, load_data
+from mixkit.engine.loop import Arm, ArmResult, Engine
+from mixkit.engine.optim import Recipe
+from mixkit.engine.progress import TrainingProgress
+from mixkit.engine.rundir import RunDir
+from mixkit.engine.runtime import Runtime
+from mixkit.errors import UserError
+from mixkit.models import ModelInfo, create_model
+from mixkit.report import speedup_table
+
+
+@dataclass
+class RunContext:
+    """What an arm factory may use: the config and the shared cores, built once per run."""
+
+    cfg: Any
+    data: DataBundle
+    runtime: Runtime
+    model_info: ModelInfo
+
+    def recipe(self, name: str = "sl") -> Recipe:
+        c = self.cfg
+        return Recipe(name, c.lr, c.min_lr, c.weight_decay, c.warmup_epochs, c.epochs)
+
+    def plan_generator(self) -> torch.Generator:
+        return torch.Generator().manual_seed(self.cfg.seed)
+
+
+ArmFactory = Callable[[RunContext], Arm]
+
+
+@dataclass
+class CommandSpec:
+    """A training command: its arms, which one is the method and which the baseline."""
+
+    name: str
+    arms: Callable[[Any], list[tuple[str, ArmFactory]]]
+    method_arm: str | None
+    baseline_arm: str
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _check(cfg: Any, data: DataBundle) -> None:
+    if cfg.batch_size > len(data.train):
+        raise UserError(f"--batch-size {cfg.batch_size} is larger than the training set "
+                        f"({len(data.train)} samples of `{data.name}`).",
+                        hint=f"Use -b {len(data.train)} or less.")
+
+
+def default_experiment(command: str, cfg: Any) -> str:
+    return f"{command}-{cfg.data}-{cfg.model}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def prepare(cfg: Any, command: CommandSpec) -> RunContext:
+    """Everything that can fail on user input, before any file is written."""
+    runtime = Runtime.from_config(cfg)
+    data = load_data(cfg.data, cfg, runtime.device, command.name)
+    _check(cfg, data)
+    _, info = create_model(cfg.model, data.num_classes, data.img_size, cfg.patch_size)
+    return RunContext(cfg, data, runtime, info)
+
+
+def run_arm(ctx: RunContext, name: str, factory: ArmFactory, rundir: RunDir | None,
+            progress: TrainingProgress) -> ArmResult:
+    """One arm from the same starting point as every other: seed, fresh model, fresh streams."""
+    seed_everything(ctx.cfg.seed)
+    ctx.data.train.generator.manual_seed(ctx.cfg.seed)
+    model, _ = create_model(ctx.cfg.model, ctx.data.num_classes, ctx.data.img_size,
+                            ctx.cfg.patch_size)
+    engine = Engine(model, ctx.runtime, ctx.data.train, ctx.data.val,
+                    batch_size=ctx.cfg.batch_size, log_interval=ctx.cfg.log_interval,
+                    progress=progress, rundir=rundir)
+    return engine.train_arm(factory(ctx))
+
+
+def summarize(command: CommandSpec, ctx: RunContext, results: dict[str, ArmResult],
+              rundir: RunDir) -> dict[str, Any]:
+    method = results.get(command.method_arm or "")
+    base = results.get(command.baseline_arm)
+    both = method is not None and base is not None
+    return {
+        "command": command.name,
+        "status": "completed",
+        "experiment": rundir.path.name,
+        "run_dir": str(rundir.path),
+        "data": ctx.cfg.data,
+        "model": ctx.cfg.model,
+        "seed": ctx.cfg.seed,
+        "world_size": 1,
+        "device": ctx.runtime.describe(),
+        "method_arm": command.method_arm,
+        "baseline_arm": command.baseline_arm,
+        "arms": {n: {"accuracy": r.accuracy, "train_seconds": r.train_seconds,
+                     "inputs": r.inputs, "samples": r.samples, "epochs": r.epochs}
+                 for n, r in results.items()},
+        "speedup": base.train_seconds / method.train_seconds if both else None,
+        "accuracy_delta": method.accuracy - base.accuracy if both else None,
+        "versions": {"mixkit": mixkit.__version__, "torch": torch.__version__,
+                     "timm": __import__("timm").__version__},
+    }
+
+
+def run(cfg: Any, command: CommandSpec, *, strict_experiment: bool,
+        console: Console | None = None) -> dict[str, Any]:
+    console = console or Console()
+    arms = command.arms(cfg)
+    if not arms:
+        raise UserError(f"nothing to run: `mixkit {command.name}` with --no-baseline has no "
+                        "arm left.", hint="Drop --no-baseline.")
+    ctx = prepare(cfg, command)
+    experiment = cfg.experiment or default_experiment(command.name, cfg)
+    rundir = RunDir.create(cfg.output, experiment, strict=strict_experiment,
+                           overwrite=cfg.overwrite)
+    rundir.write_config(cfg)
+    console.print(f"mixkit {command.name}: {cfg.data} ({len(ctx.data.train)} train / "
+                  f"{len(ctx.data.val)} val, {ctx.data.img_size}px) · {cfg.model} · "
+                  f"{ctx.runtime.describe()} · run dir {rundir.path}", highlight=False)
+    results: dict[str, ArmResult] = {}
+    with TrainingProgress(console) as progress:
+        for name, factory in arms:
+            results[name] = run_arm(ctx, name, factory, rundir, progress)
+    summary = summarize(command, ctx, results, rundir)
+    rundir.write_summary(summary)
+    console.print(speedup_table(summary))
+    return summary
