@@ -140,13 +140,14 @@ def read_cifar100(root: Path) -> tuple[Split, Split]:
 
 def _svhn_split(path: Path) -> Split:
     import scipy.io
+    from scipy.io.matlab import MatReadError
 
     if not path.is_file():
         raise UserError(f"{path} is missing.", hint="Download SVHN again with --download.")
     try:
         mat = scipy.io.loadmat(str(path))
         x, y = mat["X"], mat["y"]
-    except (ValueError, KeyError, OSError, TypeError) as exc:
+    except (MatReadError, ValueError, KeyError, OSError, TypeError) as exc:
         raise _corrupt(path, f"{type(exc).__name__}: {exc}") from None
     if x.ndim != 4 or x.shape[:3] != (32, 32, 3) or y.size != x.shape[3]:
         raise _corrupt(path, f"X of shape {x.shape} with {y.size} labels")
@@ -173,7 +174,7 @@ def decode_image(path: Path, size: int | None = None) -> np.ndarray:
             img = img.convert("RGB")
             if size is not None and img.size != (size, size):
                 img = img.resize((size, size), Image.BILINEAR)
-            return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)
+            return np.ascontiguousarray(np.asarray(img, dtype=np.uint8).transpose(2, 0, 1))
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise _corrupt(path, f"cannot decode image: {exc}") from None
 
@@ -247,9 +248,10 @@ def read_digits() -> tuple[torch.Tensor, torch.Tensor]:
 
 def make_synthetic(n: int, num_classes: int, size: int, seed: int) -> Split:
     """Procedural images whose class is a colour/stripe pattern plus noise (smoke tests only)."""
-    g = torch.Generator().manual_seed(seed)
     labels = torch.arange(n) % num_classes
-    base = torch.rand(num_classes, 3, 1, 1, generator=g) * 200
+    # class prototypes are fixed (shared by every split); only the noise depends on ``seed``
+    base = torch.rand(num_classes, 3, 1, 1, generator=torch.Generator().manual_seed(0)) * 200
+    g = torch.Generator().manual_seed(seed)
     freq = torch.arange(1, num_classes + 1).float()[:, None, None, None]
     xs = torch.arange(size).float()[None, None, None, :]
     pattern = 40 * torch.sin(xs * freq[labels] * 3.14159 / size)

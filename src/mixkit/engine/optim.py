@@ -17,9 +17,11 @@ from timm.optim import param_groups_weight_decay
 def cosine_lr(t: float, base_lr: float, min_lr: float, warmup: float, total: float) -> float:
     """Linear warmup from 0 over ``warmup`` epochs, then cosine from ``base_lr`` to ``min_lr``.
 
-    ``warmup`` is clipped to ``total`` (a short run still ends at ``min_lr``).
+    ``warmup`` is clipped to half of ``total``: a run shorter than twice its recipe's warmup
+    (a 5-epoch smoke test of a 20-epoch-warmup MAE recipe) still reaches ``base_lr`` and
+    still decays to ``min_lr``.
     """
-    warmup = min(warmup, total)
+    warmup = min(warmup, 0.5 * total)
     if t < warmup:
         return base_lr * t / warmup
     span = max(total - warmup, 1e-12)

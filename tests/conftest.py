@@ -1,0 +1,106 @@
+"""Fixtures that write small datasets in their real on-disk formats (nothing is downloaded)."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+def write_cifar_batch(path: Path, data: np.ndarray, labels: list[int], label_key: bytes) -> None:
+    """A CIFAR batch as the originals are: a dict with bytes keys, pickled (protocol 2)."""
+    with open(path, "wb") as f:
+        pickle.dump({b"batch_label": b"test", label_key: labels, b"data": data}, f, protocol=2)
+
+
+def rng_images(rng: np.random.Generator, n: int, size: int = 32) -> np.ndarray:
+    return rng.integers(0, 256, size=(n, 3, size, size), dtype=np.uint8)
+
+
+@pytest.fixture
+def cifar10_root(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    base = tmp_path / "cifar-10-batches-py"
+    base.mkdir()
+    for i in range(1, 6):
+        imgs = rng_images(rng, 8)
+        write_cifar_batch(base / f"data_batch_{i}", imgs.reshape(8, -1),
+                          [(i + k) % 10 for k in range(8)], b"labels")
+    imgs = rng_images(rng, 10)
+    write_cifar_batch(base / "test_batch", imgs.reshape(10, -1), list(range(10)), b"labels")
+    return tmp_path
+
+
+@pytest.fixture
+def cifar100_root(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(1)
+    base = tmp_path / "cifar-100-python"
+    base.mkdir()
+    write_cifar_batch(base / "train", rng_images(rng, 40).reshape(40, -1),
+                      [k % 100 for k in range(0, 400, 10)], b"fine_labels")
+    write_cifar_batch(base / "test", rng_images(rng, 10).reshape(10, -1),
+                      list(range(0, 100, 10)), b"fine_labels")
+    return tmp_path
+
+
+def write_svhn(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
+    """SVHN's .mat layout: X [32, 32, 3, N] uint8, y [N, 1] with digit 0 stored as 10."""
+    import scipy.io
+
+    y = np.where(labels == 0, 10, labels).reshape(-1, 1).astype(np.uint8)
+    scipy.io.savemat(str(path), {"X": images.transpose(2, 3, 1, 0), "y": y})
+
+
+@pytest.fixture
+def svhn_root(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(2)
+    write_svhn(tmp_path / "train_32x32.mat", rng_images(rng, 30), np.arange(30) % 10)
+    write_svhn(tmp_path / "test_32x32.mat", rng_images(rng, 10), np.arange(10))
+    return tmp_path
+
+
+def solid_jpeg(path: Path, colour: tuple[int, int, int], size: int = 64) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (size, size), colour).save(path, quality=95)
+
+
+TINY_WNIDS = ["n01443537", "n01629819", "n01641577"]
+
+
+@pytest.fixture
+def tinyimagenet_root(tmp_path: Path) -> Path:
+    base = tmp_path / "tiny-imagenet-200"
+    base.mkdir()
+    (base / "wnids.txt").write_text("\n".join(TINY_WNIDS) + "\n")
+    lines = []
+    for c, wnid in enumerate(TINY_WNIDS):
+        for k in range(6):
+            solid_jpeg(base / "train" / wnid / "images" / f"{wnid}_{k}.JPEG", (80 * c, 40, 200))
+        for k in range(2):
+            name = f"val_{c * 2 + k}.JPEG"
+            solid_jpeg(base / "val" / "images" / name, (80 * c, 40, 200))
+            lines.append(f"{name}\t{wnid}\t0\t0\t63\t63")
+    (base / "val" / "val_annotations.txt").write_text("\n".join(lines) + "\n")
+    return tmp_path
+
+
+def solid_png(path: Path, colour: tuple[int, int, int], size: int = 20) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (size, size), colour).save(path)
+
+
+@pytest.fixture
+def imagefolder_root(tmp_path: Path) -> Path:
+    root = tmp_path / "images"
+    for c, name in enumerate(["cat", "dog"]):
+        for k in range(10):
+            solid_png(root / "train" / name / f"{k}.png", (200 * c, 30 + k, 90))
+        for k in range(3):
+            solid_png(root / "val" / name / f"{k}.png", (200 * c, 30 + k, 90))
+    return root

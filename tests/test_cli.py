@@ -1,0 +1,131 @@
+"""The command line end to end: run dirs, config re-runs, every format, and bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mixkit.cli import main
+
+FAST = ["--model", "resnet18", "--img-size", "16", "--epochs", "1", "-b", "16"]
+
+
+def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_mixtrain_run_dir_and_config_rerun(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "OUT"
+    code, stdout, _ = run_cli(["mixtrain", "--data", "digits", "--epochs", "2",
+                               "--data-fraction", "0.1", "--model", "resnet18",
+                               "--img-size", "16", "--output", str(out), "--experiment", "E"],
+                              capsys)
+    assert code == 0
+    run = out / "E"
+    assert {p.name for p in run.iterdir()} >= {"config.yaml", "metrics.jsonl", "summary.json",
+                                                 "summary.csv", "last.pt"}
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["arm"], r["phase"], r["epoch"]) for r in rows] == [("baseline", "sl", 0),
+                                                                  ("baseline", "sl", 1)]
+    n = rows[0]["inputs"]
+    assert 140 <= n <= 148                        # ~10 % of digits' 1,438 training images
+    assert all(r["inputs"] == r["samples"] == n and 0 <= r["val_acc"] <= 1 for r in rows)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["command"] == "mixtrain"
+    arm = summary["arms"]["baseline"]
+    assert arm["epochs"] == 2 and arm["inputs"] == 2 * n
+    assert arm["accuracy"] == rows[-1]["val_acc"]
+    assert arm["train_seconds"] == pytest.approx(sum(r["epoch_seconds"] for r in rows))
+    assert {"speedup", "accuracy_delta", "device"} <= summary.keys()
+    assert "baseline" in stdout and "accuracy" in stdout        # the results table
+    header = (run / "summary.csv").read_text().splitlines()[0]
+    assert header.startswith("arm,phase,epoch,train_loss,val_acc")
+
+    # the saved config re-runs: same recipe, a fresh run dir beside the first
+    code, _, _ = run_cli(["mixtrain", "--config", str(run / "config.yaml")], capsys)
+    assert code == 0
+    rerun = json.loads((out / "E-1" / "summary.json").read_text())
+    assert rerun["arms"]["baseline"]["accuracy"] == arm["accuracy"]   # same seed, same result
+    assert yaml.safe_load((out / "E-1" / "config.yaml").read_text())["epochs"] == 2
+
+
+def test_explicit_experiment_is_never_overwritten(tmp_path: Path, capsys) -> None:
+    (tmp_path / "E").mkdir()
+    (tmp_path / "E" / "keep.txt").write_text("precious")
+    code, _, err = run_cli(["mixtrain", *FAST, "--output", str(tmp_path), "--experiment", "E"],
+                           capsys)
+    assert code == 2 and "already exists" in err and "--overwrite" in err
+    assert (tmp_path / "E" / "keep.txt").read_text() == "precious"
+
+
+@pytest.mark.parametrize("name,fixture,extra", [
+    ("cifar10", "cifar10_root", []),
+    ("cifar100", "cifar100_root", []),
+    ("svhn", "svhn_root", []),
+    ("tinyimagenet", "tinyimagenet_root", []),
+    ("imagefolder", "imagefolder_root", ["--workers", "0"]),
+])
+def test_each_format_trains_one_epoch(name, fixture, extra, request, tmp_path, capsys) -> None:
+    root = request.getfixturevalue(fixture)
+    code, _, err = run_cli(["mixtraining", "--data", name, "--data-dir", str(root), *FAST,
+                            "-b", "8", *extra, "--output", str(tmp_path / "runs"),
+                            "--experiment", name], capsys)
+    assert code == 0, err
+    summary = json.loads((tmp_path / "runs" / name / "summary.json").read_text())
+    assert summary["command"] == "mixtraining" and summary["arms"]["sl"]["epochs"] == 1
+
+
+BAD = [
+    (["--data", "cifar-10"], "--data", "unknown dataset"),
+    (["--model", "resnet19"], "--model", "resnet18"),
+    (["--epochs", "0"], "--epochs", "out of range"),
+    (["--data-fraction", "1.5"], "--data-fraction", "out of range"),
+    (["--lr", "-1"], "--lr", "out of range"),
+    (["-b", "5000"], "--batch-size", "larger than the training set"),
+    (["--amp-dtype", "float8"], "--amp-dtype", "must be one of"),
+    (["--device", "cuda:7"], "--device", ""),
+    (["--data", "cifar10", "--data-dir", "{tmp}/nothing"], "--download", "was not found"),
+    (["--data", "imagefolder", "--data-dir", "{tmp}/nothing"], "--data-dir", "image folder"),
+    (["--config", "{tmp}/missing.yaml"], "missing.yaml", "does not exist"),
+    (["--img-size", "4"], "--img-size", "out of range"),
+    (["--model", "vit_tiny_patch16_224", "--patch-size", "5"], "--patch-size", "multiple"),
+]
+
+
+@pytest.mark.parametrize("args,names,what", BAD)
+def test_bad_input_is_one_paragraph_and_exit_2(args, names, what, tmp_path, capsys) -> None:
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    code, _, err = run_cli(["mixtrain", *FAST, "--output", str(tmp_path / "runs"), *args],
+                           capsys)
+    assert code == 2, err
+    assert err.startswith("error:") and "Traceback" not in err
+    assert names in err and what in err
+    assert not (tmp_path / "runs").exists()      # nothing written for a bad command line
+
+
+def test_console_script_exit_code_and_no_traceback(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "mixkit", "mixtrain", "--data", "nope",
+                           "--output", str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "unknown dataset `nope`" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_datasets_and_models_listings(tmp_path: Path, cifar10_root: Path, capsys) -> None:
+    code, out, _ = run_cli(["datasets", "--data-dir", str(cifar10_root)], capsys)
+    assert code == 0
+    line = next(ln for ln in out.splitlines() if "cifar10 " in ln or "│ cifar10 " in ln)
+    assert "yes" in line
+    assert "svhn" in out and "tinyimagenet" in out and "digits" in out
+    code, out, _ = run_cli(["models"], capsys)
+    assert code == 0 and "resnet18" in out and "vit_tiny_patch16_224" in out

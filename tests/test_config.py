@@ -1,0 +1,58 @@
+"""Config: precedence, validation and the resolved-config round trip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mixkit.config import MixtrainConfig, dump_yaml, load_config
+from mixkit.errors import UserError
+
+
+def test_precedence_defaults_then_file_then_flags(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("epochs: 7\nlr: 0.01\nmodel: resnet50\n")
+    cfg = load_config(MixtrainConfig, path, {"lr": 0.5})
+    assert cfg.epochs == 7            # from the file
+    assert cfg.lr == 0.5              # the flag beats the file
+    assert cfg.model == "resnet50"    # from the file
+    assert cfg.batch_size == 128      # default
+
+
+def test_saved_config_round_trips(tmp_path: Path) -> None:
+    cfg = load_config(MixtrainConfig, None, {"epochs": 3, "data_fraction": 0.5, "overwrite": True})
+    path = tmp_path / "config.yaml"
+    path.write_text(dump_yaml(cfg))
+    assert "overwrite" not in yaml.safe_load(path.read_text())   # an action, not a recipe
+    again = load_config(MixtrainConfig, path, {})
+    assert again.epochs == 3 and again.data_fraction == 0.5 and not again.overwrite
+
+
+def test_int_is_accepted_for_float_but_not_the_reverse() -> None:
+    assert load_config(MixtrainConfig, None, {"lr": 1}).lr == 1.0
+    with pytest.raises(UserError, match="`epochs`.*must be int"):
+        load_config(MixtrainConfig, None, {"epochs": 2.5})
+
+
+@pytest.mark.parametrize("text,match", [
+    ("epohcs: 3\n", "unknown config key `epohcs`.*Did you mean epochs"),
+    ("epochs: [1\n", "not valid YAML at line"),
+    ("- 1\n- 2\n", "must hold a mapping"),
+    ("batch_size: many\n", "must be int"),
+    ("data_fraction: 0\n", r"--data-fraction is 0.*> 0.0"),
+    ("amp_dtype: float8\n", "must be one of bfloat16, float16"),
+    ("hflip: maybe\n", "must be bool"),
+])
+def test_bad_files_name_the_file_and_the_key(tmp_path: Path, text: str, match: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(UserError, match=match) as err:
+        load_config(MixtrainConfig, path, {})
+    assert str(path) in str(err.value)
+
+
+def test_min_lr_above_lr_is_rejected() -> None:
+    with pytest.raises(UserError, match="--min-lr"):
+        load_config(MixtrainConfig, None, {"lr": 1e-4, "min_lr": 1e-3})

@@ -1,0 +1,127 @@
+"""Engine and timing core: schedules by hand, learning, host reads per epoch, atomic writes."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from mixkit.data import load_data
+from mixkit.engine.checkpoint import atomic_write, save_checkpoint
+from mixkit.engine.loop import Engine
+from mixkit.engine.optim import Recipe, build_optimizer, cosine_lr
+from mixkit.engine.progress import TrainingProgress
+from mixkit.engine.runtime import Runtime
+from mixkit.engine.timing import DeviceMeter
+from mixkit.methods.supervised import SupervisedArm
+from mixkit.models import create_model
+
+CPU = torch.device("cpu")
+
+
+def test_cosine_lr_hand_values() -> None:
+    # warmup 2 of 10 epochs, 1.0 -> 0.0
+    assert cosine_lr(0.0, 1.0, 0.0, 2, 10) == 0.0
+    assert cosine_lr(1.0, 1.0, 0.0, 2, 10) == 0.5
+    assert cosine_lr(2.0, 1.0, 0.0, 2, 10) == 1.0
+    assert cosine_lr(6.0, 1.0, 0.0, 2, 10) == pytest.approx(0.5)   # half-way down the cosine
+    assert cosine_lr(10.0, 1.0, 0.1, 2, 10) == pytest.approx(0.1)
+    assert cosine_lr(4.0, 1.0, 0.0, 0, 8) == pytest.approx(0.5 * (1 + math.cos(math.pi / 2)))
+    # a warmup longer than half the run is clipped to half: peak at the middle, min_lr at the end
+    assert cosine_lr(1.5, 1.0, 0.0, 20, 3) == 1.0
+    assert cosine_lr(3.0, 1.0, 0.0, 20, 3) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_recipe_start_shifts_the_schedule() -> None:
+    r = Recipe("sl", 1.0, 0.0, 0.0, warmup=0, total=4, start=10)
+    assert r.lr_at(10) == 1.0 and r.lr_at(12) == pytest.approx(0.5)
+
+
+def test_no_weight_decay_on_norms_and_biases() -> None:
+    model, _ = create_model("resnet18", 10, 32)
+    opt = build_optimizer(model, Recipe("sl", 1e-3, 0, 0.05, 0, 1))
+    decayed = {id(p) for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]}
+    assert id(model.backbone.conv1.weight) in decayed
+    assert id(model.backbone.bn1.weight) not in decayed
+    assert id(model.heads[0].bias) not in decayed
+
+
+def test_device_meter_weighted_mean() -> None:
+    m = DeviceMeter(CPU)
+    m.add(torch.tensor(2.0), 3)
+    m.add(torch.tensor(4.0), 1)
+    assert m.mean() == pytest.approx((2 * 3 + 4 * 1) / 4)
+
+
+def _engine(batch_size: int, fraction: float = 0.1, runtime: Runtime | None = None):
+    cfg = SimpleNamespace(data_dir=None, download=False, img_size=16, hflip=None,
+                          crop_padding=2, data_fraction=fraction, val_fraction=0.2, seed=0,
+                          workers=0, channels_last=False)
+    data = load_data("synthetic", cfg, CPU, "mixtrain")
+    torch.manual_seed(0)
+    model, _ = create_model("resnet18", 10, 16)
+    eng = Engine(model, runtime or Runtime(CPU), data.train, data.val, batch_size=batch_size,
+                 log_interval=1000, progress=TrainingProgress(enabled=False))
+    return eng, data
+
+
+def test_supervised_training_learns_synthetic_patterns() -> None:
+    eng, data = _engine(batch_size=20)
+    arm = SupervisedArm("baseline", 4, len(data.train), Recipe("sl", 2e-3, 1e-5, 0.0, 0.5, 4),
+                        torch.Generator().manual_seed(0))
+    result = eng.train_arm(arm)
+    losses = [r["train_loss"] for r in result.rows]
+    assert losses[-1] < losses[0] * 0.7
+    assert result.accuracy > 0.3                         # chance is 0.1
+    assert result.inputs == 4 * len(data.train) == result.samples
+
+
+class CountingRuntime(Runtime):
+    syncs = 0
+
+    def synchronize(self) -> None:
+        CountingRuntime.syncs += 1
+
+
+def test_host_reads_per_epoch_do_not_grow_with_steps(monkeypatch) -> None:
+    """The step has no host sync: reads per epoch are the same for 2 and for 10 batches."""
+    reads = {"n": 0}
+    for name in ("item", "tolist", "__float__", "__int__", "__bool__", "cpu"):
+        orig = getattr(torch.Tensor, name)
+
+        def counted(self, *a, _orig=orig, **k):
+            caller = sys._getframe(1).f_globals.get("__name__", "")
+            reads["n"] += caller.startswith("mixkit")   # our code, not torch.optim internals
+            return _orig(self, *a, **k)
+        monkeypatch.setattr(torch.Tensor, name, counted)
+
+    def reads_for(batch_size: int) -> tuple[int, int]:
+        eng, data = _engine(batch_size, runtime=CountingRuntime(CPU))
+        arm = SupervisedArm("b", 1, len(data.train), Recipe("sl", 1e-3, 0, 0, 0, 1),
+                            torch.Generator().manual_seed(0))
+        reads["n"], CountingRuntime.syncs = 0, 0
+        eng.train_epoch(arm, 0)
+        return reads["n"], CountingRuntime.syncs
+
+    few, many = reads_for(50), reads_for(10)   # 2 batches vs 10 batches
+    assert few == many
+    assert few[1] == 2   # the epoch timer syncs the device once at each end
+
+
+def test_failed_checkpoint_write_leaves_previous_one_loadable(tmp_path: Path) -> None:
+    path = tmp_path / "last.pt"
+    save_checkpoint({"epoch": 1, "w": torch.ones(3)}, path)
+
+    def explode(f) -> None:
+        f.write(b"partial bytes")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(path, explode)
+    state = torch.load(path, weights_only=True)
+    assert state["epoch"] == 1 and torch.equal(state["w"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]   # no temp file left behind
