@@ -167,3 +167,13 @@ def test_data_root_precedence(monkeypatch, tmp_path: Path, cifar10_root: Path) -
 def test_unknown_dataset_suggests_the_closest() -> None:
     with pytest.raises(UserError, match="Did you mean cifar10"):
         load_data("cifar-10", data_cfg(), CPU, "mixtrain")
+
+
+def test_stream_source_workers_follow_a_new_plan_each_pass(imagefolder_root: Path) -> None:
+    b = load_data("imagefolder", data_cfg(data_dir=str(imagefolder_root), img_size=8,
+                                           workers=2), CPU, "mixtrain")
+    for seed in (0, 1):   # the same persistent workers serve two different plans
+        plan = shuffled(len(b.train), torch.Generator().manual_seed(seed))
+        ids = torch.cat([batch.ids for batch in b.train.batches(plan, 6)])
+        ys = torch.cat([batch.y for batch in b.train.batches(plan, 6)])
+        assert torch.equal(ids, plan.first) and torch.equal(ys, b.train.labels[plan.first])

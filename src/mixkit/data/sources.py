@@ -144,16 +144,23 @@ class StreamSource(_Source):
                  workers: int) -> None:
         super().__init__(files.labels, prep, device, seed)
         self.files, self.workers = files, workers
+        self._sampler = _BatchList()
+        self._loader: DataLoader | None = None
 
-    def _loader(self, batches: list[list[int]]) -> DataLoader:
-        return DataLoader(self.files, batch_sampler=batches, num_workers=self.workers,
-                          pin_memory=self.device.type == "cuda",
-                          persistent_workers=False)
+    def _load(self, batches: list[list[int]]) -> DataLoader:
+        """One DataLoader for the source's life (workers persist); each pass sets its batches."""
+        self._sampler.batches = batches
+        if self._loader is None:
+            self._loader = DataLoader(self.files, batch_sampler=self._sampler,
+                                      num_workers=self.workers,
+                                      pin_memory=self.device.type == "cuda",
+                                      persistent_workers=self.workers > 0)
+        return self._loader
 
     def batches(self, plan: EpochPlan, batch_size: int) -> Iterator[Batch]:
         plan = plan.to("cpu")
         rows = [_host_rows(*plan.batch(k, batch_size)) for k in range(plan.num_batches(batch_size))]
-        loader = self._loader([r.unique_ids.tolist() for r in rows])
+        loader = self._load([r.unique_ids.tolist() for r in rows])
         for r, raw in zip(rows, loader):
             raw = raw.to(self.device, non_blocking=True)
             ids = torch.from_numpy(r.first).to(self.device, non_blocking=True)
@@ -168,9 +175,22 @@ class StreamSource(_Source):
     def eval_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = list(range(len(self)))
         chunks = [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
-        for chunk, raw in zip(chunks, self._loader(chunks)):
+        for chunk, raw in zip(chunks, self._load(chunks)):
             yield (self.prep.eval(raw.to(self.device, non_blocking=True)),
                    self.labels[chunk[0]:chunk[-1] + 1])
+
+
+class _BatchList:
+    """A batch sampler whose batches are replaced before each pass over the loader."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
 
 
 @dataclass

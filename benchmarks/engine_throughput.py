@@ -1,0 +1,139 @@
+"""mixkit's supervised engine vs the loop a user would write, side by side in one process.
+
+The *plain* loop is the PyTorch/timm tutorial loop: a ``Dataset`` that turns each uint8 image
+into a PIL image, torchvision ``RandomCrop(padding=4)`` (+ ``RandomHorizontalFlip`` where the
+dataset allows it), ``ToTensor``, ``Normalize``; a ``DataLoader`` with workers and pinned
+memory; ``torch.optim.AdamW``; ``running_loss += loss.item()`` each step. The *mixkit* loop is
+the engine's supervised arm: the dataset on the device as uint8, batched crop/flip on the
+device, no host reads in the step. Both train the same model (same architecture, same init),
+on the same data and device, at the same batch size. Each repeat times one epoch of each
+(device-synced, after one untimed warm-up epoch of each), alternating which runs first; the
+script prints the per-repeat img/s and the median ratio.
+
+    python benchmarks/engine_throughput.py                       # digits, resnet18, CPU/GPU
+    python benchmarks/engine_throughput.py --model vit_tiny_patch16_224 --patch-size 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchvision.transforms as T
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from mixkit.data import load_data
+from mixkit.engine.loop import Engine
+from mixkit.engine.optim import Recipe
+from mixkit.engine.progress import TrainingProgress
+from mixkit.engine.runtime import Runtime, resolve_device
+from mixkit.methods.supervised import SupervisedArm
+from mixkit.models import create_model
+
+
+class PilDataset(Dataset):
+    """What a user writes for an in-memory dataset (torchvision's CIFAR10 does the same)."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform) -> None:
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
+
+
+def plain_epoch(model, loader, opt, device) -> tuple[float, int]:
+    model.train()
+    sync(device)
+    start, n, running_loss = time.perf_counter(), 0, 0.0
+    for x, y in loader:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        running_loss += loss.item()
+        n += x.shape[0]
+    sync(device)
+    return time.perf_counter() - start, n
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", default="digits")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--model", default="resnet18")
+    p.add_argument("--patch-size", type=int, default=None)
+    p.add_argument("--img-size", type=int, default=None)
+    p.add_argument("--data-fraction", type=float, default=0.5)
+    p.add_argument("-b", "--batch-size", type=int, default=128)
+    p.add_argument("--workers", type=int, default=2, help="plain loop's DataLoader workers")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--channels-last", action="store_true",
+                   help="mixkit arm only (the engine option); the plain loop stays NCHW")
+    args = p.parse_args()
+
+    device = resolve_device(args.device)
+    cfg = SimpleNamespace(data_dir=args.data_dir, download=False, img_size=args.img_size,
+                          hflip=None, crop_padding=4, data_fraction=args.data_fraction,
+                          val_fraction=0.2, seed=0, workers=0, channels_last=args.channels_last)
+    data = load_data(args.data, cfg, device, "benchmark")
+    n = len(data.train)
+    mean, std = data.train.prep.mean.cpu(), data.train.prep.std.cpu()
+    images = data.train.images.cpu().permute(0, 2, 3, 1).numpy()
+    tfm = [T.RandomCrop(data.img_size, padding=4)]
+    tfm += [T.RandomHorizontalFlip()] if data.hflip else []
+    tfm += [T.ToTensor(), T.Normalize(mean.tolist(), std.tolist())]
+    loader = DataLoader(PilDataset(images, data.train.labels.cpu().numpy(), T.Compose(tfm)),
+                        batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
+                        pin_memory=device.type == "cuda", persistent_workers=args.workers > 0)
+
+    def fresh_model():
+        torch.manual_seed(0)
+        return create_model(args.model, data.num_classes, data.img_size, args.patch_size)[0]
+
+    plain_model = fresh_model().to(device)
+    plain_opt = torch.optim.AdamW(plain_model.parameters(), lr=1e-3, weight_decay=0.05)
+    runtime = Runtime(device, channels_last=args.channels_last)
+    engine = Engine(fresh_model(), runtime, data.train, data.val, batch_size=args.batch_size,
+                    log_interval=10**9, progress=TrainingProgress(enabled=False))
+    arm = SupervisedArm("sl", 10**6, n, Recipe("sl", 1e-3, 1e-6, 0.05, 0, 10**6),
+                        torch.Generator().manual_seed(0))
+
+    def run_mixkit(epoch: int) -> float:
+        return n / engine.train_epoch(arm, epoch)["epoch_seconds"]
+
+    def run_plain() -> float:
+        seconds, seen = plain_epoch(plain_model, loader, plain_opt, device)
+        return seen / seconds
+
+    print(f"device {runtime.describe()}; {args.data} {n} images at {data.img_size}px; "
+          f"{args.model}; batch {args.batch_size}; plain loop workers {args.workers}")
+    run_mixkit(0), run_plain()  # warm-up (allocator, oneDNN/cuDNN kernels, worker start)
+    ratios = []
+    for r in range(args.repeats):
+        order = ("mixkit", "plain") if r % 2 == 0 else ("plain", "mixkit")
+        ips = {k: run_mixkit(r + 1) if k == "mixkit" else run_plain() for k in order}
+        ratios.append(ips["mixkit"] / ips["plain"])
+        print(f"repeat {r}: mixkit {ips['mixkit']:8.1f} img/s   plain {ips['plain']:8.1f} img/s"
+              f"   ratio {ratios[-1]:.3f}")
+    print(f"median ratio mixkit/plain = {statistics.median(ratios):.3f} "
+          f"(min {min(ratios):.3f}, max {max(ratios):.3f}, {args.repeats} repeats)")
+
+
+if __name__ == "__main__":
+    main()
