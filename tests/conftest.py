@@ -8,6 +8,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mixkit.cli import main
+
+
+def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
+    """Run ``mixkit ARGS`` in-process: (exit code, stdout, stderr)."""
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
 
 def write_cifar_batch(path: Path, data: np.ndarray, labels: list[int], label_key: bytes) -> None:
     """A CIFAR batch as the originals are: a dict with bytes keys, pickled (protocol 2)."""

@@ -10,19 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mixkit.cli import main
+from conftest import run_cli
 
 FAST = ["--model", "resnet18", "--img-size", "16", "--epochs", "1", "-b", "16"]
-
-
-def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_mixtrain_run_dir_and_config_rerun(tmp_path: Path, capsys) -> None:
@@ -129,3 +119,20 @@ def test_datasets_and_models_listings(tmp_path: Path, cifar10_root: Path, capsys
     assert "svhn" in out and "tinyimagenet" in out and "digits" in out
     code, out, _ = run_cli(["models"], capsys)
     assert code == 0 and "resnet18" in out and "vit_tiny_patch16_224" in out
+
+
+def test_amp_bf16_and_channels_last_run_on_cpu(tmp_path: Path, capsys) -> None:
+    code, _, err = run_cli(["mixtrain", *FAST, "--img-size", "8", "--data-fraction", "0.05",
+                            "--amp",
+                            "--channels-last", "--device", "cpu", "--output", str(tmp_path),
+                            "--experiment", "amp"], capsys)
+    assert code == 0, err
+    summary = json.loads((tmp_path / "amp" / "summary.json").read_text())
+    assert "amp bfloat16" in summary["device"] and "channels_last" in summary["device"]
+    assert 0.0 <= summary["arms"]["baseline"]["accuracy"] <= 1.0
+
+
+def test_float16_amp_on_cpu_is_refused(tmp_path: Path, capsys) -> None:
+    code, _, err = run_cli(["mixtrain", *FAST, "--amp", "--amp-dtype", "float16", "--device",
+                            "cpu", "--output", str(tmp_path)], capsys)
+    assert code == 2 and "--amp-dtype" in err

@@ -1,13 +1,15 @@
 """The two training commands as lists of arms on the shared cores.
 
-Until the methods land, each command runs its supervised baseline arm only (``baseline`` for
-mixtrain, ``sl`` for mixtraining); a method plugs in here by adding its arm factory.
+``mixtrain`` runs its baseline arm and the mixTrain arm. Until MixTraining lands,
+``mixtraining`` runs its supervised ``sl`` baseline only; a method plugs in here by adding its
+arm factory.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from mixkit.methods.mixtrain.method import MixTrainArm, check_op
 from mixkit.methods.supervised import SupervisedArm
 from mixkit.runner import ArmFactory, CommandSpec, RunContext
 
@@ -19,8 +21,14 @@ def supervised(name: str) -> ArmFactory:
     return factory
 
 
+def mixtrain(ctx: RunContext) -> MixTrainArm:
+    return MixTrainArm(ctx.cfg, len(ctx.data.train), ctx.recipe(), ctx.model_info,
+                       ctx.data.img_size, ctx.runtime.device)
+
+
 def _mixtrain_arms(cfg: Any) -> list[tuple[str, ArmFactory]]:
-    return [("baseline", supervised("baseline"))] if cfg.baseline else []
+    base = [("baseline", supervised("baseline"))] if cfg.baseline else []
+    return base + [("mixtrain", mixtrain)]
 
 
 def _mixtraining_arms(cfg: Any) -> list[tuple[str, ArmFactory]]:
@@ -28,6 +36,7 @@ def _mixtraining_arms(cfg: Any) -> list[tuple[str, ArmFactory]]:
 
 
 MIXTRAIN = CommandSpec("mixtrain", _mixtrain_arms, method_arm="mixtrain",
-                       baseline_arm="baseline")
+                       baseline_arm="baseline",
+                       check=lambda ctx: check_op(ctx.cfg.op, ctx.model_info))
 MIXTRAINING = CommandSpec("mixtraining", _mixtraining_arms, method_arm="mixtraining",
                           baseline_arm="ssl+sl")

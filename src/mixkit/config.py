@@ -107,6 +107,18 @@ class TrainConfig:
 class MixtrainConfig(TrainConfig):
     """`mixkit mixtrain` (Krithivasan et al. 2024)."""
 
+    op: str = opt("cutmix", "Mixing operator.", choices=("cutmix", "mixup"))
+    split_prop: bool = opt(True, "CutMix split propagation (§4.1.1); --no-split-prop: plain "
+                           "CutMix with the area-weighted loss of Eq. (2).")
+    adaptive: bool = opt(True, "MixUp adaptive ratio r = L_a/(L_a+L_b) (§4.1.2); "
+                         "--no-adaptive: r = 0.5.")
+    selective: bool = opt(True, "Selective mixing by loss region (§4.2); --no-selective: mix a "
+                          "random --naive-fraction of the dataset every epoch.")
+    naive_fraction: float = opt(0.5, "Fraction of the dataset mixed per epoch with "
+                                "--no-selective.", gt=0.0, max=1.0)
+    cutmix_area: float = opt(0.5, "Area of the pasted CutMix box, as a fraction of the final "
+                             "feature grid (snapped to whole cells).", gt=0.0, max=0.99)
+
 
 @dataclass
 class MixtrainingConfig(TrainConfig):

@@ -56,6 +56,7 @@ class CommandSpec:
     arms: Callable[[Any], list[tuple[str, ArmFactory]]]
     method_arm: str | None
     baseline_arm: str
+    check: Callable[[RunContext], None] | None = None   # method-specific input checks
 
 
 def seed_everything(seed: int) -> None:
@@ -81,7 +82,10 @@ def prepare(cfg: Any, command: CommandSpec) -> RunContext:
     data = load_data(cfg.data, cfg, runtime.device, command.name)
     _check(cfg, data)
     _, info = create_model(cfg.model, data.num_classes, data.img_size, cfg.patch_size)
-    return RunContext(cfg, data, runtime, info)
+    ctx = RunContext(cfg, data, runtime, info)
+    if command.check is not None:
+        command.check(ctx)
+    return ctx
 
 
 def run_arm(ctx: RunContext, name: str, factory: ArmFactory, rundir: RunDir | None,

@@ -35,6 +35,7 @@ class EpochSpec:
     recipe: Recipe
     loss: LossFn
     evaluate: bool = True
+    note: str = ""          # shown beside the progress bar (e.g. "mixed 42%")
 
 
 class Arm(Protocol):
@@ -119,7 +120,7 @@ class Engine:
             spec = arm.epoch(epoch)
             opt = self._optimizer_for(spec.recipe)
             nb = spec.plan.num_batches(self.batch_size)
-            self.progress.start_epoch(arm.name, spec.phase, epoch, arm.epochs, nb)
+            self.progress.start_epoch(arm.name, spec.phase, epoch, arm.epochs, nb, spec.note)
             tick, seen = time.perf_counter(), 0
             for k, batch in enumerate(self.train_source.batches(spec.plan, self.batch_size)):
                 loss = self._step(spec, batch, opt, epoch + (k + 0.5) / nb)
@@ -133,20 +134,22 @@ class Engine:
         return {"phase": spec.phase, "epoch": epoch, "train_loss": meter.mean(),
                 "epoch_seconds": timer.seconds, "inputs": inputs, "samples": spec.plan.samples,
                 "img_per_s": inputs / max(timer.seconds, 1e-9),
-                "lr": spec.recipe.lr_at(epoch + 1.0), "_evaluate": spec.evaluate}
+                "lr": spec.recipe.lr_at(epoch + 1.0), "_evaluate": spec.evaluate,
+                "_note": spec.note}
 
     def train_arm(self, arm: Arm) -> ArmResult:
         rows: list[dict[str, Any]] = []
         accuracy = float("nan")
         for epoch in range(arm.epochs):
             row = {"arm": arm.name, **self.train_epoch(arm, epoch)}
+            note = row.pop("_note")
             if row.pop("_evaluate"):
                 accuracy = evaluate(self.model, self.val_source, self.runtime,
                                     self.eval_batch_size)
                 row["val_acc"] = accuracy
             row.update(arm.end_epoch(epoch))
             rows.append(row)
-            self.progress.end_epoch(row)
+            self.progress.end_epoch(row, note)
             if self.rundir is not None:
                 self.rundir.log(row)
                 self.save(arm, epoch)

@@ -11,7 +11,8 @@ Small-image adaptation (inputs <= 64 px), as the CIFAR literature does it:
 * ResNet: 3x3 stride-1 stem convolution, no max-pool -> total stride 8 (4x4 grid at 32 px).
 * MobileNetV2: stride 1 in the stem and in the first stride-2 block -> total stride 8.
 * ViT: ``img_size`` and ``patch_size`` (default ``img_size // 16``: 2 at 32 px, 4 at 64 px,
-  the MixTraining paper's settings).
+  the MixTraining paper's settings); pooling is the average of the patch tokens (MAE's
+  fine-tuning choice), the class token stays in the sequence.
 * Swin: ``img_size``, ``patch_size`` (default ``img_size // 16``) and a window that fits the grid.
 """
 
@@ -153,7 +154,9 @@ def create_backbone(name: str, img_size: int, patch_size: int | None = None,
         raise _unknown_model(name)
     kw: dict = {}
     if fam.kind == "vit":
-        kw = _vit_kwargs(name, img_size, patch_size)
+        # average of the patch tokens, as MAE fine-tunes: a region of the token grid can then
+        # be pooled on its own (split propagation) and the whole grid gives the plain logits
+        kw = {**_vit_kwargs(name, img_size, patch_size), "global_pool": "avg"}
     elif fam.kind == "swin":
         kw = _swin_kwargs(name, img_size, patch_size)
     elif patch_size is not None:

@@ -1,0 +1,120 @@
+"""The ``mixtrain`` arm: selective mixing plans + the CutMix/MixUp training step.
+
+Each epoch the arm asks :class:`MixState` which samples to mix, pairs them at random into an
+epoch plan with ``singles + pairs`` inputs, and trains on it with one forward and one backward
+per batch. The step records every constituent's loss into the state from that same forward.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from mixkit.data.plan import shuffled
+from mixkit.data.sources import Batch
+from mixkit.engine.loop import EpochSpec
+from mixkit.engine.optim import Recipe
+from mixkit.errors import UserError
+from mixkit.methods.mixtrain import ops
+from mixkit.methods.mixtrain.selection import MixState, pair_plan
+from mixkit.models import ModelInfo
+from mixkit.models.split import region_logits
+
+
+def check_op(op: str, info: ModelInfo) -> None:
+    """CutMix with split propagation needs at least two cells in the final feature grid."""
+    if op == "cutmix" and info.grid[0] * info.grid[1] < 2:
+        raise UserError(
+            f"--op cutmix needs a final feature grid of at least 2 cells, but `{info.name}` "
+            f"ends on {info.grid[0]}x{info.grid[1]} at this --img-size.",
+            hint="Use a larger --img-size, a smaller --patch-size, or --op mixup.")
+
+
+class MixTrainArm:
+    """mixTrain with ``op`` in {cutmix, mixup}; ablation switches as in Fig. 10A."""
+
+    name = "mixtrain"
+
+    def __init__(self, cfg: Any, num_samples: int, recipe: Recipe, info: ModelInfo,
+                 img_size: int, device: torch.device) -> None:
+        check_op(cfg.op, info)
+        self.cfg, self.epochs, self.recipe, self.info = cfg, cfg.epochs, recipe, info
+        self.state = MixState(num_samples, device)
+        self.plan_generator = torch.Generator().manual_seed(cfg.seed)
+        self.box_generator = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+        self.stride = info.input_stride(img_size)
+        self.mixed_fraction = 0.0
+
+    # --- plans ------------------------------------------------------------------------------
+    def epoch(self, epoch: int) -> EpochSpec:
+        if not self.cfg.selective:
+            self.state.naive(self.cfg.naive_fraction, self.plan_generator)
+        mix = self.state.mix_mask()
+        if epoch == 0 and self.cfg.selective:
+            plan = shuffled(self.state.n, self.plan_generator)
+        else:
+            plan = pair_plan(mix, self.plan_generator)
+        self.mixed_fraction = plan.num_pairs * 2 / self.state.n
+        note = f"mixed {self.mixed_fraction:.0%}"
+        return EpochSpec("sl", plan, self.recipe, self.loss, note=note)
+
+    def end_epoch(self, epoch: int) -> dict[str, Any]:
+        """The epoch's mixed fraction, and the regions/thresholds that shape the next plan."""
+        return {"mixed_fraction": self.mixed_fraction, **self.state.end_epoch()}
+
+    # --- the step ---------------------------------------------------------------------------
+    def loss(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+        if batch.x2 is None:
+            return self._single(model, batch)
+        if self.cfg.op == "cutmix":
+            return self._cutmix(model, batch)
+        return self._mixup(model, batch)
+
+    def _single(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+        logits = model(batch.x)
+        ce = F.cross_entropy(logits, batch.y, reduction="none")
+        self.state.record(batch.ids, ce, logits.argmax(-1) == batch.y,
+                          torch.ones_like(batch.y, dtype=torch.bool))
+        return ce.mean()
+
+    def _record_pair(self, batch: Batch, ce1: torch.Tensor, ok1: torch.Tensor,
+                     ce2: torch.Tensor, ok2: torch.Tensor) -> None:
+        self.state.record(batch.ids, ce1, ok1, ~batch.paired)
+        self.state.record(self.state.slot(batch.ids2, batch.paired), ce2, ok2,
+                          torch.zeros_like(batch.paired))
+
+    def _cutmix(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+        """§4.1.1: grid-aligned CutMix; split propagation gives each constituent its logits."""
+        boxes = ops.sample_cell_boxes(batch.size, self.info.grid, self.cfg.cutmix_area,
+                                      self.box_generator, batch.x.device)
+        cells = ops.cell_mask(boxes, self.info.grid) & batch.paired.view(-1, 1, 1)
+        x = ops.cutmix(batch.x, batch.x2, ops.pixel_mask(cells, self.stride))
+        feats = model.forward_features(x)
+        if self.cfg.split_prop:
+            la, lb = region_logits(model, feats, self.info, [~cells, cells])
+            ce1 = F.cross_entropy(la, batch.y, reduction="none")
+            ce2 = F.cross_entropy(lb, batch.y2, reduction="none")
+            self._record_pair(batch, ce1, la.argmax(-1) == batch.y, ce2, lb.argmax(-1) == batch.y2)
+            paired = batch.paired.to(ce2.dtype)
+            return (ce1.sum() + (ce2 * paired).sum()) / (batch.size + paired.sum())
+        logits = model.forward_head(feats)
+        lam = 1.0 - cells.flatten(1).float().mean(1)          # x1's share of the grid
+        per_row, ce1, ce2 = ops.mixed_cross_entropy(logits, batch.y, batch.y2, lam)
+        pred = logits.argmax(-1)
+        self._record_pair(batch, ce1, pred == batch.y, ce2, pred == batch.y2)
+        return per_row.mean()
+
+    def _mixup(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+        """§4.1.2: MixUp with the adaptive ratio of Eq. (5) from last epoch's losses."""
+        if self.cfg.adaptive:
+            r = ops.adaptive_ratio(self.state.loss[batch.ids], self.state.loss[batch.ids2])
+        else:
+            r = torch.full_like(batch.y, 0.5, dtype=torch.float32)
+        r = torch.where(batch.paired, r, torch.ones_like(r))
+        logits = model(ops.mixup(batch.x, batch.x2, r))
+        per_row, ce1, ce2 = ops.mixed_cross_entropy(logits, batch.y, batch.y2, r)
+        pred = logits.argmax(-1)
+        self._record_pair(batch, ce1, pred == batch.y, ce2, pred == batch.y2)
+        return per_row.mean()

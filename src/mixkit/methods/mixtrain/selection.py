@@ -1,0 +1,138 @@
+"""Selective mixing (mixTrain §4.2): per-sample state on the device and the region rules.
+
+Every sample's loss is recorded from the training forward itself (no extra pass): a single's
+own cross-entropy, a split-propagated constituent's own cross-entropy, or a mixed input's
+Eq. (4) estimate. At the end of epoch E:
+
+* ``L_corr`` / ``L_incorr`` are running averages (cumulative means over every unmixed
+  sample-epoch from epoch 0 to E) of the losses of correctly / incorrectly classified unmixed
+  samples, and ``L_mid = (L_corr + L_incorr) / 2`` (Eq. 7).
+* Region 1, ``loss < L_mid``: mixed in epoch E+1, and again each epoch its loss stays below
+  ``L_mid`` (§4.2.3).
+* Region 2, ``L_mid <= loss <= L_incorr``: not mixed.
+* Region 3, ``loss > L_incorr``: mixed in epoch E+1 only if its loss rose since epoch E−1
+  (k = 1), and then returns to the unmixed set for at least one epoch (§4.2.4).
+
+Epoch 0 mixes nothing (there is no loss yet). All state lives in device tensors indexed by
+sample id, with one extra *trash* slot at index ``N`` that absorbs the writes of rows that have
+no second constituent, so recording a batch needs no boolean indexing and no host sync.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from mixkit.data.plan import EpochPlan
+
+NONE, R1, R2, R3 = 0, 1, 2, 3
+
+
+def thresholds(corr_sum: torch.Tensor, corr_n: torch.Tensor, incorr_sum: torch.Tensor,
+               incorr_n: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(L_corr, L_incorr, L_mid)`` from running sums (Eq. 7).
+
+    With no correct sample seen yet ``L_corr = 0``; with no incorrect one ``L_incorr =
+    L_corr`` (Region 1 is then "below the average correct loss"). Both happen only in the
+    first epochs of a run.
+    """
+    l_corr = torch.where(corr_n > 0, corr_sum / corr_n.clamp_min(1), torch.zeros_like(corr_sum))
+    l_incorr = torch.where(incorr_n > 0, incorr_sum / incorr_n.clamp_min(1), l_corr)
+    return l_corr, l_incorr, 0.5 * (l_corr + l_incorr)
+
+
+def regions(loss: torch.Tensor, l_mid: torch.Tensor, l_incorr: torch.Tensor) -> torch.Tensor:
+    """Region of each sample's loss: 1 below ``L_mid``, 3 above ``L_incorr``, else 2."""
+    r = torch.full_like(loss, R2, dtype=torch.int8)
+    r = torch.where(loss < l_mid, torch.full_like(r, R1), r)
+    return torch.where(loss > l_incorr, torch.full_like(r, R3), r)
+
+
+def next_mix(region: torch.Tensor, loss: torch.Tensor, prev_loss: torch.Tensor,
+             why: torch.Tensor) -> torch.Tensor:
+    """Why each sample is mixed next epoch: ``R1``, ``R3`` or ``NONE``.
+
+    Region 1 always mixes (and so stays mixed while it stays below ``L_mid``). Region 3 mixes
+    when its loss rose since the previous epoch (k = 1) and it was not already mixed *for
+    Region 3* this epoch: after one such epoch it returns to the unmixed set.
+    """
+    r3 = (region == R3) & (loss > prev_loss) & (why != R3)
+    out = torch.where(region == R1, torch.full_like(why, R1), torch.full_like(why, NONE))
+    return torch.where(r3, torch.full_like(why, R3), out)
+
+
+class MixState:
+    """Per-sample mixing state for ``n`` samples, on ``device``."""
+
+    def __init__(self, n: int, device: torch.device) -> None:
+        self.n = n
+        f32 = dict(device=device, dtype=torch.float32)
+        self.loss = torch.full((n + 1,), float("inf"), **f32)       # last finished epoch
+        self.prev_loss = torch.full((n + 1,), float("inf"), **f32)  # the epoch before
+        self.loss_new = torch.zeros(n + 1, **f32)                   # the epoch in progress
+        self.correct = torch.zeros(n + 1, device=device, dtype=torch.bool)
+        self.why = torch.zeros(n + 1, device=device, dtype=torch.int8)      # this epoch's mix
+        self.region = torch.zeros(n + 1, device=device, dtype=torch.int8)   # last computed
+        self.sums = torch.zeros(4, device=device, dtype=torch.float64)
+        # corr_sum, corr_n, incorr_sum, incorr_n (from epoch 0 on)
+
+    # --- per batch (no host sync) ------------------------------------------------------------
+    def record(self, ids: torch.Tensor, loss: torch.Tensor, correct: torch.Tensor,
+               unmixed: torch.Tensor) -> None:
+        """Store this epoch's loss/correctness of ``ids``; unmixed rows feed the averages."""
+        loss = loss.detach().float()
+        self.loss_new[ids] = loss
+        self.correct[ids] = correct
+        u = unmixed.to(torch.float64)
+        c = correct.to(torch.float64)
+        l64 = loss.to(torch.float64)
+        self.sums += torch.stack([(l64 * c * u).sum(), (c * u).sum(),
+                                  (l64 * (1 - c) * u).sum(), ((1 - c) * u).sum()])
+
+    def slot(self, ids: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """``ids`` where ``keep``, else the trash slot ``n`` (write-only, never read)."""
+        return torch.where(keep, ids, torch.full_like(ids, self.n))
+
+    # --- per epoch ---------------------------------------------------------------------------
+    def end_epoch(self) -> dict[str, Any]:
+        """Roll the losses over, recompute thresholds and regions, choose next epoch's mix."""
+        self.prev_loss, self.loss = self.loss, self.loss_new.clone()
+        l_corr, l_incorr, l_mid = thresholds(*self.sums)
+        self.region = regions(self.loss, l_mid, l_incorr)
+        self.why = next_mix(self.region, self.loss, self.prev_loss, self.why)
+        self.why[self.n] = NONE
+        reg = self.region[: self.n]
+        stats = torch.stack([(reg == R1).sum(), (reg == R2).sum(),
+                             (reg == R3).sum()]).tolist()      # the epoch's one host read
+        return {"region_counts": {"r1": stats[0], "r2": stats[1], "r3": stats[2]},
+                "l_corr": float(l_corr), "l_incorr": float(l_incorr), "l_mid": float(l_mid)}
+
+    def mix_mask(self) -> torch.Tensor:
+        """Samples chosen for mixing in the coming epoch."""
+        return self.why[: self.n] != NONE
+
+    def naive(self, fraction: float, generator: torch.Generator) -> None:
+        """``--no-selective``: a random ``fraction`` of the dataset is mixed (naive mixing)."""
+        pick = torch.randperm(self.n, generator=generator)[: int(round(fraction * self.n))]
+        why = torch.zeros(self.n + 1, dtype=torch.int8)
+        why[pick] = R1
+        self.why = why.to(self.why.device)
+
+
+def pair_plan(mix: torch.Tensor, generator: torch.Generator) -> EpochPlan:
+    """An epoch plan: the samples in ``mix`` paired at random, everything else single.
+
+    With an odd number of eligible samples, one of them stays single. Rows are shuffled, so
+    pairs and singles are spread over the epoch's batches. One host read (the eligible ids).
+    """
+    mix = mix.cpu()
+    eligible = torch.nonzero(mix).flatten()
+    eligible = eligible[torch.randperm(eligible.numel(), generator=generator)]
+    p = eligible.numel() // 2
+    a, b = eligible[:p], eligible[p: 2 * p]
+    singles = torch.cat([torch.nonzero(~mix).flatten(), eligible[2 * p:]])
+    first = torch.cat([singles, a])
+    second = torch.cat([torch.full_like(singles, -1), b])
+    order = torch.randperm(first.numel(), generator=generator)
+    return EpochPlan(first[order], second[order], p)

@@ -1,0 +1,190 @@
+"""mixTrain against the paper's equations and hand-computed values (§4.1, §4.2)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import run_cli
+from mixkit.methods.mixtrain import ops
+from mixkit.methods.mixtrain.selection import (NONE, R1, R2, R3, MixState, next_mix,
+                                               pair_plan, regions, thresholds)
+from mixkit.models import create_model
+from mixkit.models.split import region_logits
+
+CPU = torch.device("cpu")
+
+
+# --- §4.2: thresholds, regions, history ----------------------------------------------------
+
+def test_thresholds_and_regions_on_a_hand_made_loss_vector() -> None:
+    # correct unmixed losses 0.2, 0.4 -> L_corr 0.3; incorrect 1.0, 2.0 -> L_incorr 1.5
+    sums = torch.tensor([0.6, 2.0, 3.0, 2.0], dtype=torch.float64)
+    l_corr, l_incorr, l_mid = thresholds(*sums)
+    assert (float(l_corr), float(l_incorr), float(l_mid)) == pytest.approx((0.3, 1.5, 0.9))
+    loss = torch.tensor([0.1, 0.89, 0.9, 1.2, 1.5, 1.51, 3.0])
+    assert regions(loss, l_mid, l_incorr).tolist() == [R1, R1, R2, R2, R2, R3, R3]
+
+
+def test_region3_mixes_only_when_its_loss_rose_and_only_once() -> None:
+    region = torch.tensor([R3, R3, R3, R1, R2], dtype=torch.int8)
+    loss = torch.tensor([2.0, 2.0, 2.0, 0.1, 1.0])
+    prev = torch.tensor([1.0, 3.0, 1.0, 0.5, 0.5])
+    why = torch.tensor([NONE, NONE, R3, R1, NONE], dtype=torch.int8)
+    # rose -> R3; fell -> none; rose but was R3-mixed this epoch -> back; R1 stays; R2 none
+    assert next_mix(region, loss, prev, why).tolist() == [R3, NONE, NONE, R1, NONE]
+
+
+def _epoch(state: MixState, loss: list[float], correct: list[bool]) -> dict:
+    ids = torch.arange(len(loss))
+    unmixed = state.why[: state.n] == NONE
+    state.record(ids, torch.tensor(loss), torch.tensor(correct), unmixed)
+    return state.end_epoch()
+
+
+def test_region_history_across_epochs() -> None:
+    """Sample 0 is easy (R1, stays mixed); sample 3 is hard and rising (R3 once, then back)."""
+    state = MixState(4, CPU)
+    assert not state.mix_mask().any()                      # epoch 0 mixes nothing
+    # epoch 0: sample 0 correct/low, 1 correct, 2 and 3 incorrect
+    m = _epoch(state, [0.1, 0.3, 1.5, 3.0], [True, True, False, False])
+    # L_corr 0.2, L_incorr 2.25, L_mid 1.225: 0.1, 0.3 -> R1; 1.5 -> R2; 3.0 -> R3
+    assert (m["l_corr"], m["l_incorr"], m["l_mid"]) == pytest.approx((0.2, 2.25, 1.225))
+    assert m["region_counts"] == {"r1": 2, "r2": 1, "r3": 1}
+    # sample 3 has no previous loss yet: R3 but not "rising" -> epoch 1 mixes 0 and 1
+    assert state.mix_mask().tolist() == [True, True, False, False]
+    # epoch 1: 0 and 1 were mixed (their losses do not enter the averages); 3 rises
+    m = _epoch(state, [0.05, 0.2, 1.5, 4.0], [True, True, False, False])
+    assert m["l_corr"] == pytest.approx(0.2)                            # no new unmixed correct
+    assert m["l_incorr"] == pytest.approx((1.5 + 3.0 + 1.5 + 4.0) / 4)   # 2.5
+    assert state.mix_mask().tolist() == [True, True, False, True]       # R1 stays, R3 once
+    # epoch 2: 3 rises again, but it was mixed for R3 this epoch -> it returns to unmixed
+    _epoch(state, [0.05, 0.2, 1.5, 5.0], [True, True, False, False])
+    assert state.mix_mask().tolist() == [True, True, False, False]
+    # epoch 3: sample 1's loss climbs above L_mid -> it leaves the mixed set
+    _epoch(state, [0.05, 1.9, 1.5, 6.0], [True, False, False, False])
+    assert state.mix_mask().tolist()[:2] == [True, False]
+
+
+def test_pair_plan_accounting() -> None:
+    mix = torch.tensor([True, False, True, True, False, True, True])   # 5 eligible
+    plan = pair_plan(mix, torch.Generator().manual_seed(0))
+    assert (plan.num_pairs, plan.inputs, plan.samples) == (2, 5, 7)
+    ids = plan.first.tolist() + [s for s in plan.second.tolist() if s >= 0]
+    assert sorted(ids) == list(range(7))                                 # each sample once
+    pairs = [(a, b) for a, b in zip(plan.first.tolist(), plan.second.tolist()) if b >= 0]
+    assert all(mix[a] and mix[b] for a, b in pairs)
+
+
+# --- §4.1.1: CutMix on the grid, split propagation ------------------------------------------
+
+def test_box_shapes_are_the_closest_areas() -> None:
+    assert sorted(ops.box_shapes((4, 4), 0.5)) == [(2, 4), (4, 2)]
+    assert ops.box_shapes((2, 2), 0.25) == [(1, 1)]
+    assert all(h * w == 64 for h, w in ops.box_shapes((16, 16), 0.25))
+
+
+def test_cutmix_pixels_inside_and_outside_an_injected_box() -> None:
+    x1, x2 = torch.zeros(2, 3, 8, 8), torch.ones(2, 3, 8, 8)
+    boxes = torch.tensor([[0, 1, 2, 1], [1, 0, 1, 2]])        # (y0, x0, h, w) in 4x4 cells
+    cells = ops.cell_mask(boxes, (4, 4))
+    out = ops.cutmix(x1, x2, ops.pixel_mask(cells, (2, 2)))
+    expect = torch.zeros(2, 8, 8)
+    expect[0, 0:4, 2:4] = 1        # rows 0-1, col 1 of the grid -> pixels [0:4, 2:4]
+    expect[1, 2:4, 0:4] = 1        # row 1, cols 0-1 -> pixels [2:4, 0:4]
+    assert torch.equal(out[:, 0], expect) and torch.equal(out[:, 2], expect)
+    assert cells.flatten(1).sum(1).tolist() == [2, 2]
+
+
+@pytest.mark.parametrize("name,img,patch", [("resnet18", 32, None), ("mobilenetv2_100", 32, None),
+                                            ("vit_tiny_patch16_224", 32, 4),
+                                            ("swin_tiny_patch4_window7_224", 32, None)])
+def test_sampled_boxes_align_to_the_final_feature_grid(name, img, patch) -> None:
+    _, info = create_model(name, 10, img, patch)
+    sy, sx = info.input_stride(img)
+    g = torch.Generator().manual_seed(0)
+    boxes = ops.sample_cell_boxes(64, info.grid, 0.5, g, CPU)
+    pix = ops.pixel_mask(ops.cell_mask(boxes, info.grid), (sy, sx))
+    assert pix.shape == (64, img, img)
+    # every stride-sized block is all-in or all-out: the box edges lie on cell borders
+    blocks = pix.float().unflatten(1, (info.grid[0], sy)).unflatten(3, (info.grid[1], sx))
+    mean = blocks.mean((2, 4))
+    assert bool(((mean == 0) | (mean == 1)).all())
+    assert bool((pix.float().mean((1, 2)) == 0.5).all()) or info.grid == (2, 2)
+
+
+@pytest.mark.parametrize("name,patch", [("resnet18", None), ("vit_tiny_patch16_224", 4),
+                                        ("swin_tiny_patch4_window7_224", None)])
+def test_split_pooling_over_the_whole_grid_is_the_plain_model(name, patch) -> None:
+    torch.manual_seed(0)
+    model, info = create_model(name, 10, 32, patch)
+    model.eval()
+    x = torch.randn(3, 3, 32, 32)
+    feats = model.forward_features(x)
+    whole = torch.ones(3, *info.grid, dtype=torch.bool)
+    (logits,) = region_logits(model, feats, info, [whole])
+    assert torch.allclose(logits, model(x), atol=1e-5)
+
+
+def test_split_regions_pool_their_own_cells_and_both_get_gradient() -> None:
+    torch.manual_seed(0)
+    model, info = create_model("resnet18", 10, 32)
+    feats = torch.randn(1, 512, 4, 4, requires_grad=True)
+    box = ops.cell_mask(torch.tensor([[0, 2, 4, 2]]), info.grid)     # right half
+    la, lb = region_logits(model, feats, info, [~box, box])
+    right = feats[..., 2:].mean((2, 3))
+    assert torch.allclose(lb, model.heads[0](right), atol=1e-5)
+    (la.sum() + lb.sum()).backward()
+    g = feats.grad.abs().sum(1)[0]
+    assert bool((g[:, :2] > 0).all() and (g[:, 2:] > 0).all())
+
+
+# --- §4.1.2: MixUp and adaptive ratios ------------------------------------------------------
+
+def test_adaptive_ratio_from_hand_losses() -> None:
+    r = ops.adaptive_ratio(torch.tensor([3.0, 1.0, 0.0, float("inf")]),
+                           torch.tensor([1.0, 3.0, 0.0, 1.0]))
+    assert r.tolist() == [0.75, 0.25, 0.5, 0.5]
+
+
+def test_mixup_and_eq2_by_hand() -> None:
+    x1, x2 = torch.full((1, 1, 2, 2), 4.0), torch.full((1, 1, 2, 2), 8.0)
+    assert ops.mixup(x1, x2, torch.tensor([0.75])).flatten().tolist() == [5.0] * 4
+    logits = torch.tensor([[math.log(1.0), math.log(3.0)]])       # softmax = (0.25, 0.75)
+    per, ce1, ce2 = ops.mixed_cross_entropy(logits, torch.tensor([0]), torch.tensor([1]),
+                                            torch.tensor([0.5]))
+    assert ce1.item() == pytest.approx(-math.log(0.25))
+    assert ce2.item() == pytest.approx(-math.log(0.75))
+    assert per.item() == pytest.approx(0.5 * (-math.log(0.25)) + 0.5 * (-math.log(0.75)))
+
+
+# --- end to end ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("op,extra", [("cutmix", []), ("mixup", []),
+                                      ("cutmix", ["--no-selective", "--no-split-prop"])])
+def test_mixtrain_runs_and_reports(op, extra, tmp_path: Path, capsys) -> None:
+    args = ["mixtrain", "--op", op, *extra, "--data", "digits", "--data-fraction", "0.1",
+            "--img-size", "16", "--epochs", "3", "-b", "32", "--output", str(tmp_path),
+            "--experiment", "m"]
+    code, _, err = run_cli(args, capsys)
+    assert code == 0, err
+    rows = [json.loads(line) for line in (tmp_path / "m" / "metrics.jsonl").read_text()
+            .splitlines()]
+    mt = [r for r in rows if r["arm"] == "mixtrain"]
+    assert len(mt) == 3 and len(rows) == 6
+    for r in mt:
+        assert {"mixed_fraction", "region_counts", "l_corr", "l_incorr", "l_mid"} <= r.keys()
+        assert sum(r["region_counts"].values()) == r["samples"] - 0
+        pairs = r["samples"] - r["inputs"]
+        assert r["mixed_fraction"] == pytest.approx(2 * pairs / r["samples"])
+    if "--no-selective" in extra:
+        assert all(r["mixed_fraction"] == pytest.approx(0.5, abs=0.01) for r in mt)
+    else:
+        assert mt[0]["mixed_fraction"] == 0 and mt[0]["inputs"] == mt[0]["samples"]
+    summary = json.loads((tmp_path / "m" / "summary.json").read_text())
+    assert summary["speedup"] > 0 and summary["accuracy_delta"] is not None
+    assert summary["arms"]["mixtrain"]["inputs"] == sum(r["inputs"] for r in mt)
