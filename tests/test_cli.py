@@ -26,19 +26,23 @@ def test_mixtrain_run_dir_and_config_rerun(tmp_path: Path, capsys) -> None:
     assert {p.name for p in run.iterdir()} >= {"config.yaml", "metrics.jsonl", "summary.json",
                                                  "summary.csv", "last.pt"}
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [(r["arm"], r["phase"], r["epoch"]) for r in rows] == [("baseline", "sl", 0),
-                                                                  ("baseline", "sl", 1)]
+    assert [(r["arm"], r["phase"], r["epoch"]) for r in rows] == [
+        ("baseline", "sl", 0), ("baseline", "sl", 1), ("mixtrain", "sl", 0), ("mixtrain", "sl", 1)]
     n = rows[0]["inputs"]
     assert 140 <= n <= 148                        # ~10 % of digits' 1,438 training images
-    assert all(r["inputs"] == r["samples"] == n and 0 <= r["val_acc"] <= 1 for r in rows)
+    assert all(r["samples"] == n and 0 <= r["val_acc"] <= 1 for r in rows)
+    assert all(r["inputs"] == n for r in rows[:3])   # mixtrain's epoch 0 mixes nothing
     summary = json.loads((run / "summary.json").read_text())
     assert summary["command"] == "mixtrain"
     arm = summary["arms"]["baseline"]
     assert arm["epochs"] == 2 and arm["inputs"] == 2 * n
     assert arm["accuracy"] == rows[-1]["val_acc"]
-    assert arm["train_seconds"] == pytest.approx(sum(r["epoch_seconds"] for r in rows))
-    assert {"speedup", "accuracy_delta", "device"} <= summary.keys()
-    assert "baseline" in stdout and "accuracy" in stdout        # the results table
+    assert arm["train_seconds"] == pytest.approx(sum(r["epoch_seconds"] for r in rows[:2]))
+    mt = summary["arms"]["mixtrain"]
+    assert summary["speedup"] == pytest.approx(arm["train_seconds"] / mt["train_seconds"])
+    assert summary["accuracy_delta"] == pytest.approx(mt["accuracy"] - arm["accuracy"])
+    assert summary["device"].startswith("cpu")
+    assert "baseline" in stdout and "mixtrain" in stdout and "speedup" in stdout  # the table
     header = (run / "summary.csv").read_text().splitlines()[0]
     assert header.startswith("arm,phase,epoch,train_loss,val_acc")
 
@@ -46,7 +50,8 @@ def test_mixtrain_run_dir_and_config_rerun(tmp_path: Path, capsys) -> None:
     code, _, _ = run_cli(["mixtrain", "--config", str(run / "config.yaml")], capsys)
     assert code == 0
     rerun = json.loads((out / "E-1" / "summary.json").read_text())
-    assert rerun["arms"]["baseline"]["accuracy"] == arm["accuracy"]   # same seed, same result
+    for name in ("baseline", "mixtrain"):                 # same seed, same result
+        assert rerun["arms"][name]["accuracy"] == summary["arms"][name]["accuracy"]
     assert yaml.safe_load((out / "E-1" / "config.yaml").read_text())["epochs"] == 2
 
 
@@ -123,7 +128,7 @@ def test_datasets_and_models_listings(tmp_path: Path, cifar10_root: Path, capsys
 
 def test_amp_bf16_and_channels_last_run_on_cpu(tmp_path: Path, capsys) -> None:
     code, _, err = run_cli(["mixtrain", *FAST, "--img-size", "8", "--data-fraction", "0.05",
-                            "--amp",
+                            "--op", "mixup", "--amp",
                             "--channels-last", "--device", "cpu", "--output", str(tmp_path),
                             "--experiment", "amp"], capsys)
     assert code == 0, err
