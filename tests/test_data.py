@@ -177,3 +177,26 @@ def test_stream_source_workers_follow_a_new_plan_each_pass(imagefolder_root: Pat
         ids = torch.cat([batch.ids for batch in b.train.batches(plan, 6)])
         ys = torch.cat([batch.y for batch in b.train.batches(plan, 6)])
         assert torch.equal(ids, plan.first) and torch.equal(ys, b.train.labels[plan.first])
+
+
+def test_download_uses_torchvisions_downloader_into_the_data_root(monkeypatch, tmp_path) -> None:
+    """--download calls torchvision's CIFAR10(root, download=True), then reads what it wrote."""
+    import numpy as np
+
+    from conftest import rng_images, write_cifar_batch
+    from mixkit.data import registry
+
+    calls = []
+
+    def fake_cifar10(root: str, download: bool) -> None:
+        calls.append((root, download))
+        base = Path(root) / "cifar-10-batches-py"
+        base.mkdir(parents=True)
+        rng = np.random.default_rng(0)
+        for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+            write_cifar_batch(base / name, rng_images(rng, 2).reshape(2, -1), [0, 1], b"labels")
+
+    monkeypatch.setattr(registry, "_tv", lambda name: {"CIFAR10": fake_cifar10}[name])
+    b = load_data("cifar10", data_cfg(data_dir=str(tmp_path / "root"), download=True), CPU,
+                  "mixtrain")
+    assert calls == [(str(tmp_path / "root"), True)] and len(b.train) == 10

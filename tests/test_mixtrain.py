@@ -107,7 +107,8 @@ def test_sampled_boxes_align_to_the_final_feature_grid(name, img, patch) -> None
     _, info = create_model(name, 10, img, patch)
     sy, sx = info.input_stride(img)
     g = torch.Generator().manual_seed(0)
-    boxes = ops.sample_cell_boxes(64, info.grid, 0.5, g, CPU)
+    shapes = torch.tensor(ops.box_shapes(info.grid, 0.5))
+    boxes = ops.sample_cell_boxes(64, info.grid, shapes, g)
     pix = ops.pixel_mask(ops.cell_mask(boxes, info.grid), (sy, sx))
     assert pix.shape == (64, img, img)
     # every stride-sized block is all-in or all-out: the box edges lie on cell borders
@@ -188,3 +189,52 @@ def test_mixtrain_runs_and_reports(op, extra, tmp_path: Path, capsys) -> None:
     summary = json.loads((tmp_path / "m" / "summary.json").read_text())
     assert summary["speedup"] > 0 and summary["accuracy_delta"] is not None
     assert summary["arms"]["mixtrain"]["inputs"] == sum(r["inputs"] for r in mt)
+
+
+@pytest.mark.parametrize("op", ["cutmix", "mixup"])
+def test_mixtrain_step_reads_the_host_once_per_epoch_not_per_step(op, monkeypatch) -> None:
+    """Host reads in mixkit's code per epoch are the same for 2 and for 8 batches."""
+    import sys
+    from dataclasses import replace
+
+    from mixkit.commands import MIXTRAIN
+    from mixkit.config import MixtrainConfig, build_config
+    from mixkit.engine.loop import Engine
+    from mixkit.engine.progress import TrainingProgress
+    from mixkit.methods.mixtrain.method import MixTrainArm
+    from mixkit.runner import prepare
+
+    reads = {"n": 0}
+    for name in ("item", "tolist", "__float__", "__int__", "__bool__", "cpu"):
+        orig = getattr(torch.Tensor, name)
+
+        def counted(self, *a, _orig=orig, **k):
+            reads["n"] += sys._getframe(1).f_globals.get("__name__", "").startswith("mixkit")
+            return _orig(self, *a, **k)
+        monkeypatch.setattr(torch.Tensor, name, counted)
+
+    cfg = build_config(MixtrainConfig, {"op": op, "data_fraction": 0.05, "img_size": 16,
+                                        "epochs": 2, "device": "cpu"}, where="test")
+
+    def reads_for(batch_size: int) -> int:
+        ctx = prepare(replace(cfg, batch_size=batch_size), MIXTRAIN)
+        torch.manual_seed(0)
+        model, _ = create_model("resnet18", 10, 16)
+        eng = Engine(model, ctx.runtime, ctx.data.train, ctx.data.val, batch_size=batch_size,
+                     log_interval=10**6, progress=TrainingProgress(enabled=False))
+        arm = MixTrainArm(ctx.cfg, len(ctx.data.train), ctx.recipe(), ctx.model_info, 16, CPU)
+        arm.state.why[: arm.state.n] = 1          # mix everything: a plan with pairs
+        reads["n"] = 0
+        eng.train_epoch(arm, 1)
+        return reads["n"]
+
+    assert reads_for(18) == reads_for(5)          # 2 batches vs 8 batches of 36 inputs
+
+
+def test_last_epoch_thresholds_forget_earlier_epochs() -> None:
+    state = MixState(2, CPU, averages="last")
+    _epoch(state, [0.2, 3.0], [True, False])      # L_corr 0.2, L_incorr 3.0
+    m = _epoch(state, [0.1, 1.0], [True, False])  # sample 0 mixed: only sample 1 is unmixed
+    # this epoch has no unmixed correct sample -> L_corr falls back to the cumulative 0.2;
+    # L_incorr is this epoch's 1.0 alone (cumulative would give 2.0)
+    assert (m["l_corr"], m["l_incorr"]) == pytest.approx((0.2, 1.0))

@@ -116,6 +116,9 @@ class MixtrainConfig(TrainConfig):
                           "random --naive-fraction of the dataset every epoch.")
     naive_fraction: float = opt(0.5, "Fraction of the dataset mixed per epoch with "
                                 "--no-selective.", gt=0.0, max=1.0)
+    thresholds: str = opt("cumulative", "How L_corr/L_incorr average unmixed losses: over every "
+                          "epoch so far (the paper's running average) or the last epoch only.",
+                          choices=("cumulative", "last"))
     cutmix_area: float = opt(0.5, "Area of the pasted CutMix box, as a fraction of the final "
                              "feature grid (snapped to whole cells).", gt=0.0, max=0.99)
 

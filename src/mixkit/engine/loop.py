@@ -47,7 +47,10 @@ class Arm(Protocol):
     def epoch(self, epoch: int) -> EpochSpec: ...
 
     def end_epoch(self, epoch: int) -> dict[str, Any]:
-        """Method metrics for the epoch's metrics row (may read the device once)."""
+        """The method's end-of-epoch work and metrics for the row (may read the device once).
+
+        Runs inside the timed region: per-epoch bookkeeping is part of the method's cost.
+        """
         ...
 
 
@@ -130,12 +133,13 @@ class Engine:
                     now = time.perf_counter()
                     self.progress.update(k + 1, seen / max(now - tick, 1e-9), meter.peek())
                     tick, seen = now, 0
+            method_metrics = arm.end_epoch(epoch)  # the method's per-epoch work is timed too
         inputs = spec.plan.inputs
         return {"phase": spec.phase, "epoch": epoch, "train_loss": meter.mean(),
                 "epoch_seconds": timer.seconds, "inputs": inputs, "samples": spec.plan.samples,
                 "img_per_s": inputs / max(timer.seconds, 1e-9),
-                "lr": spec.recipe.lr_at(epoch + 1.0), "_evaluate": spec.evaluate,
-                "_note": spec.note}
+                "lr": spec.recipe.lr_at(epoch + 1.0), **method_metrics,
+                "_evaluate": spec.evaluate, "_note": spec.note}
 
     def train_arm(self, arm: Arm) -> ArmResult:
         rows: list[dict[str, Any]] = []
@@ -147,7 +151,6 @@ class Engine:
                 accuracy = evaluate(self.model, self.val_source, self.runtime,
                                     self.eval_batch_size)
                 row["val_acc"] = accuracy
-            row.update(arm.end_epoch(epoch))
             rows.append(row)
             self.progress.end_epoch(row, note)
             if self.rundir is not None:

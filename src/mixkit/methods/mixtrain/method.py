@@ -41,10 +41,12 @@ class MixTrainArm:
                  img_size: int, device: torch.device) -> None:
         check_op(cfg.op, info)
         self.cfg, self.epochs, self.recipe, self.info = cfg, cfg.epochs, recipe, info
-        self.state = MixState(num_samples, device)
+        self.state = MixState(num_samples, device, cfg.thresholds)
         self.plan_generator = torch.Generator().manual_seed(cfg.seed)
         self.box_generator = torch.Generator(device=device).manual_seed(cfg.seed + 1)
         self.stride = info.input_stride(img_size)
+        self.box_shapes = torch.tensor(ops.box_shapes(info.grid, cfg.cutmix_area),
+                                       device=device) if cfg.op == "cutmix" else None
         self.mixed_fraction = 0.0
 
     # --- plans ------------------------------------------------------------------------------
@@ -87,8 +89,8 @@ class MixTrainArm:
 
     def _cutmix(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
         """§4.1.1: grid-aligned CutMix; split propagation gives each constituent its logits."""
-        boxes = ops.sample_cell_boxes(batch.size, self.info.grid, self.cfg.cutmix_area,
-                                      self.box_generator, batch.x.device)
+        boxes = ops.sample_cell_boxes(batch.size, self.info.grid, self.box_shapes,
+                                      self.box_generator)
         cells = ops.cell_mask(boxes, self.info.grid) & batch.paired.view(-1, 1, 1)
         x = ops.cutmix(batch.x, batch.x2, ops.pixel_mask(cells, self.stride))
         feats = model.forward_features(x)

@@ -29,13 +29,17 @@ def box_shapes(grid: tuple[int, int], area: float) -> list[tuple[int, int]]:
     return [(h, w) for h, w in shapes if abs(h * w / cells - area) == best]
 
 
-def sample_cell_boxes(n: int, grid: tuple[int, int], area: float, generator: torch.Generator,
-                      device: torch.device) -> torch.Tensor:
-    """``n`` random boxes as ``[n, 4]`` int64 rows ``(y0, x0, h, w)`` in grid cells."""
-    shapes = torch.tensor(box_shapes(grid, area), device=device)
+def sample_cell_boxes(n: int, grid: tuple[int, int], shapes: torch.Tensor,
+                      generator: torch.Generator) -> torch.Tensor:
+    """``n`` random boxes as ``[n, 4]`` int64 rows ``(y0, x0, h, w)`` in grid cells.
+
+    ``shapes`` is ``torch.tensor(box_shapes(grid, area))`` on the device (built once): each box
+    takes one of them at random, at a uniformly random position that keeps it on the grid.
+    """
+    device = shapes.device
     pick = torch.randint(0, shapes.shape[0], (n,), generator=generator, device=device)
     hw = shapes[pick]
-    room = torch.tensor(grid, device=device) - hw + 1           # valid top-left positions
+    room = torch.stack([grid[0] - hw[:, 0] + 1, grid[1] - hw[:, 1] + 1], dim=1)
     yx = (torch.rand(n, 2, generator=generator, device=device) * room).long()
     return torch.cat([yx, hw], dim=1)
 

@@ -4,9 +4,10 @@ Every sample's loss is recorded from the training forward itself (no extra pass)
 own cross-entropy, a split-propagated constituent's own cross-entropy, or a mixed input's
 Eq. (4) estimate. At the end of epoch E:
 
-* ``L_corr`` / ``L_incorr`` are running averages (cumulative means over every unmixed
-  sample-epoch from epoch 0 to E) of the losses of correctly / incorrectly classified unmixed
-  samples, and ``L_mid = (L_corr + L_incorr) / 2`` (Eq. 7).
+* ``L_corr`` / ``L_incorr`` are running averages of the losses of correctly / incorrectly
+  classified unmixed samples — by default cumulative means over every unmixed sample-epoch
+  from epoch 0 to E (the paper's "running average from epoch 0"); ``averages="last"`` uses
+  epoch E's unmixed samples alone — and ``L_mid = (L_corr + L_incorr) / 2`` (Eq. 7).
 * Region 1, ``loss < L_mid``: mixed in epoch E+1, and again each epoch its loss stays below
   ``L_mid`` (§4.2.3).
 * Region 2, ``L_mid <= loss <= L_incorr``: not mixed.
@@ -65,8 +66,8 @@ def next_mix(region: torch.Tensor, loss: torch.Tensor, prev_loss: torch.Tensor,
 class MixState:
     """Per-sample mixing state for ``n`` samples, on ``device``."""
 
-    def __init__(self, n: int, device: torch.device) -> None:
-        self.n = n
+    def __init__(self, n: int, device: torch.device, averages: str = "cumulative") -> None:
+        self.n, self.averages = n, averages
         f32 = dict(device=device, dtype=torch.float32)
         self.loss = torch.full((n + 1,), float("inf"), **f32)       # last finished epoch
         self.prev_loss = torch.full((n + 1,), float("inf"), **f32)  # the epoch before
@@ -75,7 +76,8 @@ class MixState:
         self.why = torch.zeros(n + 1, device=device, dtype=torch.int8)      # this epoch's mix
         self.region = torch.zeros(n + 1, device=device, dtype=torch.int8)   # last computed
         self.sums = torch.zeros(4, device=device, dtype=torch.float64)
-        # corr_sum, corr_n, incorr_sum, incorr_n (from epoch 0 on)
+        # corr_sum, corr_n, incorr_sum, incorr_n: from epoch 0 on, and of this epoch alone
+        self.epoch_sums = torch.zeros_like(self.sums)
 
     # --- per batch (no host sync) ------------------------------------------------------------
     def record(self, ids: torch.Tensor, loss: torch.Tensor, correct: torch.Tensor,
@@ -87,8 +89,10 @@ class MixState:
         u = unmixed.to(torch.float64)
         c = correct.to(torch.float64)
         l64 = loss.to(torch.float64)
-        self.sums += torch.stack([(l64 * c * u).sum(), (c * u).sum(),
-                                  (l64 * (1 - c) * u).sum(), ((1 - c) * u).sum()])
+        batch = torch.stack([(l64 * c * u).sum(), (c * u).sum(),
+                             (l64 * (1 - c) * u).sum(), ((1 - c) * u).sum()])
+        self.sums += batch
+        self.epoch_sums += batch
 
     def slot(self, ids: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         """``ids`` where ``keep``, else the trash slot ``n`` (write-only, never read)."""
@@ -98,7 +102,8 @@ class MixState:
     def end_epoch(self) -> dict[str, Any]:
         """Roll the losses over, recompute thresholds and regions, choose next epoch's mix."""
         self.prev_loss, self.loss = self.loss, self.loss_new.clone()
-        l_corr, l_incorr, l_mid = thresholds(*self.sums)
+        l_corr, l_incorr, l_mid = thresholds(*self._threshold_sums())
+        self.epoch_sums.zero_()
         self.region = regions(self.loss, l_mid, l_incorr)
         self.why = next_mix(self.region, self.loss, self.prev_loss, self.why)
         self.why[self.n] = NONE
@@ -107,6 +112,15 @@ class MixState:
                              (reg == R3).sum()]).tolist()      # the epoch's one host read
         return {"region_counts": {"r1": stats[0], "r2": stats[1], "r3": stats[2]},
                 "l_corr": float(l_corr), "l_incorr": float(l_incorr), "l_mid": float(l_mid)}
+
+    def _threshold_sums(self) -> torch.Tensor:
+        """``cumulative``: every unmixed sample-epoch so far. ``last``: this epoch's unmixed
+        samples, falling back to the cumulative figure where this epoch has none."""
+        if self.averages == "cumulative":
+            return self.sums
+        s, e = self.sums, self.epoch_sums
+        has = torch.stack([e[1], e[1], e[3], e[3]]) > 0
+        return torch.where(has, e, s)
 
     def mix_mask(self) -> torch.Tensor:
         """Samples chosen for mixing in the coming epoch."""

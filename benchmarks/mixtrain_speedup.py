@@ -1,0 +1,200 @@
+"""mixTrain vs the supervised baseline at equal epochs, side by side in one process.
+
+For every seed it trains, from the same initial weights, data and augmentation stream:
+the baseline arm, and the mixtrain arm for each ``--ops`` (CutMix with split propagation,
+MixUp with adaptive ratios). It prints, over seeds (mean ± sd):
+
+* speedup = baseline training seconds / mixtrain training seconds (equal epochs),
+* accuracy delta (mixtrain − baseline, points),
+* the iso-time comparison the paper makes (§5.3.3): the baseline's accuracy when it is stopped
+  at mixtrain's wall-clock (the last baseline epoch that ends within mixtrain's total time) —
+  is mixtrain more accurate than simply training less?
+
+and the two overheads, each timed on its own with and without the work (medians of many
+device-synced repeats, as shares of a CutMix step on a half-mixed plan):
+
+* selection bookkeeping: the per-batch state updates, the end-of-epoch region rules and the
+  pairing of the next plan, as a share of a mixtrain epoch's time (goal <= 1 %);
+* split propagation: CutMix forward+backward with region pooling vs plain CutMix (goal <= 2 %).
+
+    python benchmarks/mixtrain_speedup.py                          # digits, resnet18, 3 seeds
+    python benchmarks/mixtrain_speedup.py --data cifar10 --data-dir ~/data --epochs 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from dataclasses import replace
+
+import torch
+import torch.nn.functional as F
+
+from mixkit.commands import MIXTRAIN, mixtrain, supervised
+from mixkit.config import MixtrainConfig, build_config
+from mixkit.engine.progress import TrainingProgress
+from mixkit.methods.mixtrain import ops
+from mixkit.methods.mixtrain.method import MixTrainArm
+from mixkit.methods.mixtrain.selection import pair_plan
+from mixkit.models import create_model
+from mixkit.models.split import region_logits
+from mixkit.runner import prepare, run_arm, seed_everything
+
+
+def iso_time_accuracy(base_rows: list[dict], budget: float) -> float | None:
+    """Baseline val accuracy at the last epoch that ends within ``budget`` seconds."""
+    spent, acc = 0.0, None
+    for row in base_rows:
+        spent += row["epoch_seconds"]
+        if spent > budget:
+            break
+        acc = row["val_acc"]
+    return acc
+
+
+def mean_sd(xs: list[float]) -> str:
+    sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
+    return f"{statistics.mean(xs):.3f} ± {sd:.3f}"
+
+
+def run_seed(cfg, ops: list[str], progress: TrainingProgress) -> dict[str, dict]:
+    ctx = prepare(cfg, MIXTRAIN)
+    out = {"baseline": run_arm(ctx, "baseline", supervised("baseline"), None, progress)}
+    for op in ops:
+        ctx.cfg = replace(cfg, op=op)
+        out[op] = run_arm(ctx, "mixtrain", mixtrain, None, progress)
+    return out
+
+
+def timed(fn, runtime, repeats: int) -> float:
+    """Median seconds of ``fn`` over ``repeats`` device-synced calls (after one warm-up)."""
+    fn()
+    samples = []
+    for _ in range(repeats):
+        runtime.synchronize()
+        t = time.perf_counter()
+        fn()
+        runtime.synchronize()
+        samples.append(time.perf_counter() - t)
+    return statistics.median(samples)
+
+
+def overheads(cfg, repeats: int) -> tuple[float, float]:
+    """(bookkeeping, split propagation) as shares of a CutMix step on a half-mixed epoch.
+
+    Each cost is timed on its own, with and without the work, over many repeats, because on a
+    shared CPU two whole epochs differ by more than the 1-2 % being measured:
+
+    * bookkeeping = the two ``MixState.record`` calls of every step + the end-of-epoch region
+      rules and the pairing of the next plan, divided by the epoch's step time;
+    * split propagation = (region pooling of both constituents + one head call on 2B rows +
+      their backward) − (whole-map pooling + head on B rows + backward), per step time.
+    """
+    ctx = prepare(replace(cfg, op="cutmix"), MIXTRAIN)
+    seed_everything(cfg.seed)
+    model = ctx.runtime.prepare(create_model(cfg.model, ctx.data.num_classes, ctx.data.img_size,
+                                             cfg.patch_size)[0])
+    n, rt = len(ctx.data.train), ctx.runtime
+    arm = MixTrainArm(replace(cfg, op="cutmix"), n, ctx.recipe(), ctx.model_info,
+                      ctx.data.img_size, rt.device)
+    mix = torch.rand(n, generator=torch.Generator().manual_seed(0)) < 0.5
+    plan = pair_plan(mix, torch.Generator().manual_seed(0))
+    batch = next(iter(ctx.data.train.batches(plan, cfg.batch_size)))
+    nb = plan.num_batches(cfg.batch_size)
+
+    def step() -> None:
+        model.zero_grad(set_to_none=True)
+        with rt.autocast():
+            loss = arm.loss(model, batch)
+        loss.backward()
+
+    t_step = timed(step, rt, repeats)
+    ce = torch.rand(batch.size, device=rt.device)
+    ok = ce > 0.5
+    state = arm.state
+
+    def record() -> None:
+        state.record(batch.ids, ce, ok, ~batch.paired)
+        state.record(state.slot(batch.ids2, batch.paired), ce, ok, torch.zeros_like(ok))
+
+    t_record = timed(record, rt, 20 * repeats)
+    t_epoch_rules = timed(lambda: (state.end_epoch(), pair_plan(state.mix_mask(),
+                                                                 torch.Generator())), rt, repeats)
+    book = (nb * t_record + t_epoch_rules) / (nb * t_step)
+
+    with torch.no_grad(), rt.autocast():
+        feats0 = model.forward_features(batch.x)
+    cells = ops.cell_mask(ops.sample_cell_boxes(batch.size, ctx.model_info.grid, arm.box_shapes,
+                                                arm.box_generator), ctx.model_info.grid)
+
+    def head(split: bool) -> None:
+        feats = feats0.detach().requires_grad_()
+        with rt.autocast():
+            if split:
+                la, lb = region_logits(model, feats, ctx.model_info, [~cells, cells])
+                loss = F.cross_entropy(la, batch.y) + F.cross_entropy(lb, batch.y2)
+            else:
+                loss = F.cross_entropy(model.forward_head(feats), batch.y)
+        loss.backward()
+
+    split = (timed(lambda: head(True), rt, 20 * repeats)
+             - timed(lambda: head(False), rt, 20 * repeats)) / t_step
+    return book, split
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", default="digits")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--model", default="resnet18")
+    p.add_argument("--img-size", type=int, default=None)
+    p.add_argument("--patch-size", type=int, default=None)
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("-b", "--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--data-fraction", type=float, default=1.0)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--ops", nargs="+", default=["cutmix", "mixup"])
+    p.add_argument("--device", default="auto")
+    p.add_argument("--amp", action="store_true")
+    p.add_argument("--thresholds", default="cumulative", choices=("cumulative", "last"))
+    p.add_argument("--overhead-repeats", type=int, default=10)
+    p.add_argument("--no-overheads", action="store_true")
+    args = p.parse_args()
+
+    base = build_config(MixtrainConfig, {
+        "data": args.data, "data_dir": args.data_dir, "model": args.model,
+        "img_size": args.img_size, "patch_size": args.patch_size, "epochs": args.epochs,
+        "batch_size": args.batch_size, "lr": args.lr, "data_fraction": args.data_fraction,
+        "device": args.device, "amp": args.amp, "thresholds": args.thresholds},
+        where="benchmark")
+    progress = TrainingProgress(enabled=True)
+    runs = []
+    for seed in args.seeds:
+        runs.append(run_seed(replace(base, seed=seed), args.ops, progress))
+    device = prepare(base, MIXTRAIN).runtime.describe()
+    print(f"\nmixtrain vs baseline — {args.data}, {args.model}, {args.epochs} epochs, "
+          f"thresholds {args.thresholds}, "
+          f"batch {args.batch_size}, seeds {args.seeds}, {device}")
+    base_acc = [r["baseline"].accuracy for r in runs]
+    print(f"baseline accuracy {mean_sd(base_acc)}; "
+          f"seconds {mean_sd([r['baseline'].train_seconds for r in runs])}")
+    for op in args.ops:
+        speed = [r["baseline"].train_seconds / r[op].train_seconds for r in runs]
+        delta = [100 * (r[op].accuracy - r["baseline"].accuracy) for r in runs]
+        iso = [iso_time_accuracy(r["baseline"].rows, r[op].train_seconds) for r in runs]
+        iso_delta = [100 * (r[op].accuracy - a) for r, a in zip(runs, iso) if a is not None]
+        inputs = [r[op].inputs / r["baseline"].inputs for r in runs]
+        print(f"{op:7s} speedup {mean_sd(speed)}x  accuracy delta {mean_sd(delta)} pts  "
+              f"inputs {mean_sd(inputs)} of baseline  "
+              f"vs baseline stopped at its wall-clock: {mean_sd(iso_delta) if iso_delta else 'n/a'}"
+              f" pts (positive: mixtrain more accurate)")
+    if not args.no_overheads:
+        book, split = overheads(replace(base, seed=args.seeds[0]), args.overhead_repeats)
+        print(f"overheads: selection bookkeeping {100 * book:+.2f} % of a mixtrain epoch's steps "
+              f"(goal <= 1 %); split propagation {100 * split:+.2f} % (goal <= 2 %)")
+
+
+if __name__ == "__main__":
+    main()
