@@ -117,6 +117,9 @@ class Engine:
 
     def train_epoch(self, arm: Arm, epoch: int) -> dict[str, Any]:
         """One epoch: plan, batches, steps; returns the metrics row (training part)."""
+        return self._train_epoch(arm, epoch)[0]
+
+    def _train_epoch(self, arm: Arm, epoch: int) -> tuple[dict[str, Any], EpochSpec]:
         meter = DeviceMeter(self.runtime.device)
         self.model.train()
         with EpochTimer(self.runtime) as timer:
@@ -135,24 +138,23 @@ class Engine:
                     tick, seen = now, 0
             method_metrics = arm.end_epoch(epoch)  # the method's per-epoch work is timed too
         inputs = spec.plan.inputs
-        return {"phase": spec.phase, "epoch": epoch, "train_loss": meter.mean(),
-                "epoch_seconds": timer.seconds, "inputs": inputs, "samples": spec.plan.samples,
-                "img_per_s": inputs / max(timer.seconds, 1e-9),
-                "lr": spec.recipe.lr_at(epoch + 1.0), **method_metrics,
-                "_evaluate": spec.evaluate, "_note": spec.note}
+        row = {"arm": arm.name, "phase": spec.phase, "epoch": epoch,
+               "train_loss": meter.mean(), "epoch_seconds": timer.seconds, "inputs": inputs,
+               "samples": spec.plan.samples, "img_per_s": inputs / max(timer.seconds, 1e-9),
+               "lr": spec.recipe.lr_at(epoch + 1.0), **method_metrics}
+        return row, spec
 
     def train_arm(self, arm: Arm) -> ArmResult:
         rows: list[dict[str, Any]] = []
         accuracy = float("nan")
         for epoch in range(arm.epochs):
-            row = {"arm": arm.name, **self.train_epoch(arm, epoch)}
-            note = row.pop("_note")
-            if row.pop("_evaluate"):
+            row, spec = self._train_epoch(arm, epoch)
+            if spec.evaluate:
                 accuracy = evaluate(self.model, self.val_source, self.runtime,
                                     self.eval_batch_size)
                 row["val_acc"] = accuracy
             rows.append(row)
-            self.progress.end_epoch(row, note)
+            self.progress.end_epoch(row, spec.note)
             if self.rundir is not None:
                 self.rundir.log(row)
                 self.save(arm, epoch)
