@@ -95,6 +95,11 @@ BAD = [
     (["--config", "{tmp}/missing.yaml"], "missing.yaml", "does not exist"),
     (["--img-size", "4"], "--img-size", "out of range"),
     (["--model", "vit_tiny_patch16_224", "--patch-size", "5"], "--patch-size", "multiple"),
+    (["--op", "blend"], "--op", "must be one of cutmix, mixup"),
+    (["--cutmix-area", "1.0"], "--cutmix-area", "out of range"),
+    (["--naive-fraction", "0"], "--naive-fraction", "out of range"),
+    (["--thresholds", "ema"], "--thresholds", "must be one of cumulative, last"),
+    (["--img-size", "8"], "--op cutmix", "1x1"),          # cutmix needs >= 2 grid cells
 ]
 
 
