@@ -1,28 +1,50 @@
 """The two training commands as lists of arms on the shared cores.
 
-``mixtrain`` runs its baseline arm and the mixTrain arm. Until MixTraining lands,
-``mixtraining`` runs its supervised ``sl`` baseline only; a method plugs in here by adding its
-arm factory.
+``mixtrain`` runs its baseline arm and the mixTrain arm. ``mixtraining`` runs ``sl``, ``ssl+sl``
+and ``mixtraining``: one arm class (:class:`MixTrainingArm`) with three schedules.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
+import torch
+
+from mixkit.data import load_data
+from mixkit.engine.checkpoint import write_json
+from mixkit.engine.loop import ArmResult
+from mixkit.engine.optim import Recipe
+from mixkit.engine.rundir import RunDir
+from mixkit.errors import UserError
 from mixkit.methods.mixtrain.method import MixTrainArm, check_op
+from mixkit.methods.mixtraining.data import MixedSource
+from mixkit.methods.mixtraining.method import MixTrainingArm, recipes
+from mixkit.methods.mixtraining.objectives import MAE, check_mae
+from mixkit.methods.mixtraining.recon import save_grid
+from mixkit.methods.mixtraining.schedule import Schedule
 from mixkit.methods.supervised import SupervisedArm
+from mixkit.models.mae import Mask, random_masking
 from mixkit.runner import ArmFactory, CommandSpec, RunContext
+
+# ------------------------------------------------------------------------------------------
+# mixtrain
+# ------------------------------------------------------------------------------------------
+
+
+def mixtrain_recipe(cfg: Any) -> Recipe:
+    return Recipe("sl", cfg.lr, cfg.min_lr, cfg.weight_decay, cfg.warmup_epochs, cfg.epochs)
 
 
 def supervised(name: str) -> ArmFactory:
     def factory(ctx: RunContext) -> SupervisedArm:
-        return SupervisedArm(name, ctx.cfg.epochs, len(ctx.data.train), ctx.recipe(),
-                             ctx.plan_generator())
+        return SupervisedArm(name, ctx.cfg.epochs, len(ctx.data.train),
+                             mixtrain_recipe(ctx.cfg), ctx.plan_generator())
     return factory
 
 
 def mixtrain(ctx: RunContext) -> MixTrainArm:
-    return MixTrainArm(ctx.cfg, len(ctx.data.train), ctx.recipe(), ctx.model_info,
+    return MixTrainArm(ctx.cfg, len(ctx.data.train), mixtrain_recipe(ctx.cfg), ctx.model_info,
                        ctx.data.img_size, ctx.runtime.device)
 
 
@@ -31,12 +53,98 @@ def _mixtrain_arms(cfg: Any) -> list[tuple[str, ArmFactory]]:
     return base + [("mixtrain", mixtrain)]
 
 
+def _mixtrain_setup(ctx: RunContext) -> None:
+    if ctx.data.multitask:
+        raise UserError(f"`mixkit mixtrain` trains one task; --data {ctx.cfg.data} names "
+                        f"{len(ctx.data.tasks)}.", hint="Pass one dataset to --data.")
+    check_op(ctx.cfg.op, ctx.model_info)
+
+
+# ------------------------------------------------------------------------------------------
+# mixtraining
+# ------------------------------------------------------------------------------------------
+
+
+def _mixtraining_setup(ctx: RunContext) -> None:
+    """Checks and SSL data, before the run dir exists (a bad value leaves nothing behind)."""
+    cfg = ctx.cfg
+    if cfg.epochs_ssl > 0:
+        why = check_mae(ctx.model_info, cfg.mask_ratio)
+        if why:
+            raise UserError(f"{why} (--model {cfg.model}, --mask-ratio {cfg.mask_ratio})",
+                            hint="Use a ViT such as vit_tiny_patch16_224, or --epochs-ssl 0.")
+    if cfg.ssl_data and cfg.ssl_data != cfg.data:
+        if ctx.data.multitask or "," in cfg.ssl_data:
+            raise UserError("--ssl-data with multi-task --data is not supported.",
+                            hint="Use one SL dataset with --ssl-data, or drop --ssl-data.")
+        ssl = load_data(cfg.ssl_data, replace(cfg, img_size=ctx.data.img_size,
+                                              data_fraction=1.0), ctx.runtime.device,
+                        "mixtraining")
+        if cfg.batch_size > len(ssl.train):
+            raise UserError(f"--batch-size {cfg.batch_size} is larger than the SSL data "
+                            f"`{cfg.ssl_data}` ({len(ssl.train)} samples).")
+        ctx.extras["ssl_train"] = ssl.train
+
+
+def _probe(ctx: RunContext, mae: MAE) -> tuple[torch.Tensor, Mask]:
+    """The figure's fixed inputs: the first 8 validation images and one mask from the seed."""
+    x = next(iter(ctx.data.tasks[0][1].eval_batches(8)))[0]
+    gen = torch.Generator(device=x.device).manual_seed(ctx.cfg.seed)
+    return x, random_masking(x.shape[0], mae.num_patches, mae.mask_ratio, x.device, gen)
+
+
+def mixtraining_arm(name: str, schedule_of) -> ArmFactory:
+    def factory(ctx: RunContext) -> MixTrainingArm:
+        cfg, device = ctx.cfg, ctx.runtime.device
+        schedule = schedule_of(cfg)
+        ssl_recipe, sl_recipe = recipes(cfg, schedule)
+        mae = None
+        if schedule.e_ssl > 0:
+            mae = MAE(ctx.model_info, 3, cfg.mask_ratio, cfg.norm_pix_loss, cfg.decoder_dim,
+                      cfg.decoder_depth, cfg.decoder_heads,
+                      torch.Generator(device=device).manual_seed(cfg.seed + 1))
+        ssl_train = ctx.extras.get("ssl_train")
+        mix = None
+        if ssl_train is not None and schedule.e_mix > 0:
+            mix = MixedSource(ctx.data.train, ssl_train, cfg.lam,
+                              torch.Generator(device=device).manual_seed(cfg.seed + 2))
+        return MixTrainingArm(
+            name, schedule, ssl_recipe, sl_recipe, mae, alpha=cfg.alpha,
+            mix_forward=cfg.mix_forward, num_samples=len(ctx.data.train),
+            plan_generator=ctx.plan_generator(), num_tasks=len(ctx.data.tasks),
+            ssl_source=ssl_train, mix_source=mix,
+            probe=_probe(ctx, mae) if mae is not None else None, device=device)
+    return factory
+
+
 def _mixtraining_arms(cfg: Any) -> list[tuple[str, ArmFactory]]:
-    return [("sl", supervised("sl"))] if cfg.baseline else []
+    method = [("mixtraining", mixtraining_arm(
+        "mixtraining", lambda c: Schedule(c.epochs_ssl, c.epochs_sl, c.rho)))]
+    if not cfg.baseline:
+        return method
+    return [("sl", mixtraining_arm("sl", lambda c: Schedule(0, c.epochs_sl, 0.0))),
+            ("ssl+sl", mixtraining_arm("ssl+sl",
+                                        lambda c: Schedule(c.epochs_ssl, c.epochs_sl, 0.0))),
+            *method]
+
+
+def _mixtraining_finish(ctx: RunContext, results: dict[str, ArmResult], rundir: RunDir) -> None:
+    """``reconstruction.png`` (Fig. 4): originals, masked, then each MAE arm's reconstruction."""
+    recons = {n: r.artifacts["reconstruction"] for n, r in results.items()
+              if "reconstruction" in r.artifacts}
+    if not recons:
+        return
+    mae = MAE(ctx.model_info, 3, ctx.cfg.mask_ratio)
+    x, m = _probe(ctx, mae)
+    prep = ctx.data.tasks[0][1].prep
+    save_grid(rundir.path / "reconstruction.png",
+              [x.cpu(), mae.masked_input(x, m, fill=0.0).cpu(), *recons.values()],
+              prep.mean, prep.std)
+    write_json(rundir.path / "reconstruction.json", {"rows": ["original", "masked", *recons]})
 
 
 MIXTRAIN = CommandSpec("mixtrain", _mixtrain_arms, method_arm="mixtrain",
-                       baseline_arm="baseline",
-                       check=lambda ctx: check_op(ctx.cfg.op, ctx.model_info))
+                       baseline_arm="baseline", setup=_mixtrain_setup)
 MIXTRAINING = CommandSpec("mixtraining", _mixtraining_arms, method_arm="mixtraining",
-                          baseline_arm="ssl+sl")
+                          baseline_arm="ssl+sl", setup=_mixtraining_setup,
+                          finish=_mixtraining_finish)

@@ -48,7 +48,11 @@ def opt(
 
 @dataclass
 class TrainConfig:
-    """Options shared by both training commands (data core, model core, engine, run dir)."""
+    """Options shared by both training commands (data core, model core, engine, run dir).
+
+    Epoch counts and learning-rate recipes differ by command (one recipe for mixTrain, an SSL
+    and an SL recipe for MixTraining), so they live in the command's own config.
+    """
 
     # --- data core -------------------------------------------------------------------------
     data: str = opt("digits", "Dataset name (see `mixkit datasets`).")
@@ -71,19 +75,15 @@ class TrainConfig:
     # --- model core ------------------------------------------------------------------------
     model: str = opt("resnet18", "timm model name (see `mixkit models`), random init.")
     patch_size: Optional[int] = opt(
-        None, "ViT/Swin patch size. Default: img_size/16 for ViT (2 at 32 px, 4 at 64 px), "
-        "img_size/16 for Swin.", min=1, max=64)
+        None, "ViT/Swin patch size. Default: a 16x16 patch grid, never finer than half the "
+        "data's stored size (2 at 32 px CIFAR, 4 at 64 px TinyImageNet, 8 for 32-px digits).", min=1, max=64)
     # --- optimisation ----------------------------------------------------------------------
-    epochs: int = opt(10, "Training epochs per arm.", min=1, max=100000)
     batch_size: int = opt(128, "Mini-batch size (inputs per step).", short="-b", min=1,
                           max=1 << 20)
-    lr: float = opt(1e-3, "Peak learning rate (AdamW).", gt=0.0, max=10.0)
     min_lr: float = opt(1e-6, "Learning rate at the end of the cosine schedule.", min=0.0,
                         max=10.0)
     weight_decay: float = opt(0.05, "AdamW weight decay (not applied to norms and biases).",
                               min=0.0, max=10.0)
-    warmup_epochs: float = opt(1.0, "Linear warmup length in epochs (clipped to the run).",
-                               min=0.0, max=100000)
     # --- runtime ---------------------------------------------------------------------------
     seed: int = opt(0, "Random seed (model init, data subset, plans, augmentation).", min=0,
                     max=2**63 - 1)
@@ -107,6 +107,10 @@ class TrainConfig:
 class MixtrainConfig(TrainConfig):
     """`mixkit mixtrain` (Krithivasan et al. 2024)."""
 
+    epochs: int = opt(10, "Training epochs per arm.", min=1, max=100000)
+    lr: float = opt(1e-3, "Peak learning rate (AdamW).", gt=0.0, max=10.0)
+    warmup_epochs: float = opt(1.0, "Linear warmup length in epochs (clipped to half the run).",
+                               min=0.0, max=100000)
     op: str = opt("cutmix", "Mixing operator.", choices=("cutmix", "mixup"))
     split_prop: bool = opt(True, "CutMix split propagation (§4.1.1); --no-split-prop: plain "
                            "CutMix with the area-weighted loss of Eq. (2).")
@@ -123,9 +127,75 @@ class MixtrainConfig(TrainConfig):
                              "feature grid (snapped to whole cells).", gt=0.0, max=0.99)
 
 
+    def check(self, where: str) -> None:
+        if self.min_lr > self.lr:
+            raise UserError(f"{where}: --min-lr ({self.min_lr}) is larger than --lr ({self.lr}).")
+
+
 @dataclass
 class MixtrainingConfig(TrainConfig):
-    """`mixkit mixtraining` (Li et al. 2025)."""
+    """`mixkit mixtraining` (Li et al. 2025).
+
+    Two AdamW recipes, as Table 7 gives them: the SSL recipe (``ssl_*``) and the SL recipe
+    (``lr_base``, ``warmup_epochs``, ``weight_decay``, ``beta2``). Learning rates scale with the
+    batch size as timm's ``--lr-base`` does: ``lr = lr_base * batch_size / 256`` unless ``--lr``
+    / ``--ssl-lr`` give the peak value directly.
+    """
+
+    model: str = opt("vit_tiny_patch16_224", "timm ViT name (see `mixkit models`), random init; "
+                     "the MAE objective needs patch tokens.")
+    epochs_ssl: int = opt(100, "e_ssl: self-supervised (MAE) epochs of the SSL+SL pipeline.",
+                          min=0, max=100000)
+    epochs_sl: int = opt(100, "e_sl: supervised epochs.", min=1, max=100000)
+    rho: float = opt(0.5, "MIX-RATIO rho: e_mix = floor(rho * min(e_ssl, e_sl)), Eq. (1).",
+                     min=0.0, max=1.0)
+    alpha: float = opt(0.5, "LOSS-RATIO alpha: mix-phase loss alpha*l_ssl + (1-alpha)*l_sl, "
+                       "Eq. (3).", min=0.0, max=1.0)
+    lam: float = opt(0.5, "lambda of the mixed dataset, Eq. (2): x = lam*x_sl + (1-lam)*x_ssl "
+                     "(only with --ssl-data).", min=0.0, max=1.0)
+    ssl_data: Optional[str] = opt(
+        None, "SSL dataset when it differs from --data (e.g. tinyimagenet for --data cifar10); "
+        "resized to the SL image size. Default: the SL data (D_mix = D_sl).")
+    mix_forward: str = opt("shared", "Mix-phase forward: `shared` runs the encoder once on all "
+                           "patches for both heads (App. A.2); `separate` adds a masked MAE "
+                           "encoder pass (one backward either way).",
+                           choices=("shared", "separate"))
+    mask_ratio: float = opt(0.75, "MAE mask ratio (fraction of patches hidden).", gt=0.0,
+                            max=0.99)
+    norm_pix_loss: bool = opt(False, "MAE target: per-patch normalised pixels.")
+    decoder_depth: int = opt(2, "MAE decoder blocks (App. A.3: 2).", min=1, max=64)
+    decoder_dim: int = opt(192, "MAE decoder width (App. A.3: 192 for ViT-Tiny).", min=8,
+                           max=8192)
+    decoder_heads: int = opt(3, "MAE decoder attention heads (App. A.3: 3).", min=1, max=128)
+    lr: Optional[float] = opt(None, "SL peak learning rate. Default: --lr-base * batch / 256.",
+                              gt=0.0, max=10.0)
+    lr_base: float = opt(1e-3, "SL base learning rate per 256 images (Table 7).", gt=0.0,
+                         max=10.0)
+    warmup_epochs: float = opt(5.0, "SL warmup epochs (Table 7; clipped to half the SL span).",
+                               min=0.0, max=100000)
+    beta2: float = opt(0.95, "SL AdamW beta2 (Table 7).", gt=0.0, max=0.99999)
+    ssl_lr: Optional[float] = opt(None, "SSL peak learning rate. Default: --ssl-lr-base * "
+                                  "batch / 256.", gt=0.0, max=10.0)
+    ssl_lr_base: float = opt(1.5e-4, "SSL base learning rate per 256 images (Table 7).", gt=0.0,
+                             max=10.0)
+    ssl_warmup_epochs: float = opt(20.0, "SSL warmup epochs (Table 7; clipped to half the SSL "
+                                   "span).", min=0.0, max=100000)
+    ssl_weight_decay: float = opt(0.05, "SSL AdamW weight decay (Table 7).", min=0.0, max=10.0)
+    ssl_beta2: float = opt(0.95, "SSL AdamW beta2 (Table 7).", gt=0.0, max=0.99999)
+
+    @property
+    def sl_lr(self) -> float:
+        return self.lr if self.lr is not None else self.lr_base * self.batch_size / 256
+
+    @property
+    def ssl_peak_lr(self) -> float:
+        return self.ssl_lr if self.ssl_lr is not None else self.ssl_lr_base * self.batch_size / 256
+
+    def check(self, where: str) -> None:
+        for name, peak in (("--lr", self.sl_lr), ("--ssl-lr", self.ssl_peak_lr)):
+            if self.min_lr > peak:
+                raise UserError(f"{where}: --min-lr ({self.min_lr}) is larger than the peak "
+                                f"{name} ({peak:g}).", hint="Lower --min-lr.")
 
 
 # ------------------------------------------------------------------------------------------
@@ -207,8 +277,9 @@ def build_config(cls: type, values: dict[str, Any], where: str) -> Any:
     cfg = cls(**kwargs)
     for f in fields(cls):
         _check_range(f, getattr(cfg, f.name), where)
-    if cfg.min_lr > cfg.lr:
-        raise UserError(f"{where}: --min-lr ({cfg.min_lr}) is larger than --lr ({cfg.lr}).")
+    check = getattr(cfg, "check", None)
+    if check is not None:
+        check(where)
     return cfg
 
 

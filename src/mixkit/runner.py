@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -19,7 +19,6 @@ from rich.console import Console
 import mixkit
 from mixkit.data import DataBundle, load_data
 from mixkit.engine.loop import Arm, ArmResult, Engine
-from mixkit.engine.optim import Recipe
 from mixkit.engine.progress import TrainingProgress
 from mixkit.engine.rundir import RunDir
 from mixkit.engine.runtime import Runtime
@@ -36,10 +35,12 @@ class RunContext:
     data: DataBundle
     runtime: Runtime
     model_info: ModelInfo
+    extras: dict[str, Any] = field(default_factory=dict)   # what a command's setup loaded
 
-    def recipe(self, name: str = "sl") -> Recipe:
-        c = self.cfg
-        return Recipe(name, c.lr, c.min_lr, c.weight_decay, c.warmup_epochs, c.epochs)
+    def new_model(self) -> torch.nn.Module:
+        """A freshly initialised model (from the global RNG: seed first)."""
+        return create_model(self.cfg.model, self.data.num_classes, self.data.img_size,
+                            self.cfg.patch_size, self.data.spec.native_size)[0]
 
     def plan_generator(self) -> torch.Generator:
         return torch.Generator().manual_seed(self.cfg.seed)
@@ -56,7 +57,10 @@ class CommandSpec:
     arms: Callable[[Any], list[tuple[str, ArmFactory]]]
     method_arm: str | None
     baseline_arm: str
-    check: Callable[[RunContext], None] | None = None   # method-specific input checks
+    # method-specific input checks and loading, before the run dir exists (UserError -> exit 2)
+    setup: Callable[[RunContext], None] | None = None
+    # after every arm: artifacts such as plots, written into the run dir
+    finish: Callable[[RunContext, dict[str, ArmResult], RunDir], None] | None = None
 
 
 def seed_everything(seed: int) -> None:
@@ -81,10 +85,11 @@ def prepare(cfg: Any, command: CommandSpec) -> RunContext:
     runtime = Runtime.from_config(cfg)
     data = load_data(cfg.data, cfg, runtime.device, command.name)
     _check(cfg, data)
-    _, info = create_model(cfg.model, data.num_classes, data.img_size, cfg.patch_size)
+    _, info = create_model(cfg.model, data.num_classes, data.img_size, cfg.patch_size,
+                           data.spec.native_size)
     ctx = RunContext(cfg, data, runtime, info)
-    if command.check is not None:
-        command.check(ctx)
+    if command.setup is not None:
+        command.setup(ctx)
     return ctx
 
 
@@ -93,12 +98,15 @@ def run_arm(ctx: RunContext, name: str, factory: ArmFactory, rundir: RunDir | No
     """One arm from the same starting point as every other: seed, fresh model, fresh streams."""
     seed_everything(ctx.cfg.seed)
     ctx.data.train.generator.manual_seed(ctx.cfg.seed)
-    model, _ = create_model(ctx.cfg.model, ctx.data.num_classes, ctx.data.img_size,
-                            ctx.cfg.patch_size)
-    engine = Engine(model, ctx.runtime, ctx.data.train, ctx.data.val,
+    model = ctx.new_model()
+    arm = factory(ctx)
+    extend = getattr(arm, "extend_model", None)     # e.g. MixTraining attaches the MAE decoder
+    if extend is not None:
+        extend(model)
+    engine = Engine(model, ctx.runtime, ctx.data.train, ctx.data.tasks,
                     batch_size=ctx.cfg.batch_size, log_interval=ctx.cfg.log_interval,
                     progress=progress, rundir=rundir)
-    return engine.train_arm(factory(ctx))
+    return engine.train_arm(arm)
 
 
 def summarize(command: CommandSpec, ctx: RunContext, results: dict[str, ArmResult],
@@ -118,14 +126,29 @@ def summarize(command: CommandSpec, ctx: RunContext, results: dict[str, ArmResul
         "device": ctx.runtime.describe(),
         "method_arm": command.method_arm,
         "baseline_arm": command.baseline_arm,
-        "arms": {n: {"accuracy": r.accuracy, "train_seconds": r.train_seconds,
-                     "inputs": r.inputs, "samples": r.samples, "epochs": r.epochs}
-                 for n, r in results.items()},
+        "arms": {n: _arm_summary(r) for n, r in results.items()},
         "speedup": base.train_seconds / method.train_seconds if both else None,
         "accuracy_delta": method.accuracy - base.accuracy if both else None,
         "versions": {"mixkit": mixkit.__version__, "torch": torch.__version__,
                      "timm": __import__("timm").__version__},
     }
+
+
+def _arm_summary(r: ArmResult) -> dict[str, Any]:
+    out = {"accuracy": r.accuracy, "train_seconds": r.train_seconds, "inputs": r.inputs,
+           "samples": r.samples, "epochs": r.epochs,
+           "phase_seconds": _phase_seconds(r.rows)}
+    if r.task_accuracy:
+        out["task_accuracy"] = r.task_accuracy
+    return out
+
+
+def _phase_seconds(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Training seconds per phase (``sl``, ``ssl``, ``mix``): where an arm's time went."""
+    out: dict[str, float] = {}
+    for r in rows:
+        out[r["phase"]] = out.get(r["phase"], 0.0) + r["epoch_seconds"]
+    return out
 
 
 def run(cfg: Any, command: CommandSpec, *, strict_experiment: bool,
@@ -147,6 +170,8 @@ def run(cfg: Any, command: CommandSpec, *, strict_experiment: bool,
     with TrainingProgress(console) as progress:
         for name, factory in arms:
             results[name] = run_arm(ctx, name, factory, rundir, progress)
+    if command.finish is not None:
+        command.finish(ctx, results, rundir)
     summary = summarize(command, ctx, results, rundir)
     rundir.write_summary(summary)
     console.print(speedup_table(summary))

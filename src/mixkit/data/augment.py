@@ -11,9 +11,13 @@ import torch
 import torch.nn.functional as F
 
 
-def sample_crop_flip(n: int, padding: int, flip: bool, generator: torch.Generator,
-                     device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-sample crop offsets ``dy, dx`` in ``[0, 2*padding]`` and flip flags, on ``device``."""
+def sample_crop_flip(n: int, padding: int, flip: bool | torch.Tensor,
+                     generator: torch.Generator, device: torch.device
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-sample crop offsets ``dy, dx`` in ``[0, 2*padding]`` and flip flags, on ``device``.
+
+    ``flip`` is one flag for the batch, or a bool tensor [n] saying which rows may be flipped.
+    """
     dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator, device=device)
     dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator, device=device)
     flips = torch.rand(n, generator=generator, device=device) < 0.5
@@ -37,10 +41,10 @@ def crop_flip(images: torch.Tensor, padding: int, dy: torch.Tensor, dx: torch.Te
     return padded[bi, ci, rows[:, None, :, None], cols[:, None, None, :]]
 
 
-def augment(images: torch.Tensor, padding: int, flip: bool,
+def augment(images: torch.Tensor, padding: int, flip: bool | torch.Tensor,
             generator: torch.Generator) -> torch.Tensor:
     """Random crop (zero padding ``padding`` px) and random horizontal flip, batched."""
-    if padding == 0 and not flip:
+    if padding == 0 and flip is False:
         return images
     dy, dx, flips = sample_crop_flip(images.shape[0], padding, flip, generator, images.device)
     return crop_flip(images, padding, dy, dx, flips)

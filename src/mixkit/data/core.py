@@ -1,8 +1,14 @@
-"""Build a :class:`DataBundle` (train and val sources on the device) from a dataset name."""
+"""Build a :class:`DataBundle` (train and val sources on the device) from a dataset name.
+
+``--data a,b`` is multi-task data (MixTraining §2.2.3): the training splits are concatenated
+into one device-resident store whose samples carry their task index, so one epoch plan shuffles
+every task's samples together; each task keeps its own validation split and classifier head.
+"""
+
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
 
@@ -27,10 +33,20 @@ class DataBundle:
     spec: DatasetSpec
     train: Source
     val: Source
-    num_classes: int
+    num_classes: int | list[int]       # a list for multi-task data, one entry per head
     img_size: int
     hflip: bool
     root: Path | None
+    task_vals: list[tuple[str, Source]] = field(default_factory=list)
+
+    @property
+    def tasks(self) -> list[tuple[str, Source]]:
+        """``(task name, validation source)`` per classifier head (one for single-task data)."""
+        return self.task_vals or [(self.name, self.val)]
+
+    @property
+    def multitask(self) -> bool:
+        return len(self.tasks) > 1
 
 
 def load_data(name: str, cfg, device: torch.device, command: str) -> DataBundle:
@@ -39,14 +55,12 @@ def load_data(name: str, cfg, device: torch.device, command: str) -> DataBundle:
     ``cfg`` supplies ``data_dir, download, img_size, hflip, crop_padding, data_fraction,
     val_fraction, seed, workers, channels_last``.
     """
+    if "," in name:
+        return load_tasks([n.strip() for n in name.split(",")], cfg, device, command)
     spec = get_spec(name)
     img_size = cfg.img_size or spec.default_img_size
     hflip = spec.hflip if cfg.hflip is None else cfg.hflip
-    root, source = resolve_root(cfg.data_dir)
-    if spec.needs_root and not is_present(spec, root):
-        if not (cfg.download and spec.downloadable):
-            raise missing_error(spec, root, source, command)
-        download(spec, root)
+    root = _find(spec, cfg, command)
     if spec.in_memory:
         train, val = _in_memory_splits(spec, root, cfg, img_size)
         prep = _preprocess(channel_stats(train.images), cfg, hflip)
@@ -60,6 +74,48 @@ def load_data(name: str, cfg, device: torch.device, command: str) -> DataBundle:
         val_src = StreamSource(val_files, prep, device, cfg.seed, cfg.workers)
     return DataBundle(name, spec, train_src, val_src, num_classes, img_size, hflip,
                       root if spec.needs_root else None)
+
+
+def _find(spec: DatasetSpec, cfg, command: str) -> Path:
+    """The data root holding ``spec`` (downloading it with ``--download``), or a UserError."""
+    root, source = resolve_root(cfg.data_dir)
+    if spec.needs_root and not is_present(spec, root):
+        if not (cfg.download and spec.downloadable):
+            raise missing_error(spec, root, source, command)
+        download(spec, root)
+    return root
+
+
+def load_tasks(names: list[str], cfg, device: torch.device, command: str) -> DataBundle:
+    """Several in-memory datasets as one multi-task training store plus a val split per task.
+
+    All tasks share one image size (``--img-size``, else the largest default) and one
+    normalisation (channel statistics of the concatenated training splits: one backbone sees
+    one input distribution); each task keeps its own flip rule (SVHN digits are never flipped).
+    """
+    if len(set(names)) != len(names) or any(not n for n in names):
+        raise UserError(f"--data {','.join(names)}: multi-task data must name distinct "
+                        "datasets, separated by commas.", hint="E.g. --data cifar10,svhn.")
+    specs = [get_spec(n) for n in names]
+    streamed = [s.name for s in specs if not s.in_memory]
+    if streamed:
+        raise UserError(f"--data {','.join(names)}: multi-task training needs in-memory "
+                        f"datasets; `{streamed[0]}` is streamed from files.",
+                        hint="Combine cifar10, cifar100, svhn, tinyimagenet, digits.")
+    img_size = cfg.img_size or max(s.default_img_size for s in specs)
+    trains, vals = zip(*(_in_memory_splits(s, _find(s, cfg, command), cfg, img_size)
+                         for s in specs))
+    images = torch.cat([t.images for t in trains])
+    prep = _preprocess(channel_stats(images), cfg, False)
+    train = TensorSource(formats.Split(images, torch.cat([t.labels for t in trains])), prep,
+                         device, cfg.seed)
+    flips = [s.hflip if cfg.hflip is None else cfg.hflip for s in specs]
+    train.set_tasks(torch.cat([torch.full((len(t),), k) for k, t in enumerate(trains)]),
+                    torch.tensor(flips))
+    val_sources = [TensorSource(v, prep, device, cfg.seed) for v in vals]
+    classes = [s.num_classes or int(t.labels.max()) + 1 for s, t in zip(specs, trains)]
+    return DataBundle(",".join(names), specs[0], train, val_sources[0], classes, img_size,
+                      any(flips), None, list(zip(names, val_sources)))
 
 
 def _preprocess(stats: tuple[torch.Tensor, torch.Tensor], cfg, hflip: bool) -> Preprocess:

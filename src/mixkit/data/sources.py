@@ -38,6 +38,7 @@ class Batch:
     y2: torch.Tensor | None = None
     ids2: torch.Tensor | None = None
     paired: torch.Tensor | None = None
+    task: torch.Tensor | None = None     # multi-task data: each row's task (head) index
 
     @property
     def size(self) -> int:
@@ -58,8 +59,11 @@ class Preprocess:
         return Preprocess(self.mean.to(device), self.std.to(device), self.padding, self.hflip,
                           self.channels_last)
 
-    def train(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        return normalize(augment(images, self.padding, self.hflip, generator), self.mean,
+    def train(self, images: torch.Tensor, generator: torch.Generator,
+              hflip: torch.Tensor | None = None) -> torch.Tensor:
+        """Augment and normalise; ``hflip`` (bool [B]) overrides the flag per row (multi-task)."""
+        flip = self.hflip if hflip is None else hflip
+        return normalize(augment(images, self.padding, flip, generator), self.mean,
                          self.std, self.channels_last)
 
     def eval(self, images: torch.Tensor) -> torch.Tensor:
@@ -75,15 +79,23 @@ class _Source:
         self.labels = labels.to(device)
         self.prep = prep.to(device)
         self.generator = torch.Generator(device=device).manual_seed(seed)
+        self.tasks: torch.Tensor | None = None        # [N] task index per sample (multi-task)
+        self.task_hflip: torch.Tensor | None = None   # [T] may task t be flipped?
+
+    def set_tasks(self, tasks: torch.Tensor, task_hflip: torch.Tensor) -> None:
+        """Mark the samples of a concatenation of datasets with their task index."""
+        self.tasks, self.task_hflip = tasks.to(self.device), task_hflip.to(self.device)
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
     def _assemble(self, raw: torch.Tensor, ids: torch.Tensor, raw2: torch.Tensor | None,
                   ids2: torch.Tensor | None, paired: torch.Tensor | None) -> Batch:
-        x = self.prep.train(raw, self.generator)
+        task = None if self.tasks is None else self.tasks[ids]
+        flip = None if task is None else self.task_hflip[task]
+        x = self.prep.train(raw, self.generator, flip)
         if raw2 is None:
-            return Batch(x, self.labels[ids], ids)
+            return Batch(x, self.labels[ids], ids, task=task)
         x2 = self.prep.train(raw2, self.generator)
         return Batch(x, self.labels[ids], ids, x2, self.labels[ids2], ids2, paired)
 

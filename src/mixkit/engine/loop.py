@@ -36,6 +36,7 @@ class EpochSpec:
     loss: LossFn
     evaluate: bool = True
     note: str = ""          # shown beside the progress bar (e.g. "mixed 42%")
+    source: Any = None      # the epoch's data source, if not the training split (SSL data)
 
 
 class Arm(Protocol):
@@ -50,6 +51,8 @@ class Arm(Protocol):
         """The method's end-of-epoch work and metrics for the row (may read the device once).
 
         Runs inside the timed region: per-epoch bookkeeping is part of the method's cost.
+        An arm may also define ``finish(model) -> dict`` (untimed, after its last epoch) for
+        artifacts such as MixTraining's reconstructions.
         """
         ...
 
@@ -63,6 +66,16 @@ class ArmResult:
     samples: int
     epochs: int
     rows: list[dict[str, Any]] = field(default_factory=list)
+    task_accuracy: dict[str, float] = field(default_factory=dict)
+    artifacts: dict[str, Any] = field(default_factory=dict)   # from ``arm.finish(model)``
+
+
+def evaluate_tasks(model: torch.nn.Module, tasks: list[tuple[str, Any]], runtime: Runtime,
+                   batch_size: int) -> tuple[float, dict[str, float]]:
+    """Each task's accuracy through its own head, and their mean (multi-task reports both)."""
+    accs = {name: evaluate(model, source, runtime, batch_size, t)
+            for t, (name, source) in enumerate(tasks)}
+    return sum(accs.values()) / len(accs), accs
 
 
 def evaluate(model: torch.nn.Module, source, runtime: Runtime, batch_size: int,
@@ -88,7 +101,9 @@ class Engine:
                  rundir: RunDir | None = None, eval_batch_size: int | None = None,
                  generators: dict[str, torch.Generator] | None = None) -> None:
         self.model = runtime.prepare(model)
-        self.runtime, self.train_source, self.val_source = runtime, train, val
+        self.runtime, self.train_source = runtime, train
+        # ``val``: one source, or ``[(task, source), ...]`` with one entry per head
+        self.val_tasks = val if isinstance(val, list) else [("val", val)]
         self.batch_size, self.log_interval = batch_size, log_interval
         self.eval_batch_size = eval_batch_size or max(batch_size, 256)
         self.progress, self.rundir = progress, rundir
@@ -128,7 +143,8 @@ class Engine:
             nb = spec.plan.num_batches(self.batch_size)
             self.progress.start_epoch(arm.name, spec.phase, epoch, arm.epochs, nb, spec.note)
             tick, seen = time.perf_counter(), 0
-            for k, batch in enumerate(self.train_source.batches(spec.plan, self.batch_size)):
+            source = spec.source if spec.source is not None else self.train_source
+            for k, batch in enumerate(source.batches(spec.plan, self.batch_size)):
                 loss = self._step(spec, batch, opt, epoch + (k + 0.5) / nb)
                 meter.add(loss, batch.size)
                 seen += batch.size
@@ -146,21 +162,25 @@ class Engine:
 
     def train_arm(self, arm: Arm) -> ArmResult:
         rows: list[dict[str, Any]] = []
-        accuracy = float("nan")
+        accuracy, per_task = float("nan"), {}
         for epoch in range(arm.epochs):
             row, spec = self._train_epoch(arm, epoch)
             if spec.evaluate:
-                accuracy = evaluate(self.model, self.val_source, self.runtime,
-                                    self.eval_batch_size)
+                accuracy, per_task = evaluate_tasks(self.model, self.val_tasks, self.runtime,
+                                                    self.eval_batch_size)
                 row["val_acc"] = accuracy
+                if len(per_task) > 1:
+                    row["task_accuracy"] = per_task
             rows.append(row)
             self.progress.end_epoch(row, spec.note)
             if self.rundir is not None:
                 self.rundir.log(row)
                 self.save(arm, epoch)
+        finish = getattr(arm, "finish", None)
         return ArmResult(arm.name, accuracy, sum(r["epoch_seconds"] for r in rows),
                          sum(r["inputs"] for r in rows), sum(r["samples"] for r in rows),
-                         arm.epochs, rows)
+                         arm.epochs, rows, per_task if len(per_task) > 1 else {},
+                         finish(self.model) if finish is not None else {})
 
     def save(self, arm: Arm, epoch: int) -> None:
         """``last.pt``: everything needed to continue after ``epoch`` (atomic)."""
@@ -170,6 +190,7 @@ class Engine:
             "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
             "recipe": None if self._recipe is None else dataclasses.asdict(self._recipe),
             "scaler": self.scaler.state_dict(),
-            "rng": rng_state({"augment": self.train_source.generator, **self.generators}),
+            "rng": rng_state({"augment": self.train_source.generator, **self.generators,
+                              **getattr(arm, "generators", {})}),
         }
         save_checkpoint(state, self.rundir.checkpoint_path)

@@ -18,8 +18,34 @@ from mixkit.engine.loop import EpochSpec
 from mixkit.engine.optim import Recipe
 
 
+def task_mean(values: torch.Tensor, task: torch.Tensor | None, num_tasks: int) -> torch.Tensor:
+    """The batch mean of per-row ``values``; with multi-task rows, the *sum over tasks* of each
+    task's mean (the tasks' objectives summed, MixTraining §2.2.3). Vectorised, no host sync."""
+    if task is None:
+        return values.mean()
+    onehot = F.one_hot(task, num_tasks).to(values.dtype)                # [B, T]
+    return ((onehot.T @ values) / onehot.sum(0).clamp_min(1)).sum()
+
+
+def supervised_loss_from_features(model: torch.nn.Module, feats: torch.Tensor,
+                                  batch: Batch) -> torch.Tensor:
+    """Cross-entropy of each row through its task's head (one head: plain cross-entropy)."""
+    pooled = model.pre_logits(feats)
+    if batch.task is None:
+        return F.cross_entropy(model.heads[0](pooled), batch.y)
+    per_row = torch.zeros_like(batch.y, dtype=torch.float32)
+    for t, head in enumerate(model.heads):       # heads are tiny: score every row with each
+        mine = batch.task == t
+        ce = F.cross_entropy(head(pooled).float(), torch.where(mine, batch.y, 0),
+                             reduction="none")
+        per_row = torch.where(mine, ce, per_row)
+    return task_mean(per_row, batch.task, len(model.heads))
+
+
 def cross_entropy_loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
-    return F.cross_entropy(model(batch.x), batch.y)
+    if batch.task is None:
+        return F.cross_entropy(model(batch.x), batch.y)
+    return supervised_loss_from_features(model, model.forward_features(batch.x), batch)
 
 
 class SupervisedArm:

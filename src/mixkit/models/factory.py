@@ -10,10 +10,12 @@ Small-image adaptation (inputs <= 64 px), as the CIFAR literature does it:
 
 * ResNet: 3x3 stride-1 stem convolution, no max-pool -> total stride 8 (4x4 grid at 32 px).
 * MobileNetV2: stride 1 in the stem and in the first stride-2 block -> total stride 8.
-* ViT: ``img_size`` and ``patch_size`` (default ``img_size // 16``: 2 at 32 px, 4 at 64 px,
-  the MixTraining paper's settings); pooling is the average of the patch tokens (MAE's
-  fine-tuning choice), the class token stays in the sequence.
-* Swin: ``img_size``, ``patch_size`` (default ``img_size // 16``) and a window that fits the grid.
+* ViT: ``img_size`` and ``patch_size``; pooling is the average of the patch tokens (MAE's
+  fine-tuning choice), the class token stays in the sequence. The default patch grid is
+  16x16, but never finer than half the data's stored resolution (:func:`default_patch`):
+  patch 2 at 32 px and 4 at 64 px, the MixTraining paper's settings, and a 4x4 grid for the
+  8x8 digits (16 tokens, each 2x2 stored pixels) rather than 256 tokens of interpolation.
+* Swin: ``img_size``, ``patch_size`` (same default) and a window that fits the grid.
 """
 
 from __future__ import annotations
@@ -46,9 +48,9 @@ FAMILIES = (
     Family("mobilenetv2", r"^mobilenetv2_\d+$", "cnn",
            "<=64 px: stride 1 in the stem and first stride-2 block (total stride 8)"),
     Family("vit", r"^(vit|deit)_(tiny|small|base)_patch\d+_\d+$", "vit",
-           "img_size, patch_size (default img_size/16); class token + patch tokens"),
+           "img_size, patch_size (16x16 grid, at most native/2); class token + patch tokens"),
     Family("swin", r"^swin_(tiny|small|base)_patch4_window7_224$", "swin",
-           "img_size, patch_size (default img_size/16), window fitted to the grid"),
+           "img_size, patch_size (as ViT), window fitted to the grid"),
 )
 
 
@@ -108,20 +110,28 @@ def _unknown_model(name: str) -> UserError:
                      hint=f"{hint}`mixkit models` lists the supported families.")
 
 
-def _default_patch(img_size: int) -> int:
-    return max(1, img_size // 16)
+def default_patch(img_size: int, native_size: int | None = None) -> int:
+    """Patch size for a ``min(16, native_size // 2)``-cell grid (16 if the size is unknown).
+
+    A patch then covers at least 2x2 *stored* pixels, as the paper's patch 2 does on 32-px
+    CIFAR: the token count (the cost) follows the information in the image, not the upsampling.
+    """
+    grid = 16 if native_size is None else max(1, min(16, native_size // 2))
+    return max(1, img_size // grid)
 
 
-def _vit_kwargs(name: str, img_size: int, patch_size: int | None) -> dict:
-    p = patch_size or _default_patch(img_size)
+def _vit_kwargs(name: str, img_size: int, patch_size: int | None,
+                native_size: int | None = None) -> dict:
+    p = patch_size or default_patch(img_size, native_size)
     if img_size % p:
         raise UserError(f"--img-size {img_size} is not a multiple of --patch-size {p} for "
                         f"`{name}`.", hint="Pick a patch size that divides the image size.")
     return {"img_size": img_size, "patch_size": p}
 
 
-def _swin_kwargs(name: str, img_size: int, patch_size: int | None) -> dict:
-    kw = _vit_kwargs(name, img_size, patch_size)
+def _swin_kwargs(name: str, img_size: int, patch_size: int | None,
+                 native_size: int | None = None) -> dict:
+    kw = _vit_kwargs(name, img_size, patch_size, native_size)
     grid = img_size // kw["patch_size"]
     if grid % 8:
         raise UserError(f"`{name}` at --img-size {img_size} with --patch-size "
@@ -147,8 +157,12 @@ _SMALL_STEMS: dict[str, Callable[[nn.Module, int], None]] = {
 
 
 def create_backbone(name: str, img_size: int, patch_size: int | None = None,
-                    in_chans: int = 3) -> tuple[nn.Module, Family]:
-    """A randomly initialised timm backbone (no head), adapted to ``img_size``."""
+                    in_chans: int = 3, native_size: int | None = None
+                    ) -> tuple[nn.Module, Family]:
+    """A randomly initialised timm backbone (no head), adapted to ``img_size``.
+
+    ``native_size`` is the data's stored resolution; it sets the default ViT/Swin patch size.
+    """
     fam = family_of(name)
     if fam is None or name not in timm.list_models():
         raise _unknown_model(name)
@@ -156,9 +170,9 @@ def create_backbone(name: str, img_size: int, patch_size: int | None = None,
     if fam.kind == "vit":
         # average of the patch tokens, as MAE fine-tunes: a region of the token grid can then
         # be pooled on its own (split propagation) and the whole grid gives the plain logits
-        kw = {**_vit_kwargs(name, img_size, patch_size), "global_pool": "avg"}
+        kw = {**_vit_kwargs(name, img_size, patch_size, native_size), "global_pool": "avg"}
     elif fam.kind == "swin":
-        kw = _swin_kwargs(name, img_size, patch_size)
+        kw = _swin_kwargs(name, img_size, patch_size, native_size)
     elif patch_size is not None:
         raise UserError(f"--patch-size applies to ViT/Swin models, not the CNN `{name}`.",
                         hint="Drop --patch-size.")
@@ -189,9 +203,10 @@ def describe(backbone: nn.Module, fam: Family, name: str, img_size: int,
 
 
 def create_model(name: str, num_classes: int | list[int], img_size: int,
-                 patch_size: int | None = None) -> tuple[Classifier, ModelInfo]:
+                 patch_size: int | None = None,
+                 native_size: int | None = None) -> tuple[Classifier, ModelInfo]:
     """Backbone + one head per task (``num_classes`` an int, or a list for multi-task)."""
-    backbone, fam = create_backbone(name, img_size, patch_size)
+    backbone, fam = create_backbone(name, img_size, patch_size, native_size=native_size)
     info = describe(backbone, fam, name, img_size)
     heads = [num_classes] if isinstance(num_classes, int) else list(num_classes)
     return Classifier(backbone, heads), info

@@ -1,0 +1,131 @@
+"""The MixTraining arm: Algorithm 1 on the shared engine.
+
+One class runs all three arms of ``mixkit mixtraining`` (the schedule decides the phases):
+
+* ``mixtraining``: SSL for ``e_ssl - e_mix`` epochs, mix for ``e_mix``, SL for ``e_sl - e_mix``;
+* ``ssl+sl``: the same at ``rho = 0`` (SSL for ``e_ssl`` epochs, then SL for ``e_sl``);
+* ``sl``: the same at ``e_ssl = 0`` (supervised only, no SSL head attached).
+
+Mix phase, Eq. (3): ``alpha * l_ssl + (1 - alpha) * l_sl``, one backward. ``shared`` forward
+(App. A.2): the backbone runs once on all patches; the classifier pools the full tokens and the
+SSL objective reuses them. ``separate``: the SSL objective runs its own (masked) encoder pass.
+
+Optimisation, Table 7 as SPEC §4 reads it: the SSL recipe spans the SSL phase as if it ran
+``e_ssl`` epochs; the SL recipe starts with the mix phase and spans ``e_sl`` epochs. A change of
+recipe starts a fresh AdamW (the engine's rule), so the mix phase starts with fresh moments.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from mixkit.data.plan import shuffled
+from mixkit.data.sources import Batch
+from mixkit.engine.loop import EpochSpec
+from mixkit.engine.optim import Recipe
+from mixkit.methods.mixtraining.objectives import SSLObjective
+from mixkit.methods.mixtraining.schedule import MIX, SSL, Schedule
+from mixkit.methods.supervised import (cross_entropy_loss, supervised_loss_from_features,
+                                       task_mean)
+
+
+def recipes(cfg: Any, schedule: Schedule) -> tuple[Recipe, Recipe]:
+    """The SSL and SL AdamW recipes of Table 7, placed on the arm's epoch axis."""
+    ssl = Recipe("ssl", cfg.ssl_peak_lr, cfg.min_lr, cfg.ssl_weight_decay, cfg.ssl_warmup_epochs,
+                 total=max(schedule.e_ssl, 1), start=0.0, betas=(0.9, cfg.ssl_beta2))
+    sl = Recipe("sl", cfg.sl_lr, cfg.min_lr, cfg.weight_decay, cfg.warmup_epochs,
+                total=schedule.e_sl, start=float(schedule.sl_start), betas=(0.9, cfg.beta2))
+    return ssl, sl
+
+
+class MixTrainingArm:
+    """An SSL -> mix -> SL schedule of epochs on one model."""
+
+    def __init__(self, name: str, schedule: Schedule, ssl_recipe: Recipe, sl_recipe: Recipe,
+                 objective: SSLObjective | None, *, alpha: float, mix_forward: str,
+                 num_samples: int, plan_generator: torch.Generator, num_tasks: int = 1,
+                 ssl_source: Any = None, mix_source: Any = None,
+                 probe: tuple[torch.Tensor, Any] | None = None,
+                 device: torch.device | str = "cpu") -> None:
+        if schedule.e_ssl and objective is None:
+            raise ValueError("an arm with SSL epochs needs an SSL objective")
+        self.name, self.schedule, self.epochs = name, schedule, schedule.epochs
+        self.ssl_recipe, self.sl_recipe, self.objective = ssl_recipe, sl_recipe, objective
+        self.alpha, self.mix_forward, self.num_tasks = alpha, mix_forward, num_tasks
+        self.num_samples, self.generator = num_samples, plan_generator
+        self.ssl_source, self.mix_source = ssl_source, mix_source
+        self.probe = probe          # (fixed images, fixed mask) for the reconstruction figure
+        self._parts = torch.zeros(2, device=device)    # mix phase: sum of (l_ssl, l_sl)
+        self._steps = 0
+
+    @property
+    def generators(self) -> dict[str, torch.Generator]:
+        """The arm's random streams (saved in checkpoints): plans, masks, Eq. (2) partners."""
+        gens = {"plan": self.generator}
+        if self.objective is not None and getattr(self.objective, "generator", None) is not None:
+            gens["mask"] = self.objective.generator
+        if self.mix_source is not None:
+            gens["mix"] = self.mix_source.generator
+        return gens
+
+    @property
+    def uses_ssl(self) -> bool:
+        return self.schedule.e_ssl > 0
+
+    def extend_model(self, model: nn.Module) -> None:
+        """Attach the SSL head (MAE decoder) to the model, if this arm trains one."""
+        if self.uses_ssl:
+            model.ssl_head = self.objective.head()
+
+    # --- the engine's interface ----------------------------------------------------------
+    def epoch(self, epoch: int) -> EpochSpec:
+        phase = self.schedule.phase_at(epoch)
+        if phase == SSL:
+            n = len(self.ssl_source) if self.ssl_source is not None else self.num_samples
+            return EpochSpec(SSL, shuffled(n, self.generator), self.ssl_recipe, self.ssl_loss,
+                             evaluate=False, source=self.ssl_source, note="MAE")
+        plan = shuffled(self.num_samples, self.generator)
+        if phase == MIX:
+            return EpochSpec(MIX, plan, self.sl_recipe, self.mix_loss, source=self.mix_source,
+                             note=f"alpha {self.alpha:g}")
+        return EpochSpec(phase, plan, self.sl_recipe, cross_entropy_loss)
+
+    def end_epoch(self, epoch: int) -> dict[str, Any]:
+        if self.schedule.phase_at(epoch) != MIX or self._steps == 0:
+            return {}
+        l_ssl, l_sl = (self._parts / self._steps).tolist()      # one device read per epoch
+        self._parts.zero_()
+        self._steps = 0
+        return {"ssl_loss": l_ssl, "sl_loss": l_sl}
+
+    # --- losses ------------------------------------------------------------------------------
+    def ssl_loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        return task_mean(self.objective.standalone(model, batch.x), batch.task, self.num_tasks)
+
+    def mix_loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        """Eq. (3) with one backward; ``shared`` also runs the backbone only once."""
+        if self.mix_forward == "shared":
+            feats = model.forward_features(batch.x)
+            per_row = self.objective.reuse(model, batch.x, feats)
+            l_sl = supervised_loss_from_features(model, feats, batch)
+        else:
+            per_row = self.objective.standalone(model, batch.x)
+            l_sl = cross_entropy_loss(model, batch)
+        l_ssl = task_mean(per_row, batch.task, self.num_tasks)
+        self._parts += torch.stack([l_ssl.detach(), l_sl.detach()]).float()
+        self._steps += 1
+        return self.alpha * l_ssl + (1.0 - self.alpha) * l_sl
+
+    # --- after the last epoch ------------------------------------------------------------------
+    def finish(self, model: nn.Module) -> dict[str, Any]:
+        """Reconstructions of the figure's fixed images (Fig. 4), if this arm trained MAE."""
+        if not self.uses_ssl or self.probe is None:
+            return {}
+        was_training = model.training
+        model.eval()
+        out = self.objective.reconstruct(model, *self.probe)
+        model.train(was_training)
+        return {"reconstruction": out.cpu()}
