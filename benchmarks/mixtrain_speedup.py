@@ -31,7 +31,7 @@ from dataclasses import replace
 import torch
 import torch.nn.functional as F
 
-from mixkit.commands import MIXTRAIN, mixtrain, supervised
+from mixkit.commands import MIXTRAIN, mixtrain, mixtrain_recipe, supervised
 from mixkit.config import MixtrainConfig, build_config
 from mixkit.engine.progress import TrainingProgress
 from mixkit.methods.mixtrain import ops
@@ -96,7 +96,7 @@ def overheads(cfg, repeats: int) -> tuple[float, float]:
     model = ctx.runtime.prepare(create_model(cfg.model, ctx.data.num_classes, ctx.data.img_size,
                                              cfg.patch_size)[0])
     n, rt = len(ctx.data.train), ctx.runtime
-    arm = MixTrainArm(replace(cfg, op="cutmix"), n, ctx.recipe(), ctx.model_info,
+    arm = MixTrainArm(replace(cfg, op="cutmix"), n, mixtrain_recipe(cfg), ctx.model_info,
                       ctx.data.img_size, rt.device)
     mix = torch.rand(n, generator=torch.Generator().manual_seed(0)) < 0.5
     plan = pair_plan(mix, torch.Generator().manual_seed(0))

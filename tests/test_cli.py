@@ -73,12 +73,12 @@ def test_explicit_experiment_is_never_overwritten(tmp_path: Path, capsys) -> Non
 ])
 def test_each_format_trains_one_epoch(name, fixture, extra, request, tmp_path, capsys) -> None:
     root = request.getfixturevalue(fixture)
-    code, _, err = run_cli(["mixtraining", "--data", name, "--data-dir", str(root), *FAST,
-                            "-b", "8", *extra, "--output", str(tmp_path / "runs"),
-                            "--experiment", name], capsys)
+    code, _, err = run_cli(["mixtrain", "--no-baseline", "--data", name, "--data-dir",
+                            str(root), *FAST, "-b", "8", *extra, "--output",
+                            str(tmp_path / "runs"), "--experiment", name], capsys)
     assert code == 0, err
     summary = json.loads((tmp_path / "runs" / name / "summary.json").read_text())
-    assert summary["command"] == "mixtraining" and summary["arms"]["sl"]["epochs"] == 1
+    assert summary["command"] == "mixtrain" and summary["arms"]["mixtrain"]["epochs"] == 1
 
 
 BAD = [

@@ -13,6 +13,7 @@ from conftest import run_cli
 from mixkit.methods.mixtrain import ops
 from mixkit.methods.mixtrain.selection import (NONE, R1, R2, R3, MixState, next_mix,
                                                pair_plan, regions, thresholds)
+from mixkit.commands import mixtrain_recipe
 from mixkit.models import create_model
 from mixkit.models.split import region_logits
 
@@ -222,7 +223,8 @@ def test_mixtrain_step_reads_the_host_once_per_epoch_not_per_step(op, monkeypatc
         model, _ = create_model("resnet18", 10, 16)
         eng = Engine(model, ctx.runtime, ctx.data.train, ctx.data.val, batch_size=batch_size,
                      log_interval=10**6, progress=TrainingProgress(enabled=False))
-        arm = MixTrainArm(ctx.cfg, len(ctx.data.train), ctx.recipe(), ctx.model_info, 16, CPU)
+        arm = MixTrainArm(ctx.cfg, len(ctx.data.train), mixtrain_recipe(ctx.cfg), ctx.model_info, 16,
+                          CPU)
         arm.state.why[: arm.state.n] = 1          # mix everything: a plan with pairs
         reads["n"] = 0
         eng.train_epoch(arm, 1)

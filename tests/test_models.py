@@ -74,3 +74,16 @@ def test_patch_size_must_divide_image_and_is_vit_only() -> None:
         create_model("vit_tiny_patch16_224", 10, 32, 5)
     with pytest.raises(UserError, match="--patch-size"):
         create_model("resnet18", 10, 32, 4)
+
+
+@pytest.mark.parametrize("img,native,patch", [
+    (32, 32, 2),      # CIFAR/SVHN: the paper's patch 2 at 32 px
+    (64, 64, 4),      # TinyImageNet: patch 4 at 64 px
+    (32, 8, 8),       # digits (8x8 stored): a 4x4 grid, each patch 2x2 stored pixels
+    (16, 8, 4),
+    (224, None, 14),  # unknown stored size (imagefolder): 16x16 grid
+])
+def test_default_patch_follows_the_stored_resolution(img, native, patch) -> None:
+    from mixkit.models.factory import default_patch
+
+    assert default_patch(img, native) == patch

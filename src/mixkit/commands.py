@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from mixkit.data import load_data
+from mixkit.data.registry import get_spec
 from mixkit.engine.checkpoint import write_json
 from mixkit.engine.loop import ArmResult
 from mixkit.engine.optim import Recipe
@@ -74,6 +75,7 @@ def _mixtraining_setup(ctx: RunContext) -> None:
             raise UserError(f"{why} (--model {cfg.model}, --mask-ratio {cfg.mask_ratio})",
                             hint="Use a ViT such as vit_tiny_patch16_224, or --epochs-ssl 0.")
     if cfg.ssl_data and cfg.ssl_data != cfg.data:
+        get_spec(cfg.ssl_data, "--ssl-data")
         if ctx.data.multitask or "," in cfg.ssl_data:
             raise UserError("--ssl-data with multi-task --data is not supported.",
                             hint="Use one SL dataset with --ssl-data, or drop --ssl-data.")
@@ -146,5 +148,5 @@ def _mixtraining_finish(ctx: RunContext, results: dict[str, ArmResult], rundir: 
 MIXTRAIN = CommandSpec("mixtrain", _mixtrain_arms, method_arm="mixtrain",
                        baseline_arm="baseline", setup=_mixtrain_setup)
 MIXTRAINING = CommandSpec("mixtraining", _mixtraining_arms, method_arm="mixtraining",
-                          baseline_arm="ssl+sl", setup=_mixtraining_setup,
+                          baseline_arm="ssl+sl", compare_arms=("ssl+sl", "sl"), setup=_mixtraining_setup,
                           finish=_mixtraining_finish)

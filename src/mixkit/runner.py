@@ -57,6 +57,8 @@ class CommandSpec:
     arms: Callable[[Any], list[tuple[str, ArmFactory]]]
     method_arm: str | None
     baseline_arm: str
+    # arms the method's accuracy gain is reported against (default: the baseline arm)
+    compare_arms: tuple[str, ...] = ()
     # method-specific input checks and loading, before the run dir exists (UserError -> exit 2)
     setup: Callable[[RunContext], None] | None = None
     # after every arm: artifacts such as plots, written into the run dir
@@ -126,6 +128,8 @@ def summarize(command: CommandSpec, ctx: RunContext, results: dict[str, ArmResul
         "device": ctx.runtime.describe(),
         "method_arm": command.method_arm,
         "baseline_arm": command.baseline_arm,
+        "compare_arms": [a for a in (command.compare_arms or (command.baseline_arm,))
+                         if a in results],
         "arms": {n: _arm_summary(r) for n, r in results.items()},
         "speedup": base.train_seconds / method.train_seconds if both else None,
         "accuracy_delta": method.accuracy - base.accuracy if both else None,

@@ -59,11 +59,11 @@ SPECS: dict[str, DatasetSpec] = {s.name: s for s in (
 )}
 
 
-def get_spec(name: str) -> DatasetSpec:
+def get_spec(name: str, flag: str = "--data") -> DatasetSpec:
     if name not in SPECS:
         close = difflib.get_close_matches(name, list(SPECS), n=3, cutoff=0.4)
         hint = f"Did you mean {', '.join(close)}? " if close else ""
-        raise UserError(f"unknown dataset `{name}` (--data).",
+        raise UserError(f"unknown dataset `{name}` ({flag}).",
                         hint=f"{hint}Known: {', '.join(SPECS)} (`mixkit datasets` lists them).")
     return SPECS[name]
 

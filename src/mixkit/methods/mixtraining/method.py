@@ -58,8 +58,8 @@ class MixTrainingArm:
         self.num_samples, self.generator = num_samples, plan_generator
         self.ssl_source, self.mix_source = ssl_source, mix_source
         self.probe = probe          # (fixed images, fixed mask) for the reconstruction figure
-        self._parts = torch.zeros(2, device=device)    # mix phase: sum of (l_ssl, l_sl)
-        self._steps = 0
+        self._parts = torch.zeros(2, device=device)    # mix phase: sample-weighted (l_ssl, l_sl)
+        self._seen = 0
 
     @property
     def generators(self) -> dict[str, torch.Generator]:
@@ -94,11 +94,11 @@ class MixTrainingArm:
         return EpochSpec(phase, plan, self.sl_recipe, cross_entropy_loss)
 
     def end_epoch(self, epoch: int) -> dict[str, Any]:
-        if self.schedule.phase_at(epoch) != MIX or self._steps == 0:
+        if self.schedule.phase_at(epoch) != MIX or self._seen == 0:
             return {}
-        l_ssl, l_sl = (self._parts / self._steps).tolist()      # one device read per epoch
+        l_ssl, l_sl = (self._parts / self._seen).tolist()      # one device read per epoch
         self._parts.zero_()
-        self._steps = 0
+        self._seen = 0
         return {"ssl_loss": l_ssl, "sl_loss": l_sl}
 
     # --- losses ------------------------------------------------------------------------------
@@ -115,8 +115,8 @@ class MixTrainingArm:
             per_row = self.objective.standalone(model, batch.x)
             l_sl = cross_entropy_loss(model, batch)
         l_ssl = task_mean(per_row, batch.task, self.num_tasks)
-        self._parts += torch.stack([l_ssl.detach(), l_sl.detach()]).float()
-        self._steps += 1
+        self._parts += torch.stack([l_ssl.detach(), l_sl.detach()]).float() * batch.size
+        self._seen += batch.size
         return self.alpha * l_ssl + (1.0 - self.alpha) * l_sl
 
     # --- after the last epoch ------------------------------------------------------------------
