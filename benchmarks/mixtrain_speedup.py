@@ -31,6 +31,7 @@ from dataclasses import replace
 import torch
 import torch.nn.functional as F
 
+from common import mean_sd
 from mixkit.commands import MIXTRAIN, mixtrain, mixtrain_recipe, supervised
 from mixkit.config import MixtrainConfig, build_config
 from mixkit.engine.progress import TrainingProgress
@@ -51,11 +52,6 @@ def iso_time_accuracy(base_rows: list[dict], budget: float) -> float | None:
             break
         acc = row["val_acc"]
     return acc
-
-
-def mean_sd(xs: list[float]) -> str:
-    sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
-    return f"{statistics.mean(xs):.3f} ± {sd:.3f}"
 
 
 def run_seed(cfg, ops: list[str], progress: TrainingProgress) -> dict[str, dict]:

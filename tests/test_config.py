@@ -56,3 +56,14 @@ def test_bad_files_name_the_file_and_the_key(tmp_path: Path, text: str, match: s
 def test_min_lr_above_lr_is_rejected() -> None:
     with pytest.raises(UserError, match="--min-lr"):
         load_config(MixtrainConfig, None, {"lr": 1e-4, "min_lr": 1e-3})
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parent.parent / "configs").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_shipped_config_loads_for_its_command(path: Path) -> None:
+    from mixkit.config import MixtrainConfig, MixtrainingConfig, load_config
+
+    cls = MixtrainConfig if path.name.startswith("mixtrain-") else MixtrainingConfig
+    assert path.name.startswith(("mixtrain-", "mixtraining-"))
+    cfg = load_config(cls, path, {})
+    assert cfg.data and cfg.model

@@ -145,8 +145,16 @@ def _mixtraining_finish(ctx: RunContext, results: dict[str, ArmResult], rundir: 
     write_json(rundir.path / "reconstruction.json", {"rows": ["original", "masked", *recons]})
 
 
+def _mixtraining_describe(ctx: RunContext) -> dict[str, Any]:
+    c = ctx.cfg
+    s = Schedule(c.epochs_ssl, c.epochs_sl, c.rho)
+    return {"schedule": {"e_ssl": s.e_ssl, "e_sl": s.e_sl, "rho": c.rho, "e_mix": s.e_mix,
+                         "phases": [list(p) for p in s.phases], "alpha": c.alpha,
+                         "mix_forward": c.mix_forward, "ssl_data": c.ssl_data or c.data}}
+
+
 MIXTRAIN = CommandSpec("mixtrain", _mixtrain_arms, method_arm="mixtrain",
                        baseline_arm="baseline", setup=_mixtrain_setup)
 MIXTRAINING = CommandSpec("mixtraining", _mixtraining_arms, method_arm="mixtraining",
                           baseline_arm="ssl+sl", compare_arms=("ssl+sl", "sl"), setup=_mixtraining_setup,
-                          finish=_mixtraining_finish)
+                          describe=_mixtraining_describe, finish=_mixtraining_finish)

@@ -61,6 +61,8 @@ class CommandSpec:
     compare_arms: tuple[str, ...] = ()
     # method-specific input checks and loading, before the run dir exists (UserError -> exit 2)
     setup: Callable[[RunContext], None] | None = None
+    # the method's own summary entries (e.g. MixTraining's schedule)
+    describe: Callable[[RunContext], dict[str, Any]] | None = None
     # after every arm: artifacts such as plots, written into the run dir
     finish: Callable[[RunContext, dict[str, ArmResult], RunDir], None] | None = None
 
@@ -131,6 +133,7 @@ def summarize(command: CommandSpec, ctx: RunContext, results: dict[str, ArmResul
         "compare_arms": [a for a in (command.compare_arms or (command.baseline_arm,))
                          if a in results],
         "arms": {n: _arm_summary(r) for n, r in results.items()},
+        **(command.describe(ctx) if command.describe is not None else {}),
         "speedup": base.train_seconds / method.train_seconds if both else None,
         "accuracy_delta": method.accuracy - base.accuracy if both else None,
         "versions": {"mixkit": mixkit.__version__, "torch": torch.__version__,
