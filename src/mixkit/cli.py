@@ -34,7 +34,8 @@ def _option(name: str, tp: Any, meta: dict) -> inspect.Parameter:
                                                   show_default=False))
 
 
-def training_command(config_cls: type, run: Callable[[Any, bool], None]) -> Callable:
+def training_command(config_cls: type,
+                     run: Callable[[type, Optional[Path], dict[str, Any]], None]) -> Callable:
     """A Typer command whose options are the fields of ``config_cls`` plus ``-c/--config``."""
     import dataclasses
 
@@ -52,8 +53,7 @@ def training_command(config_cls: type, run: Callable[[Any, bool], None]) -> Call
     def command(**kwargs: Any) -> None:
         path = kwargs.pop("config")
         overrides = {k: v for k, v in kwargs.items() if v is not None}
-        cfg = load_config(config_cls, path, overrides)
-        run(cfg, "experiment" in overrides)
+        run(config_cls, path, overrides)
 
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     command.__annotations__ = {p.name: p.annotation for p in params}
@@ -61,12 +61,19 @@ def training_command(config_cls: type, run: Callable[[Any, bool], None]) -> Call
     return command
 
 
-def _run(command_name: str) -> Callable[[Any, bool], None]:
-    def run(cfg: Any, strict: bool) -> None:
+def _run(command_name: str) -> Callable[[type, Optional[Path], dict[str, Any]], None]:
+    def run(config_cls: type, path: Optional[Path], overrides: dict[str, Any]) -> None:
         from mixkit import commands, runner
 
         spec = {"mixtrain": commands.MIXTRAIN, "mixtraining": commands.MIXTRAINING}[command_name]
-        runner.run(cfg, spec, strict_experiment=strict)
+        if "resume" in overrides:
+            if path is not None:
+                raise UserError("--resume uses the run's own config.yaml; drop -c/--config.")
+            cfg, checkpoint = runner.resume_config(config_cls, spec, overrides)
+            runner.run(cfg, spec, strict_experiment=True, checkpoint=checkpoint)
+            return
+        cfg = load_config(config_cls, path, overrides)
+        runner.run(cfg, spec, strict_experiment="experiment" in overrides)
     return run
 
 
@@ -98,8 +105,17 @@ def models_cmd() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: UserError -> one paragraph on stderr and exit code 2."""
+    from mixkit.engine.loop import NonFiniteLoss
+    from mixkit.engine.signals import Interrupted
+
     try:
         app(args=argv, standalone_mode=True)
     except UserError as err:
         print_user_error(err)
         sys.exit(EXIT_USER_ERROR)
+    except Interrupted as stop:
+        print(f"mixkit: {stop}", file=sys.stderr)
+        sys.exit(stop.exit_code)
+    except NonFiniteLoss as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)

@@ -106,6 +106,8 @@ def mixtraining_arm(name: str, schedule_of) -> ArmFactory:
                       cfg.decoder_depth, cfg.decoder_heads,
                       torch.Generator(device=device).manual_seed(cfg.seed + 1))
         ssl_train = ctx.extras.get("ssl_train")
+        if ssl_train is not None:                 # every arm starts from the same streams
+            ssl_train.generator.manual_seed(cfg.seed)
         mix = None
         if ssl_train is not None and schedule.e_mix > 0:
             mix = MixedSource(ctx.data.train, ssl_train, cfg.lam,

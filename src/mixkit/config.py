@@ -101,6 +101,10 @@ class TrainConfig:
     baseline: bool = opt(True, "Run the baseline arm(s) side by side (--no-baseline skips).")
     overwrite: bool = opt(False, "Replace an existing run directory of the same name.",
                           recipe=False)
+    resume: Optional[str] = opt(
+        None, "Continue the run in this RUN_DIR exactly from its last checkpoint, with its saved "
+        "config (only --device, --log-interval, --workers, --data-dir may change).",
+        recipe=False)
 
 
 @dataclass

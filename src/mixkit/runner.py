@@ -7,9 +7,11 @@ the run directory is created, so a bad command line leaves nothing behind.
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -18,9 +20,12 @@ from rich.console import Console
 
 import mixkit
 from mixkit.data import DataBundle, load_data
-from mixkit.engine.loop import Arm, ArmResult, Engine
+from mixkit.config import load_config
+from mixkit.engine.checkpoint import load_checkpoint
+from mixkit.engine.loop import Arm, ArmResult, Engine, NonFiniteLoss
 from mixkit.engine.progress import TrainingProgress
 from mixkit.engine.rundir import RunDir
+from mixkit.engine.signals import Interrupted, stop_on_signals
 from mixkit.engine.runtime import Runtime
 from mixkit.errors import UserError
 from mixkit.models import ModelInfo, create_model
@@ -98,8 +103,12 @@ def prepare(cfg: Any, command: CommandSpec) -> RunContext:
 
 
 def run_arm(ctx: RunContext, name: str, factory: ArmFactory, rundir: RunDir | None,
-            progress: TrainingProgress) -> ArmResult:
-    """One arm from the same starting point as every other: seed, fresh model, fresh streams."""
+            progress: TrainingProgress, resume: dict[str, Any] | None = None,
+            done: dict[str, ArmResult] | None = None, command: str = "") -> ArmResult:
+    """One arm from the same starting point as every other: seed, fresh model, fresh streams.
+
+    With ``resume`` (a checkpoint of this arm) the engine then restores the state it saved.
+    """
     seed_everything(ctx.cfg.seed)
     ctx.data.train.generator.manual_seed(ctx.cfg.seed)
     model = ctx.new_model()
@@ -107,10 +116,12 @@ def run_arm(ctx: RunContext, name: str, factory: ArmFactory, rundir: RunDir | No
     extend = getattr(arm, "extend_model", None)     # e.g. MixTraining attaches the MAE decoder
     if extend is not None:
         extend(model)
+    hint = f"Resume with: mixkit {command} --resume {rundir.path}" if rundir else ""
     engine = Engine(model, ctx.runtime, ctx.data.train, ctx.data.tasks,
                     batch_size=ctx.cfg.batch_size, log_interval=ctx.cfg.log_interval,
-                    progress=progress, rundir=rundir)
-    return engine.train_arm(arm)
+                    progress=progress, rundir=rundir, done=done, resume_hint=hint,
+                    meta={"command": command})
+    return engine.train_arm(arm, resume)
 
 
 def summarize(command: CommandSpec, ctx: RunContext, results: dict[str, ArmResult],
@@ -158,25 +169,87 @@ def _phase_seconds(rows: list[dict[str, Any]]) -> dict[str, float]:
     return out
 
 
+RESUMABLE = {"resume", "device", "log_interval", "workers", "data_dir", "download"}
+
+
+def resume_config(cls: type, command: CommandSpec,
+                  overrides: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """The saved config and last checkpoint of ``--resume RUN_DIR``, or a UserError."""
+    path = Path(overrides["resume"])
+    if not (path / "config.yaml").is_file():
+        raise UserError(f"--resume {path} is not a mixkit run directory (no config.yaml).",
+                        hint="Pass the OUTPUT/EXPERIMENT directory of a stopped run.")
+    changed = sorted(set(overrides) - RESUMABLE)
+    if changed:
+        flag = "--" + changed[0].replace("_", "-")
+        raise UserError(f"--resume continues a run with its saved config; {flag} cannot be "
+                        "changed on resume.", hint="Drop it, or start a new run with "
+                        f"--config {path / 'config.yaml'}.")
+    if _status(path / "summary.json") == "completed":
+        raise UserError(f"--resume {path}: that run has already completed.",
+                        hint="Its results are in summary.json.")
+    checkpoint = load_checkpoint(path / "last.pt")
+    if checkpoint.get("command") != command.name:
+        raise UserError(f"--resume {path} is a `mixkit {checkpoint.get('command')}` run, not "
+                        f"`mixkit {command.name}`.",
+                        hint=f"Run mixkit {checkpoint.get('command')} --resume {path}.")
+    return load_config(cls, path / "config.yaml", overrides), checkpoint
+
+
+def _status(path: Path) -> str | None:
+    try:
+        return json.loads(path.read_text()).get("status")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _open_resumed(cfg: Any, checkpoint: dict[str, Any]) -> tuple[RunDir, dict[str, ArmResult]]:
+    """The run dir of a resumed run, its metrics cut back to what the checkpoint holds."""
+    rundir = RunDir(Path(cfg.resume))
+    done = {n: ArmResult.from_rows(n, d["epochs"], d["rows"], d["artifacts"])
+            for n, d in checkpoint["done"].items()}
+    rundir.reset_rows([r for res in done.values() for r in res.rows] + checkpoint["rows"])
+    return rundir, done
+
+
 def run(cfg: Any, command: CommandSpec, *, strict_experiment: bool,
-        console: Console | None = None) -> dict[str, Any]:
+        console: Console | None = None,
+        checkpoint: dict[str, Any] | None = None) -> dict[str, Any]:
     console = console or Console()
     arms = command.arms(cfg)
     if not arms:
         raise UserError(f"nothing to run: `mixkit {command.name}` with --no-baseline has no "
                         "arm left.", hint="Drop --no-baseline.")
     ctx = prepare(cfg, command)
-    experiment = cfg.experiment or default_experiment(command.name, cfg)
-    rundir = RunDir.create(cfg.output, experiment, strict=strict_experiment,
-                           overwrite=cfg.overwrite)
-    rundir.write_config(cfg)
+    results: dict[str, ArmResult] = {}
+    if checkpoint is None:
+        experiment = cfg.experiment or default_experiment(command.name, cfg)
+        rundir = RunDir.create(cfg.output, experiment, strict=strict_experiment,
+                               overwrite=cfg.overwrite)
+        rundir.write_config(cfg)
+    else:
+        rundir, results = _open_resumed(cfg, checkpoint)
     console.print(f"mixkit {command.name}: {cfg.data} ({len(ctx.data.train)} train / "
                   f"{len(ctx.data.val)} val, {ctx.data.img_size}px) · {cfg.model} · "
-                  f"{ctx.runtime.describe()} · run dir {rundir.path}", highlight=False)
-    results: dict[str, ArmResult] = {}
-    with TrainingProgress(console) as progress:
-        for name, factory in arms:
-            results[name] = run_arm(ctx, name, factory, rundir, progress)
+                  f"{ctx.runtime.describe()} · run dir {rundir.path}"
+                  + (f" · resuming `{checkpoint['arm']}` at epoch {checkpoint['epoch'] + 1}"
+                     if checkpoint else ""), highlight=False)
+    try:
+        with stop_on_signals(), TrainingProgress(console) as progress:
+            for name, factory in arms:
+                if name in results:
+                    continue
+                resume = checkpoint if checkpoint and checkpoint["arm"] == name else None
+                results[name] = run_arm(ctx, name, factory, rundir, progress, resume,
+                                        results, command.name)
+    except Interrupted:
+        rundir.write_summary({**summarize(command, ctx, results, rundir),
+                              "status": "interrupted"})
+        raise
+    except NonFiniteLoss as err:
+        rundir.write_summary({**summarize(command, ctx, results, rundir), "status": "failed",
+                              "error": str(err)})
+        raise
     if command.finish is not None:
         command.finish(ctx, results, rundir)
     summary = summarize(command, ctx, results, rundir)

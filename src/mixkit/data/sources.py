@@ -112,9 +112,10 @@ class TensorSource(_Source):
         super().__init__(split.labels, prep, device, seed)
         self.images = split.images.to(device)
 
-    def batches(self, plan: EpochPlan, batch_size: int) -> Iterator[Batch]:
+    def batches(self, plan: EpochPlan, batch_size: int, start: int = 0) -> Iterator[Batch]:
+        """Batches ``start, start+1, ...`` of the plan (``start > 0``: a resumed epoch)."""
         plan = plan.to(self.device)
-        for k in range(plan.num_batches(batch_size)):
+        for k in range(start, plan.num_batches(batch_size)):
             first, second = plan.batch(k, batch_size)
             if second is None:
                 yield self._assemble(self.images[first], first, None, None, None)
@@ -169,9 +170,10 @@ class StreamSource(_Source):
                                       persistent_workers=self.workers > 0)
         return self._loader
 
-    def batches(self, plan: EpochPlan, batch_size: int) -> Iterator[Batch]:
+    def batches(self, plan: EpochPlan, batch_size: int, start: int = 0) -> Iterator[Batch]:
         plan = plan.to("cpu")
-        rows = [_host_rows(*plan.batch(k, batch_size)) for k in range(plan.num_batches(batch_size))]
+        rows = [_host_rows(*plan.batch(k, batch_size))
+                for k in range(start, plan.num_batches(batch_size))]
         loader = self._load([r.unique_ids.tolist() for r in rows])
         for r, raw in zip(rows, loader):
             raw = raw.to(self.device, non_blocking=True)

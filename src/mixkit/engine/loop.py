@@ -16,11 +16,13 @@ import torch
 
 from mixkit.data.plan import EpochPlan
 from mixkit.data.sources import Batch
-from mixkit.engine.checkpoint import rng_state, save_checkpoint
+from mixkit.engine.checkpoint import (CHECKPOINT_FORMAT, rng_state, save_checkpoint,
+                                      set_rng_state)
 from mixkit.engine.optim import Recipe, build_optimizer, set_lr
 from mixkit.engine.progress import TrainingProgress
 from mixkit.engine.rundir import RunDir
 from mixkit.engine.runtime import Runtime
+from mixkit.engine.signals import STOP, Interrupted
 from mixkit.engine.timing import DeviceMeter, EpochTimer
 
 LossFn = Callable[[torch.nn.Module, Batch], torch.Tensor]
@@ -69,6 +71,24 @@ class ArmResult:
     task_accuracy: dict[str, float] = field(default_factory=dict)
     artifacts: dict[str, Any] = field(default_factory=dict)   # from ``arm.finish(model)``
 
+    @classmethod
+    def from_rows(cls, name: str, epochs: int, rows: list[dict[str, Any]],
+                  artifacts: dict[str, Any] | None = None) -> "ArmResult":
+        """An arm's result from its metrics rows (the last evaluated epoch's accuracy)."""
+        last = next((r for r in reversed(rows) if "val_acc" in r), {})
+        return cls(name, last.get("val_acc", float("nan")),
+                   sum(r["epoch_seconds"] for r in rows), sum(r["inputs"] for r in rows),
+                   sum(r["samples"] for r in rows), epochs, rows,
+                   dict(last.get("task_accuracy", {})), artifacts or {})
+
+    def to_state(self) -> dict[str, Any]:
+        """What a checkpoint keeps of a finished arm (enough to rebuild it on resume)."""
+        return {"epochs": self.epochs, "rows": self.rows, "artifacts": self.artifacts}
+
+
+class NonFiniteLoss(RuntimeError):
+    """A NaN/Inf loss: the update was skipped on the device and the run stops (exit 1)."""
+
 
 def evaluate_tasks(model: torch.nn.Module, tasks: list[tuple[str, Any]], runtime: Runtime,
                    batch_size: int) -> tuple[float, dict[str, float]]:
@@ -94,12 +114,24 @@ def evaluate(model: torch.nn.Module, source, runtime: Runtime, batch_size: int,
 
 
 class Engine:
-    """Runs an arm's epochs on one model: the loop every method shares."""
+    """Runs an arm's epochs on one model: the loop every method shares.
+
+    Reliability lives here, for every arm of both commands (SPEC §6):
+
+    * ``last.pt`` after every epoch and, on SIGTERM/SIGINT, after the current step — with the
+      model, optimiser, recipe, AMP scaler, every RNG, the epoch plan in progress, the running
+      epoch loss and seconds, the arm's own state (mixTrain's per-sample state) and the results
+      of the arms already finished. ``resume=`` continues from it exactly.
+    * A non-finite loss sets a device flag; the fused AdamW step reads it as ``found_inf`` and
+      skips the update on the device (no host sync), so every update from that step on is
+      skipped; the flag is read once per epoch and stops the run with :class:`NonFiniteLoss`.
+    """
 
     def __init__(self, model: torch.nn.Module, runtime: Runtime, train, val, *,
                  batch_size: int, log_interval: int, progress: TrainingProgress,
                  rundir: RunDir | None = None, eval_batch_size: int | None = None,
-                 generators: dict[str, torch.Generator] | None = None) -> None:
+                 done: dict[str, ArmResult] | None = None, resume_hint: str = "",
+                 meta: dict[str, Any] | None = None) -> None:
         self.model = runtime.prepare(model)
         self.runtime, self.train_source = runtime, train
         # ``val``: one source, or ``[(task, source), ...]`` with one entry per head
@@ -107,10 +139,13 @@ class Engine:
         self.batch_size, self.log_interval = batch_size, log_interval
         self.eval_batch_size = eval_batch_size or max(batch_size, 256)
         self.progress, self.rundir = progress, rundir
-        self.generators = generators or {}
+        self.done = done if done is not None else {}
+        self.resume_hint, self.meta = resume_hint, meta or {}
+        self._rows: list[dict[str, Any]] = []       # the current arm's finished epochs
         self.scaler = runtime.grad_scaler()
         self.optimizer: torch.optim.Optimizer | None = None
         self._recipe: Recipe | None = None
+        self._bad = torch.zeros((), dtype=torch.bool, device=runtime.device)
 
     # --- optimiser -----------------------------------------------------------------------
     def _optimizer_for(self, recipe: Recipe) -> torch.optim.Optimizer:
@@ -124,6 +159,9 @@ class Engine:
         set_lr(opt, spec.recipe.lr_at(t))
         with self.runtime.autocast():
             loss = spec.loss(self.model, batch)
+        self._bad |= ~torch.isfinite(loss.detach())
+        if not self.scaler.is_enabled():        # fp16's GradScaler sets its own found_inf
+            opt.found_inf = self._bad.float()  # fused AdamW: skip the update on the device
         self.scaler.scale(loss).backward()
         self.scaler.step(opt)
         self.scaler.update()
@@ -134,63 +172,142 @@ class Engine:
         """One epoch: plan, batches, steps; returns the metrics row (training part)."""
         return self._train_epoch(arm, epoch)[0]
 
-    def _train_epoch(self, arm: Arm, epoch: int) -> tuple[dict[str, Any], EpochSpec]:
+    def _begin_epoch(self, arm: Arm, epoch: int, resume: dict[str, Any] | None
+                     ) -> tuple[EpochSpec, int, DeviceMeter, float]:
+        """The epoch's spec, first batch, loss meter and seconds already spent (on resume)."""
         meter = DeviceMeter(self.runtime.device)
+        if resume is None or resume["batch"] == 0:
+            if resume is not None:                       # epoch boundary: state, then plan
+                self._restore_streams(arm, resume)
+            return arm.epoch(epoch), 0, meter, 0.0
+        spec = arm.epoch(epoch)                          # mid-epoch: rebuild the spec, then
+        self._restore_streams(arm, resume)               # restore the state it consumed
+        spec.plan = self._saved_plan(spec, resume)
+        meter.total.fill_(resume["meter"][0])
+        meter.weight = resume["meter"][1]
+        return spec, resume["batch"], meter, resume["seconds"]
+
+    @staticmethod
+    def _saved_plan(spec: EpochSpec, resume: dict[str, Any]) -> EpochPlan:
+        """The plan of the interrupted epoch, as it was (not the one just rebuilt)."""
+        p = resume["plan"]
+        return EpochPlan(p["first"], p["second"], p["num_pairs"])
+
+    def _train_epoch(self, arm: Arm, epoch: int, resume: dict[str, Any] | None = None
+                     ) -> tuple[dict[str, Any], EpochSpec]:
         self.model.train()
         with EpochTimer(self.runtime) as timer:
-            spec = arm.epoch(epoch)
+            spec, start, meter, before = self._begin_epoch(arm, epoch, resume)
             opt = self._optimizer_for(spec.recipe)
             nb = spec.plan.num_batches(self.batch_size)
             self.progress.start_epoch(arm.name, spec.phase, epoch, arm.epochs, nb, spec.note)
             tick, seen = time.perf_counter(), 0
             source = spec.source if spec.source is not None else self.train_source
-            for k, batch in enumerate(source.batches(spec.plan, self.batch_size)):
+            for k, batch in enumerate(source.batches(spec.plan, self.batch_size, start),
+                                      start=start):
                 loss = self._step(spec, batch, opt, epoch + (k + 0.5) / nb)
                 meter.add(loss, batch.size)
                 seen += batch.size
+                if STOP:
+                    self._interrupt(arm, epoch, k + 1, spec, meter, before + timer.elapsed())
                 if (k + 1) % self.log_interval == 0:
                     now = time.perf_counter()
                     self.progress.update(k + 1, seen / max(now - tick, 1e-9), meter.peek())
                     tick, seen = now, 0
             method_metrics = arm.end_epoch(epoch)  # the method's per-epoch work is timed too
+        train_loss, bad = meter.mean_and(self._bad)     # the epoch's one read (+ the NaN flag)
+        if bad:
+            raise NonFiniteLoss(f"non-finite training loss in arm `{arm.name}`, epoch "
+                                f"{epoch + 1} ({spec.phase}): every update from that step on "
+                                "was skipped; the last good checkpoint is kept.")
         inputs = spec.plan.inputs
+        seconds = before + timer.seconds
         row = {"arm": arm.name, "phase": spec.phase, "epoch": epoch,
-               "train_loss": meter.mean(), "epoch_seconds": timer.seconds, "inputs": inputs,
-               "samples": spec.plan.samples, "img_per_s": inputs / max(timer.seconds, 1e-9),
+               "train_loss": train_loss, "epoch_seconds": seconds, "inputs": inputs,
+               "samples": spec.plan.samples, "img_per_s": inputs / max(seconds, 1e-9),
                "lr": spec.recipe.lr_at(epoch + 1.0), **method_metrics}
         return row, spec
 
-    def train_arm(self, arm: Arm) -> ArmResult:
+    def train_arm(self, arm: Arm, resume: dict[str, Any] | None = None) -> ArmResult:
+        """Train ``arm`` from its first epoch, or from a checkpoint's position (``resume``)."""
         rows: list[dict[str, Any]] = []
-        accuracy, per_task = float("nan"), {}
-        for epoch in range(arm.epochs):
-            row, spec = self._train_epoch(arm, epoch)
+        first = 0
+        if resume is not None:
+            self._restore_training(resume)
+            rows, first = list(resume["rows"]), resume["epoch"]
+        self._rows = rows
+        for epoch in range(first, arm.epochs):
+            row, spec = self._train_epoch(arm, epoch, resume if epoch == first else None)
             if spec.evaluate:
-                accuracy, per_task = evaluate_tasks(self.model, self.val_tasks, self.runtime,
-                                                    self.eval_batch_size)
-                row["val_acc"] = accuracy
+                row["val_acc"], per_task = evaluate_tasks(self.model, self.val_tasks,
+                                                          self.runtime, self.eval_batch_size)
                 if len(per_task) > 1:
                     row["task_accuracy"] = per_task
             rows.append(row)
             self.progress.end_epoch(row, spec.note)
             if self.rundir is not None:
                 self.rundir.log(row)
-                self.save(arm, epoch)
+                self.save(arm, epoch + 1, 0, rows)
+            if STOP:
+                raise Interrupted(STOP.signum, self._stopped_message(arm, epoch + 1, 0))
         finish = getattr(arm, "finish", None)
-        return ArmResult(arm.name, accuracy, sum(r["epoch_seconds"] for r in rows),
-                         sum(r["inputs"] for r in rows), sum(r["samples"] for r in rows),
-                         arm.epochs, rows, per_task if len(per_task) > 1 else {},
-                         finish(self.model) if finish is not None else {})
+        return ArmResult.from_rows(arm.name, arm.epochs, rows,
+                                   finish(self.model) if finish is not None else {})
 
-    def save(self, arm: Arm, epoch: int) -> None:
-        """``last.pt``: everything needed to continue after ``epoch`` (atomic)."""
+    # --- checkpoints -------------------------------------------------------------------------
+    def _streams(self, arm: Arm) -> dict[str, torch.Generator]:
+        return {"augment": self.train_source.generator, **getattr(arm, "generators", {})}
+
+    def save(self, arm: Arm, epoch: int, batch: int, rows: list[dict[str, Any]],
+             plan: EpochPlan | None = None, meter: DeviceMeter | None = None,
+             seconds: float = 0.0) -> None:
+        """``last.pt``: everything needed to continue at (``epoch``, ``batch``) (atomic)."""
+        arm_state = getattr(arm, "state_dict", None)
         state = {
-            "arm": arm.name, "epoch": epoch,
+            "format": CHECKPOINT_FORMAT, **self.meta,
+            "arm": arm.name, "epoch": epoch, "batch": batch, "rows": rows,
+            "done": {n: r.to_state() for n, r in self.done.items()},
             "model": self.model.state_dict(),
             "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
             "recipe": None if self._recipe is None else dataclasses.asdict(self._recipe),
             "scaler": self.scaler.state_dict(),
-            "rng": rng_state({"augment": self.train_source.generator, **self.generators,
-                              **getattr(arm, "generators", {})}),
+            "rng": rng_state(self._streams(arm)),
+            "arm_state": arm_state() if arm_state is not None else {},
+            "plan": None if plan is None else {"first": plan.first, "second": plan.second,
+                                               "num_pairs": plan.num_pairs},
+            "meter": None if meter is None else [float(meter.total), meter.weight],
+            "seconds": seconds,
         }
         save_checkpoint(state, self.rundir.checkpoint_path)
+
+    def _restore_training(self, state: dict[str, Any]) -> None:
+        """Model, optimiser (for its recipe), AMP scaler."""
+        self.model.load_state_dict(state["model"])
+        if state["recipe"] is not None:
+            recipe = dict(state["recipe"])
+            recipe["betas"] = tuple(recipe["betas"])
+            self._optimizer_for(Recipe(**recipe))
+            self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+
+    def _restore_streams(self, arm: Arm, state: dict[str, Any]) -> None:
+        """Every RNG and the arm's own state, as they were when the checkpoint was taken."""
+        set_rng_state(state["rng"], self._streams(arm))
+        load = getattr(arm, "load_state_dict", None)
+        if load is not None:
+            load(state["arm_state"])
+
+    def _interrupt(self, arm: Arm, epoch: int, batch: int, spec: EpochSpec,
+                   meter: DeviceMeter, seconds: float) -> None:
+        """Save a mid-epoch checkpoint after the current step, then stop."""
+        if bool(self._bad):     # never save over the last good checkpoint after a NaN
+            raise NonFiniteLoss(f"non-finite training loss in arm `{arm.name}`, epoch "
+                                f"{epoch + 1}; the last good checkpoint is kept.")
+        if self.rundir is not None:
+            self.save(arm, epoch, batch, self._rows, spec.plan, meter, seconds)
+        raise Interrupted(STOP.signum, self._stopped_message(arm, epoch, batch))
+
+    def _stopped_message(self, arm: Arm, epoch: int, batch: int) -> str:
+        where = f"arm `{arm.name}`, epoch {epoch + 1}, batch {batch}" if batch else \
+            f"arm `{arm.name}` after epoch {epoch}"
+        return f"stopped at {where}; a resumable checkpoint is saved. {self.resume_hint}"

@@ -51,9 +51,17 @@ class Recipe:
 
 
 def build_optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
-    """AdamW without weight decay on norms, biases and 1-d parameters (timm's grouping)."""
+    """AdamW without weight decay on norms, biases and 1-d parameters (timm's grouping).
+
+    The fused implementation (CUDA and CPU) is used: besides being the fastest, it accepts a
+    device-side ``found_inf`` flag and then skips the whole update on the device, which is how
+    the engine stops at a NaN/Inf loss without a host sync per step.
+    """
     groups = param_groups_weight_decay(model, recipe.weight_decay)
-    return torch.optim.AdamW(groups, lr=recipe.lr_at(recipe.start), betas=recipe.betas)
+    device = next(model.parameters()).device
+    fused = device.type in ("cuda", "cpu")
+    return torch.optim.AdamW(groups, lr=recipe.lr_at(recipe.start), betas=recipe.betas,
+                             fused=fused or None)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

@@ -68,6 +68,14 @@ class RunDir:
     def write_config(self, cfg: Any) -> None:
         atomic_write(self.path / "config.yaml", lambda f: f.write(dump_yaml(cfg).encode()))
 
+    def reset_rows(self, rows: list[dict[str, Any]]) -> None:
+        """Rewrite metrics.jsonl and summary.csv to ``rows`` (a resumed run drops any row
+        logged after its checkpoint, so no epoch appears twice)."""
+        text = "".join(json.dumps(r) + "\n" for r in rows)
+        atomic_write(self.path / "metrics.jsonl", lambda f: f.write(text.encode()))
+        self.rows = list(rows)
+        self._write_csv()
+
     def log(self, row: dict[str, Any]) -> None:
         """Append one epoch's row to metrics.jsonl (flushed and fsynced) and summary.csv."""
         with open(self.path / "metrics.jsonl", "a") as f:

@@ -33,6 +33,11 @@ class EpochTimer:
         self.runtime.synchronize()
         self.seconds = time.perf_counter() - self._start
 
+    def elapsed(self) -> float:
+        """Seconds so far (device-synced): for a checkpoint taken mid-epoch."""
+        self.runtime.synchronize()
+        return time.perf_counter() - self._start
+
 
 class DeviceMeter:
     """Weighted sum of a per-step scalar, kept on the device; read once when needed."""
@@ -60,3 +65,8 @@ class DeviceMeter:
     def mean(self) -> float:
         """Exact running mean (one device read: call once per epoch)."""
         return float(self.total) / max(self.weight, 1)
+
+    def mean_and(self, flag: torch.Tensor) -> tuple[float, bool]:
+        """The exact mean and a device flag, in the same single read."""
+        total, f = torch.stack([self.total, flag.to(torch.float64)]).tolist()
+        return total / max(self.weight, 1), bool(f)

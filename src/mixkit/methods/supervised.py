@@ -56,6 +56,10 @@ class SupervisedArm:
         self.name, self.epochs, self.num_samples = name, epochs, num_samples
         self.recipe, self.generator, self.phase = recipe, plan_generator, phase
 
+    @property
+    def generators(self) -> dict[str, torch.Generator]:
+        return {"plan": self.generator}
+
     def epoch(self, epoch: int) -> EpochSpec:
         return EpochSpec(self.phase, shuffled(self.num_samples, self.generator), self.recipe,
                          cross_entropy_loss)

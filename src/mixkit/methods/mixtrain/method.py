@@ -49,6 +49,18 @@ class MixTrainArm:
                                        device=device) if cfg.op == "cutmix" else None
         self.mixed_fraction = 0.0
 
+    # --- checkpoints (exact resume) ---------------------------------------------------------
+    @property
+    def generators(self) -> dict[str, torch.Generator]:
+        return {"plan": self.plan_generator, "box": self.box_generator}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"mix": self.state.state_dict(), "mixed_fraction": self.mixed_fraction}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.state.load_state_dict(state["mix"])
+        self.mixed_fraction = state["mixed_fraction"]
+
     # --- plans ------------------------------------------------------------------------------
     def epoch(self, epoch: int) -> EpochSpec:
         if not self.cfg.selective:

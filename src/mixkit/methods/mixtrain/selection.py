@@ -79,6 +79,15 @@ class MixState:
         # corr_sum, corr_n, incorr_sum, incorr_n: from epoch 0 on, and of this epoch alone
         self.epoch_sums = torch.zeros_like(self.sums)
 
+    _STATE = ("loss", "prev_loss", "loss_new", "correct", "why", "region", "sums", "epoch_sums")
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {k: getattr(self, k).clone() for k in self._STATE}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        for k in self._STATE:
+            setattr(self, k, state[k].to(getattr(self, k).device))
+
     # --- per batch (no host sync) ------------------------------------------------------------
     def record(self, ids: torch.Tensor, loss: torch.Tensor, correct: torch.Tensor,
                unmixed: torch.Tensor) -> None:

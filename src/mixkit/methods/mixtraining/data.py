@@ -1,7 +1,8 @@
 """The mixed dataset of Eq. (2): ``x_mix = lam * x_sl + (1 - lam) * x_ssl``, label ``y_sl``.
 
 When the SSL data differ from the SL data, each SL sample of a mix-phase batch is mixed with an
-SSL sample drawn uniformly at random (with replacement, afresh every epoch) from D_ssl. Both
+SSL sample drawn uniformly at random (with replacement, afresh for every batch) from D_ssl.
+Partners are drawn batch by batch, so a run resumed mid-epoch draws the same ones. Both
 images are augmented and normalised by their own dataset's pipeline first, so the mix is taken in
 model-input units. With the same data, D_mix = D_sl and no wrapper is used.
 """
@@ -30,9 +31,9 @@ class MixedSource:
     def __len__(self) -> int:
         return len(self.sl)
 
-    def batches(self, plan: EpochPlan, batch_size: int) -> Iterator[Batch]:
-        partners = EpochPlan(torch.randint(len(self.ssl), (plan.inputs,),
-                                           generator=self.generator))
-        for b_sl, b_ssl in zip(self.sl.batches(plan, batch_size),
-                               self.ssl.batches(partners, batch_size)):
+    def batches(self, plan: EpochPlan, batch_size: int, start: int = 0) -> Iterator[Batch]:
+        for b_sl in self.sl.batches(plan, batch_size, start):
+            partners = EpochPlan(torch.randint(len(self.ssl), (b_sl.size,),
+                                               generator=self.generator))
+            b_ssl = next(iter(self.ssl.batches(partners, b_sl.size)))
             yield Batch(mix_inputs(b_sl.x, b_ssl.x, self.lam), b_sl.y, b_sl.ids, task=b_sl.task)

@@ -69,7 +69,16 @@ class MixTrainingArm:
             gens["mask"] = self.objective.generator
         if self.mix_source is not None:
             gens["mix"] = self.mix_source.generator
+        if self.ssl_source is not None:
+            gens["ssl_augment"] = self.ssl_source.generator
         return gens
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"parts": self._parts.clone(), "seen": self._seen}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._parts = state["parts"].to(self._parts.device)
+        self._seen = state["seen"]
 
     @property
     def uses_ssl(self) -> bool:

@@ -1,0 +1,238 @@
+"""Reliability, Composer style: a run stopped mid-epoch (SIGTERM) and resumed ends *equal* (zero
+tolerance, CPU) to an uninterrupted run — model, optimiser, per-sample state — for every arm of
+both commands; negative controls show the test fails without the RNG or plan restore; a NaN stops
+the run before the update; a corrupt checkpoint is an exit-2 error; SIGTERM from the shell."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import run_cli
+from mixkit.engine import loop
+from mixkit.engine.loop import Engine
+from mixkit.engine.signals import STOP
+
+SMALL = ["--data", "digits", "--data-fraction", "0.05", "--val-fraction", "0.05",
+         "--img-size", "16", "-b", "16"]                     # 72 train images: 5 batches
+MIXTRAIN = ["mixtrain", *SMALL, "--model", "mobilenetv2_035", "--epochs", "3"]
+MIXTRAINING = ["mixtraining", *SMALL, "--epochs-ssl", "2", "--epochs-sl", "2",
+               "--decoder-depth", "1"]
+WALL_CLOCK = ("epoch_seconds", "img_per_s", "seconds")
+
+
+def stop_at(monkeypatch, triggers: list[tuple[str, str, float]]) -> list:
+    """SIGTERM (the flag the handler sets) at the first step of ``arm`` in ``phase`` at
+    progress ``t >= threshold``; each trigger fires once, across resumed processes."""
+    pending = list(triggers)
+    orig = Engine._step
+
+    def step(self, spec, batch, opt, t):
+        out = orig(self, spec, batch, opt, t)
+        arm = self.progress_arm
+        for trig in pending:
+            if trig[0] == arm and trig[1] == spec.phase and t >= trig[2]:
+                pending.remove(trig)
+                STOP.request(signal.SIGTERM)
+                break
+        return out
+
+    orig_train = Engine.train_arm
+
+    def train_arm(self, arm, resume=None):
+        self.progress_arm = arm.name
+        return orig_train(self, arm, resume)
+
+    monkeypatch.setattr(Engine, "_step", step)
+    monkeypatch.setattr(Engine, "train_arm", train_arm)
+    return pending
+
+
+def _final(run: Path) -> tuple[dict, list[dict]]:
+    state = torch.load(run / "last.pt", weights_only=True)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    for r in rows:                          # wall-clock differs; everything else must not
+        r.pop("epoch_seconds"), r.pop("img_per_s")
+    return state, rows
+
+
+def _assert_equal(a, b, path: str = "") -> None:
+    if isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), path
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for k in a:
+            if k not in WALL_CLOCK:
+                _assert_equal(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_equal(x, y, f"{path}[{i}]")
+    elif isinstance(a, float) and math.isnan(a):
+        assert math.isnan(b), path
+    else:
+        assert a == b, path
+
+
+def _interrupted_then_resumed(args, out: Path, triggers, monkeypatch, capsys) -> Path:
+    pending = stop_at(monkeypatch, triggers)
+    code, _, err = run_cli([*args, "--output", str(out), "--experiment", "R"], capsys)
+    while code == 143:                                     # resume until it finishes
+        assert "--resume" in err
+        status = json.loads((out / "R" / "summary.json").read_text())["status"]
+        assert status == "interrupted"
+        code, _, err = run_cli([args[0], "--resume", str(out / "R")], capsys)
+    assert code == 0, err
+    assert not pending, "every stop fired"
+    return out / "R"
+
+
+def _compare(reference: Path, resumed: Path) -> None:
+    (sa, ra), (sb, rb) = _final(reference), _final(resumed)
+    assert ra == rb                                     # every epoch's row, every arm
+    for key in ("model", "optimizer", "arm_state", "done", "rows", "scaler"):
+        _assert_equal(sa[key], sb[key], key)
+    a = json.loads((reference / "summary.json").read_text())
+    b = json.loads((resumed / "summary.json").read_text())
+    assert {n: v["accuracy"] for n, v in a["arms"].items()} == {
+        n: v["accuracy"] for n, v in b["arms"].items()}
+
+
+@pytest.mark.parametrize("op", ["cutmix", "mixup"])
+def test_mixtrain_stopped_mid_epoch_resumes_exactly(op, tmp_path, monkeypatch, capsys) -> None:
+    args = [*MIXTRAIN, "--op", op]
+    code, _, err = run_cli([*args, "--output", str(tmp_path), "--experiment", "U"], capsys)
+    assert code == 0, err
+    # stops in the baseline's first epoch and in mixtrain's mixing epochs (pairs in the plan)
+    resumed = _interrupted_then_resumed(
+        args, tmp_path, [("baseline", "sl", 0.3), ("mixtrain", "sl", 1.4),
+                         ("mixtrain", "sl", 2.6)], monkeypatch, capsys)
+    _compare(tmp_path / "U", resumed)
+    assert _final(resumed)[0]["arm_state"]["mix"]["why"].any()   # mixing state was live
+
+
+def test_mixtraining_every_phase_resumes_exactly(tmp_path, monkeypatch, capsys) -> None:
+    code, _, err = run_cli([*MIXTRAINING, "--output", str(tmp_path), "--experiment", "U"],
+                           capsys)
+    assert code == 0, err
+    resumed = _interrupted_then_resumed(
+        MIXTRAINING, tmp_path, [("sl", "sl", 0.5), ("ssl+sl", "ssl", 1.3),
+                                ("mixtraining", "ssl", 0.3), ("mixtraining", "mix", 1.5),
+                                ("mixtraining", "sl", 2.5)], monkeypatch, capsys)
+    _compare(tmp_path / "U", resumed)
+    assert (resumed / "reconstruction.png").is_file()
+
+
+@pytest.mark.parametrize("control", ["rng", "plan"])
+def test_negative_control_without_rng_or_plan_restore(control, tmp_path, monkeypatch,
+                                                      capsys) -> None:
+    """The equality above is not vacuous: drop one restore and the runs differ."""
+    args = [*MIXTRAIN, "--op", "mixup", "--no-baseline"]
+    code, _, _ = run_cli([*args, "--output", str(tmp_path), "--experiment", "U"], capsys)
+    assert code == 0
+    if control == "rng":
+        monkeypatch.setattr(loop, "set_rng_state", lambda state, gens: None)
+    else:
+        monkeypatch.setattr(Engine, "_saved_plan", lambda self, spec, resume: spec.plan)
+    resumed = _interrupted_then_resumed(args, tmp_path, [("mixtrain", "sl", 1.4)],
+                                        monkeypatch, capsys)
+    a, b = _final(tmp_path / "U")[0], _final(resumed)[0]
+    assert not all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+def test_nan_loss_skips_the_update_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch,
+                                                                      capsys) -> None:
+    seen, snap = {"n": 0}, {}
+    orig = Engine._step
+
+    def step(self, spec, batch, opt, t):
+        seen["n"] += 1
+        if seen["n"] == 7:                                   # epoch 1 (5 steps per epoch)
+            snap["before"] = {k: v.detach().clone() for k, v in self.model.named_parameters()}
+            snap["model"], snap["epoch"] = self.model, int(t)
+            bad = loop.EpochSpec(spec.phase, spec.plan, spec.recipe,
+                                 lambda m, b: spec.loss(m, b) * float("nan"))
+            return orig(self, bad, batch, opt, t)
+        return orig(self, spec, batch, opt, t)
+
+    monkeypatch.setattr(Engine, "_step", step)
+    code, _, err = run_cli([*MIXTRAIN, "--no-baseline", "--output", str(tmp_path),
+                            "--experiment", "N"], capsys)
+    assert code == 1 and "non-finite" in err and "Traceback" not in err
+    after = dict(snap["model"].named_parameters())
+    for k, v in snap["before"].items():                     # no update from step 7 on
+        assert torch.equal(after[k], v), k
+    summary = json.loads((tmp_path / "N" / "summary.json").read_text())
+    assert summary["status"] == "failed" and "non-finite" in summary["error"]
+    state = torch.load(tmp_path / "N" / "last.pt", weights_only=True)
+    assert (state["epoch"], state["batch"]) == (snap["epoch"], 0)   # the last good epoch's
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "missing", "not_a_run"])
+def test_bad_resume_dir_is_exit_2(damage, tmp_path, capsys) -> None:
+    code, _, _ = run_cli([*MIXTRAIN, "--epochs", "1", "--no-baseline", "--output",
+                          str(tmp_path), "--experiment", "D"], capsys)
+    assert code == 0
+    run = tmp_path / "D"
+    (run / "summary.json").unlink()                          # pretend it was interrupted
+    ckpt = run / "last.pt"
+    if damage == "truncated":
+        ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
+    elif damage == "garbage":
+        ckpt.write_bytes(b"not a checkpoint at all")
+    elif damage == "missing":
+        ckpt.unlink()
+    else:
+        run = tmp_path / "elsewhere"
+        run.mkdir()
+    code, _, err = run_cli(["mixtrain", "--resume", str(run)], capsys)
+    assert code == 2 and "Traceback" not in err
+    assert str(run if damage == "not_a_run" else ckpt) in err
+
+
+def test_resume_refuses_changed_recipe_and_other_command(tmp_path, capsys) -> None:
+    code, _, _ = run_cli([*MIXTRAIN, "--epochs", "1", "--no-baseline", "--output",
+                          str(tmp_path), "--experiment", "D"], capsys)
+    assert code == 0
+    code, _, err = run_cli(["mixtrain", "--resume", str(tmp_path / "D")], capsys)
+    assert code == 2 and "already completed" in err
+    (tmp_path / "D" / "summary.json").unlink()
+    code, _, err = run_cli(["mixtrain", "--resume", str(tmp_path / "D"), "--lr", "0.1"], capsys)
+    assert code == 2 and "--lr" in err
+    code, _, err = run_cli(["mixtraining", "--resume", str(tmp_path / "D")], capsys)
+    assert code == 2 and "mixkit mixtrain" in err
+
+
+def test_sigterm_from_the_shell_exits_143_and_resume_matches(tmp_path, capsys) -> None:
+    """The real thing: a subprocess, a real SIGTERM, exit 143, then --resume."""
+    train = [*MIXTRAIN, "--no-baseline", "--epochs", "4", "--output", str(tmp_path)]
+    args = [sys.executable, "-m", "mixkit", *train]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([*args, "--experiment", "S"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "S" / "metrics.jsonl"
+    deadline = time.time() + 120
+    while not (metrics.exists() and metrics.read_text().strip()) and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "--resume" in err
+    done = subprocess.run([sys.executable, "-m", "mixkit", "mixtrain", "--resume",
+                           str(tmp_path / "S")], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    code, _, err = run_cli([*train, "--experiment", "U"], capsys)   # uninterrupted reference
+    assert code == 0, err
+    acc = [json.loads((tmp_path / e / "summary.json").read_text())["arms"]["mixtrain"]
+           ["accuracy"] for e in ("S", "U")]
+    assert acc[0] == acc[1]
