@@ -170,6 +170,7 @@ def test_mixup_and_eq2_by_hand() -> None:
                                       ("cutmix", ["--no-selective", "--no-split-prop"])])
 def test_mixtrain_runs_and_reports(op, extra, tmp_path: Path, capsys) -> None:
     args = ["mixtrain", "--op", op, *extra, "--data", "digits", "--data-fraction", "0.1",
+            "--val-fraction", "0.05", "--model", "mobilenetv2_035",
             "--img-size", "16", "--epochs", "3", "-b", "32", "--output", str(tmp_path),
             "--experiment", "m"]
     code, _, err = run_cli(args, capsys)

@@ -283,7 +283,7 @@ def test_recipes_follow_table7_scaled_by_batch() -> None:
 # --- the command end to end --------------------------------------------------------------------
 
 FAST = ["--epochs-ssl", "2", "--epochs-sl", "2", "--img-size", "16", "-b", "32",
-        "--data-fraction", "0.1"]
+        "--data-fraction", "0.1", "--val-fraction", "0.05", "--decoder-depth", "1"]
 
 
 def _rows(run: Path) -> list[dict]:
