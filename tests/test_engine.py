@@ -48,6 +48,10 @@ def test_no_weight_decay_on_norms_and_biases() -> None:
     assert id(model.backbone.conv1.weight) in decayed
     assert id(model.backbone.bn1.weight) not in decayed
     assert id(model.heads[0].bias) not in decayed
+    model.heads.requires_grad_(False)                  # frozen now: still in the optimiser
+    held = {id(p) for g in build_optimizer(model, Recipe("sl", 1e-3, 0, 0.05, 0, 1))
+            .param_groups for p in g["params"]}
+    assert held == {id(p) for p in model.parameters()}
 
 
 def test_device_meter_weighted_mean() -> None:

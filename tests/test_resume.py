@@ -99,7 +99,8 @@ def _interrupted_then_resumed(args, out: Path, triggers, monkeypatch, capsys) ->
 def _compare(reference: Path, resumed: Path) -> None:
     (sa, ra), (sb, rb) = _final(reference), _final(resumed)
     assert ra == rb                                     # every epoch's row, every arm
-    for key in ("model", "optimizer", "arm_state", "done", "rows", "scaler"):
+    for key in ("model", "optimizer", "ranks", "done", "rows", "scaler"):   # ranks: RNGs and
+        # the per-sample state
         _assert_equal(sa[key], sb[key], key)
     a = json.loads((reference / "summary.json").read_text())
     b = json.loads((resumed / "summary.json").read_text())
@@ -117,7 +118,7 @@ def test_mixtrain_stopped_mid_epoch_resumes_exactly(op, tmp_path, monkeypatch, c
         args, tmp_path, [("baseline", "sl", 0.3), ("mixtrain", "sl", 1.4),
                          ("mixtrain", "sl", 2.6)], monkeypatch, capsys)
     _compare(tmp_path / "U", resumed)
-    assert _final(resumed)[0]["arm_state"]["mix"]["why"].any()   # mixing state was live
+    assert _final(resumed)[0]["ranks"][0]["arm_state"]["mix"]["why"].any()   # state was live
 
 
 def test_mixtraining_every_phase_resumes_exactly(tmp_path, monkeypatch, capsys) -> None:

@@ -8,6 +8,7 @@ flag has a YAML key, a help line and a validated range by construction. A flag l
 from __future__ import annotations
 
 import inspect
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -111,7 +112,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, standalone_mode=True)
     except UserError as err:
-        print_user_error(err)
+        if int(os.environ.get("RANK", "0")) == 0:     # under torchrun, rank 0 speaks for all
+            print_user_error(err)
         sys.exit(EXIT_USER_ERROR)
     except Interrupted as stop:
         print(f"mixkit: {stop}", file=sys.stderr)

@@ -46,7 +46,7 @@ def supervised(name: str) -> ArmFactory:
 
 def mixtrain(ctx: RunContext) -> MixTrainArm:
     return MixTrainArm(ctx.cfg, len(ctx.data.train), mixtrain_recipe(ctx.cfg), ctx.model_info,
-                       ctx.data.img_size, ctx.runtime.device)
+                       ctx.data.img_size, ctx.runtime.device, ctx.dist)
 
 
 def _mixtrain_arms(cfg: Any) -> list[tuple[str, ArmFactory]]:
@@ -104,20 +104,22 @@ def mixtraining_arm(name: str, schedule_of) -> ArmFactory:
         if schedule.e_ssl > 0:
             mae = MAE(ctx.model_info, 3, cfg.mask_ratio, cfg.norm_pix_loss, cfg.decoder_dim,
                       cfg.decoder_depth, cfg.decoder_heads,
-                      torch.Generator(device=device).manual_seed(cfg.seed + 1))
+                      torch.Generator(device=device).manual_seed(
+                          ctx.dist.stream_seed(cfg.seed, 1)))
         ssl_train = ctx.extras.get("ssl_train")
         if ssl_train is not None:                 # every arm starts from the same streams
-            ssl_train.generator.manual_seed(cfg.seed)
+            ssl_train.generator.manual_seed(ctx.dist.stream_seed(cfg.seed))
         mix = None
         if ssl_train is not None and schedule.e_mix > 0:
             mix = MixedSource(ctx.data.train, ssl_train, cfg.lam,
-                              torch.Generator(device=device).manual_seed(cfg.seed + 2))
+                              torch.Generator(device=device).manual_seed(
+                                  ctx.dist.stream_seed(cfg.seed, 2)))
         return MixTrainingArm(
             name, schedule, ssl_recipe, sl_recipe, mae, alpha=cfg.alpha,
             mix_forward=cfg.mix_forward, num_samples=len(ctx.data.train),
             plan_generator=ctx.plan_generator(), num_tasks=len(ctx.data.tasks),
             ssl_source=ssl_train, mix_source=mix,
-            probe=_probe(ctx, mae) if mae is not None else None, device=device)
+            probe=_probe(ctx, mae) if mae is not None else None, device=device, dist=ctx.dist)
     return factory
 
 

@@ -188,12 +188,21 @@ class MixtrainingConfig(TrainConfig):
     ssl_beta2: float = opt(0.95, "SSL AdamW beta2 (Table 7).", gt=0.0, max=0.99999)
 
     @property
+    def global_batch(self) -> int:
+        """``batch_size`` per process times the torchrun world size (timm's convention)."""
+        import os
+
+        return self.batch_size * max(1, int(os.environ.get("WORLD_SIZE", "1")))
+
+    @property
     def sl_lr(self) -> float:
-        return self.lr if self.lr is not None else self.lr_base * self.batch_size / 256
+        return self.lr if self.lr is not None else self.lr_base * self.global_batch / 256
 
     @property
     def ssl_peak_lr(self) -> float:
-        return self.ssl_lr if self.ssl_lr is not None else self.ssl_lr_base * self.batch_size / 256
+        if self.ssl_lr is not None:
+            return self.ssl_lr
+        return self.ssl_lr_base * self.global_batch / 256
 
     def check(self, where: str) -> None:
         for name, peak in (("--lr", self.sl_lr), ("--ssl-lr", self.ssl_peak_lr)):

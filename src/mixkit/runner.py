@@ -21,6 +21,7 @@ from rich.console import Console
 import mixkit
 from mixkit.data import DataBundle, load_data
 from mixkit.config import load_config
+from mixkit.engine import distributed as D
 from mixkit.engine.checkpoint import load_checkpoint
 from mixkit.engine.loop import Arm, ArmResult, Engine, NonFiniteLoss
 from mixkit.engine.progress import TrainingProgress
@@ -41,6 +42,7 @@ class RunContext:
     runtime: Runtime
     model_info: ModelInfo
     extras: dict[str, Any] = field(default_factory=dict)   # what a command's setup loaded
+    dist: D.Dist = D.Dist()                                  # this process's rank (torchrun)
 
     def new_model(self) -> torch.nn.Module:
         """A freshly initialised model (from the global RNG: seed first)."""
@@ -89,14 +91,15 @@ def default_experiment(command: str, cfg: Any) -> str:
     return f"{command}-{cfg.data}-{cfg.model}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def prepare(cfg: Any, command: CommandSpec) -> RunContext:
+def prepare(cfg: Any, command: CommandSpec, dist: D.Dist = D.Dist()) -> RunContext:
     """Everything that can fail on user input, before any file is written."""
     runtime = Runtime.from_config(cfg)
+    D.init_process_group(dist, runtime.device)
     data = load_data(cfg.data, cfg, runtime.device, command.name)
     _check(cfg, data)
     _, info = create_model(cfg.model, data.num_classes, data.img_size, cfg.patch_size,
                            data.spec.native_size)
-    ctx = RunContext(cfg, data, runtime, info)
+    ctx = RunContext(cfg, data, runtime, info, dist=dist)
     if command.setup is not None:
         command.setup(ctx)
     return ctx
@@ -110,7 +113,7 @@ def run_arm(ctx: RunContext, name: str, factory: ArmFactory, rundir: RunDir | No
     With ``resume`` (a checkpoint of this arm) the engine then restores the state it saved.
     """
     seed_everything(ctx.cfg.seed)
-    ctx.data.train.generator.manual_seed(ctx.cfg.seed)
+    ctx.data.train.generator.manual_seed(ctx.dist.stream_seed(ctx.cfg.seed))
     model = ctx.new_model()
     arm = factory(ctx)
     extend = getattr(arm, "extend_model", None)     # e.g. MixTraining attaches the MAE decoder
@@ -120,7 +123,7 @@ def run_arm(ctx: RunContext, name: str, factory: ArmFactory, rundir: RunDir | No
     engine = Engine(model, ctx.runtime, ctx.data.train, ctx.data.tasks,
                     batch_size=ctx.cfg.batch_size, log_interval=ctx.cfg.log_interval,
                     progress=progress, rundir=rundir, done=done, resume_hint=hint,
-                    meta={"command": command})
+                    meta={"command": command}, dist=ctx.dist)
     return engine.train_arm(arm, resume)
 
 
@@ -137,7 +140,7 @@ def summarize(command: CommandSpec, ctx: RunContext, results: dict[str, ArmResul
         "data": ctx.cfg.data,
         "model": ctx.cfg.model,
         "seed": ctx.cfg.seed,
-        "world_size": 1,
+        "world_size": ctx.dist.world,
         "device": ctx.runtime.describe(),
         "method_arm": command.method_arm,
         "baseline_arm": command.baseline_arm,
@@ -193,6 +196,15 @@ def resume_config(cls: type, command: CommandSpec,
         raise UserError(f"--resume {path} is a `mixkit {checkpoint.get('command')}` run, not "
                         f"`mixkit {command.name}`.",
                         hint=f"Run mixkit {checkpoint.get('command')} --resume {path}.")
+    world = D.from_env().world
+    if checkpoint.get("world_size", 1) != world:
+        raise UserError(f"--resume {path}: the checkpoint was written by "
+                        f"{checkpoint.get('world_size', 1)} process(es), this job has {world}. "
+                        "Exact resume needs the same world size (every rank's random streams and "
+                        "plan shard are in the checkpoint).",
+                        hint=f"Relaunch with torchrun --nproc_per_node "
+                        f"{checkpoint.get('world_size', 1)} (in total), or start a new run with "
+                        f"--config {path / 'config.yaml'}.")
     return load_config(cls, path / "config.yaml", overrides), checkpoint
 
 
@@ -203,13 +215,26 @@ def _status(path: Path) -> str | None:
         return None
 
 
-def _open_resumed(cfg: Any, checkpoint: dict[str, Any]) -> tuple[RunDir, dict[str, ArmResult]]:
+def _open_resumed(cfg: Any, checkpoint: dict[str, Any],
+                  main: bool) -> tuple[RunDir | None, dict[str, ArmResult]]:
     """The run dir of a resumed run, its metrics cut back to what the checkpoint holds."""
-    rundir = RunDir(Path(cfg.resume))
     done = {n: ArmResult.from_rows(n, d["epochs"], d["rows"], d["artifacts"])
             for n, d in checkpoint["done"].items()}
+    if not main:
+        return None, done
+    rundir = RunDir(Path(cfg.resume))
     rundir.reset_rows([r for res in done.values() for r in res.rows] + checkpoint["rows"])
     return rundir, done
+
+
+def _create(cfg: Any, command: CommandSpec, strict: bool, main: bool) -> RunDir | None:
+    """Rank 0 alone creates and writes the run directory."""
+    if not main:
+        return None
+    experiment = cfg.experiment or default_experiment(command.name, cfg)
+    rundir = RunDir.create(cfg.output, experiment, strict=strict, overwrite=cfg.overwrite)
+    rundir.write_config(cfg)
+    return rundir
 
 
 def run(cfg: Any, command: CommandSpec, *, strict_experiment: bool,
@@ -220,22 +245,32 @@ def run(cfg: Any, command: CommandSpec, *, strict_experiment: bool,
     if not arms:
         raise UserError(f"nothing to run: `mixkit {command.name}` with --no-baseline has no "
                         "arm left.", hint="Drop --no-baseline.")
-    ctx = prepare(cfg, command)
+    try:
+        return _run(cfg, command, arms, strict_experiment, console, checkpoint)
+    finally:
+        D.destroy()
+
+
+def _run(cfg: Any, command: CommandSpec, arms: list[tuple[str, ArmFactory]],
+         strict_experiment: bool, console: Console,
+         checkpoint: dict[str, Any] | None) -> dict[str, Any]:
+    dist = D.from_env()
+    ctx = prepare(cfg, command, dist)
     results: dict[str, ArmResult] = {}
     if checkpoint is None:
-        experiment = cfg.experiment or default_experiment(command.name, cfg)
-        rundir = RunDir.create(cfg.output, experiment, strict=strict_experiment,
-                               overwrite=cfg.overwrite)
-        rundir.write_config(cfg)
+        rundir = _create(cfg, command, strict_experiment, dist.main)
     else:
-        rundir, results = _open_resumed(cfg, checkpoint)
-    console.print(f"mixkit {command.name}: {cfg.data} ({len(ctx.data.train)} train / "
-                  f"{len(ctx.data.val)} val, {ctx.data.img_size}px) · {cfg.model} · "
-                  f"{ctx.runtime.describe()} · run dir {rundir.path}"
-                  + (f" · resuming `{checkpoint['arm']}` at epoch {checkpoint['epoch'] + 1}"
-                     if checkpoint else ""), highlight=False)
+        rundir, results = _open_resumed(cfg, checkpoint, dist.main)
+    if dist.main:
+        console.print(f"mixkit {command.name}: {cfg.data} ({len(ctx.data.train)} train / "
+                      f"{len(ctx.data.val)} val, {ctx.data.img_size}px) · {cfg.model} · "
+                      f"{ctx.runtime.describe()}"
+                      + (f" · {dist.world} processes" if dist.enabled else "")
+                      + f" · run dir {rundir.path}"
+                      + (f" · resuming `{checkpoint['arm']}` at epoch {checkpoint['epoch'] + 1}"
+                         if checkpoint else ""), highlight=False)
     try:
-        with stop_on_signals(), TrainingProgress(console) as progress:
+        with stop_on_signals(), TrainingProgress(console, enabled=dist.main) as progress:
             for name, factory in arms:
                 if name in results:
                     continue
@@ -243,13 +278,17 @@ def run(cfg: Any, command: CommandSpec, *, strict_experiment: bool,
                 results[name] = run_arm(ctx, name, factory, rundir, progress, resume,
                                         results, command.name)
     except Interrupted:
-        rundir.write_summary({**summarize(command, ctx, results, rundir),
-                              "status": "interrupted"})
+        if rundir is not None:
+            rundir.write_summary({**summarize(command, ctx, results, rundir),
+                                  "status": "interrupted"})
         raise
     except NonFiniteLoss as err:
-        rundir.write_summary({**summarize(command, ctx, results, rundir), "status": "failed",
-                              "error": str(err)})
+        if rundir is not None:
+            rundir.write_summary({**summarize(command, ctx, results, rundir),
+                                  "status": "failed", "error": str(err)})
         raise
+    if rundir is None:                      # not rank 0: rank 0 reports
+        return {}
     if command.finish is not None:
         command.finish(ctx, results, rundir)
     summary = summarize(command, ctx, results, rundir)

@@ -19,6 +19,7 @@ class EpochPlan:
     first: torch.Tensor                  # int64 [M]
     second: torch.Tensor | None = None   # int64 [M], -1 where the input is a single
     num_pairs: int = 0                   # host-side count, fixed when the plan is built
+    steps: int | None = None             # fixed batch count (a DDP shard); the last takes the rest
 
     def __post_init__(self) -> None:
         if self.second is not None and self.second.shape != self.first.shape:
@@ -40,15 +41,17 @@ class EpochPlan:
         return self.inputs + self.num_pairs
 
     def num_batches(self, batch_size: int) -> int:
-        return -(-self.inputs // batch_size)
+        return self.steps if self.steps is not None else -(-self.inputs // batch_size)
 
     def to(self, device: torch.device | str) -> "EpochPlan":
         second = None if self.second is None else self.second.to(device, non_blocking=True)
-        return EpochPlan(self.first.to(device, non_blocking=True), second, self.num_pairs)
+        return EpochPlan(self.first.to(device, non_blocking=True), second, self.num_pairs,
+                         self.steps)
 
     def batch(self, k: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Rows of batch ``k`` (a view, no copy)."""
-        s = slice(k * batch_size, (k + 1) * batch_size)
+        """Rows of batch ``k`` (a view, no copy); the last batch takes every remaining row."""
+        last = k == self.num_batches(batch_size) - 1
+        s = slice(k * batch_size, None if last else (k + 1) * batch_size)
         return self.first[s], None if self.second is None else self.second[s]
 
 

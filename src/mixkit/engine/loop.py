@@ -8,6 +8,7 @@ between trainer and algorithms).
 from __future__ import annotations
 
 import dataclasses
+import gc
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
@@ -16,6 +17,7 @@ import torch
 
 from mixkit.data.plan import EpochPlan
 from mixkit.data.sources import Batch
+from mixkit.engine import distributed as D
 from mixkit.engine.checkpoint import (CHECKPOINT_FORMAT, rng_state, save_checkpoint,
                                       set_rng_state)
 from mixkit.engine.optim import Recipe, build_optimizer, set_lr
@@ -39,6 +41,7 @@ class EpochSpec:
     evaluate: bool = True
     note: str = ""          # shown beside the progress bar (e.g. "mixed 42%")
     source: Any = None      # the epoch's data source, if not the training split (SSL data)
+    frozen: tuple[str, ...] = ()   # parameter-name prefixes this epoch does not train
 
 
 class Arm(Protocol):
@@ -113,6 +116,18 @@ def evaluate(model: torch.nn.Module, source, runtime: Runtime, batch_size: int,
     return float(correct) / max(total, 1)
 
 
+class _Step(torch.nn.Module):
+    """``loss_fn(model, batch)`` as a module's forward, so DDP sees (and syncs) the whole step:
+    methods call any part of the model (``forward_features``, heads, the SSL head) freely."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, loss_fn: LossFn, batch: Batch) -> torch.Tensor:
+        return loss_fn(self.model, batch)
+
+
 class Engine:
     """Runs an arm's epochs on one model: the loop every method shares.
 
@@ -131,7 +146,7 @@ class Engine:
                  batch_size: int, log_interval: int, progress: TrainingProgress,
                  rundir: RunDir | None = None, eval_batch_size: int | None = None,
                  done: dict[str, ArmResult] | None = None, resume_hint: str = "",
-                 meta: dict[str, Any] | None = None) -> None:
+                 meta: dict[str, Any] | None = None, dist: D.Dist = D.Dist()) -> None:
         self.model = runtime.prepare(model)
         self.runtime, self.train_source = runtime, train
         # ``val``: one source, or ``[(task, source), ...]`` with one entry per head
@@ -145,7 +160,11 @@ class Engine:
         self.scaler = runtime.grad_scaler()
         self.optimizer: torch.optim.Optimizer | None = None
         self._recipe: Recipe | None = None
-        self._bad = torch.zeros((), dtype=torch.bool, device=runtime.device)
+        self._bad = torch.zeros((), device=runtime.device)    # 1.0 once a loss was non-finite
+        self.dist = dist
+        self._step_module = _Step(self.model)
+        self._ddp: torch.nn.Module | None = None
+        self._frozen: tuple[str, ...] | None = None
 
     # --- optimiser -----------------------------------------------------------------------
     def _optimizer_for(self, recipe: Recipe) -> torch.optim.Optimizer:
@@ -153,15 +172,41 @@ class Engine:
             self.optimizer, self._recipe = build_optimizer(self.model, recipe), recipe
         return self.optimizer
 
+    # --- what trains this epoch ---------------------------------------------------------------
+    def _train_module(self, frozen: tuple[str, ...]) -> torch.nn.Module:
+        """The step module for an epoch whose spec freezes ``frozen`` (name prefixes).
+
+        Frozen parameters get ``requires_grad=False``; under torchrun the DDP wrapper is rebuilt
+        when the trainable set changes (MixTraining's SSL -> mix -> SL), so DDP never waits for
+        a gradient a phase does not produce and never all-reduces one.
+        """
+        if frozen != self._frozen:
+            for name, p in self.model.named_parameters():
+                p.requires_grad_(not name.startswith(frozen) if frozen else True)
+            self._frozen, self._ddp = frozen, None
+            gc.collect()                    # drop the old reducer's hooks before a new one
+        if not self.dist.enabled:
+            return self._step_module
+        if self._ddp is None:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            dev = self.runtime.device
+            self._ddp = DDP(self._step_module,
+                            device_ids=[dev.index] if dev.type == "cuda" else None)
+        return self._ddp
+
     # --- one step and one epoch ------------------------------------------------------------
     def _step(self, spec: EpochSpec, batch: Batch, opt: torch.optim.Optimizer,
               t: float) -> torch.Tensor:
         set_lr(opt, spec.recipe.lr_at(t))
+        module = self._train_module(spec.frozen)
         with self.runtime.autocast():
-            loss = spec.loss(self.model, batch)
-        self._bad |= ~torch.isfinite(loss.detach())
+            loss = module(spec.loss, batch)
+        self._bad = torch.maximum(self._bad, (~torch.isfinite(loss.detach())).float())
+        if self.dist.enabled:
+            D.all_reduce_max(self._bad)         # every rank skips together (async on NCCL)
         if not self.scaler.is_enabled():        # fp16's GradScaler sets its own found_inf
-            opt.found_inf = self._bad.float()  # fused AdamW: skip the update on the device
+            opt.found_inf = self._bad           # fused AdamW: skip the update on the device
         self.scaler.scale(loss).backward()
         self.scaler.step(opt)
         self.scaler.update()
@@ -183,8 +228,9 @@ class Engine:
         spec = arm.epoch(epoch)                          # mid-epoch: rebuild the spec, then
         self._restore_streams(arm, resume)               # restore the state it consumed
         spec.plan = self._saved_plan(spec, resume)
-        meter.total.fill_(resume["meter"][0])
-        meter.weight = resume["meter"][1]
+        mine = resume["ranks"][self.dist.rank]
+        meter.total.fill_(mine["meter"][0])
+        meter.weight = mine["meter"][1]
         return spec, resume["batch"], meter, resume["seconds"]
 
     @staticmethod
@@ -199,23 +245,25 @@ class Engine:
         with EpochTimer(self.runtime) as timer:
             spec, start, meter, before = self._begin_epoch(arm, epoch, resume)
             opt = self._optimizer_for(spec.recipe)
-            nb = spec.plan.num_batches(self.batch_size)
+            plan = spec.plan if not self.dist.enabled else D.shard_plan(
+                spec.plan, self.dist.rank, self.dist.world, self.batch_size)
+            nb = plan.num_batches(self.batch_size)
             self.progress.start_epoch(arm.name, spec.phase, epoch, arm.epochs, nb, spec.note)
             tick, seen = time.perf_counter(), 0
             source = spec.source if spec.source is not None else self.train_source
-            for k, batch in enumerate(source.batches(spec.plan, self.batch_size, start),
+            for k, batch in enumerate(source.batches(plan, self.batch_size, start),
                                       start=start):
                 loss = self._step(spec, batch, opt, epoch + (k + 0.5) / nb)
                 meter.add(loss, batch.size)
                 seen += batch.size
-                if STOP:
+                if self._stop_requested(k + 1, nb):
                     self._interrupt(arm, epoch, k + 1, spec, meter, before + timer.elapsed())
                 if (k + 1) % self.log_interval == 0:
                     now = time.perf_counter()
                     self.progress.update(k + 1, seen / max(now - tick, 1e-9), meter.peek())
                     tick, seen = now, 0
             method_metrics = arm.end_epoch(epoch)  # the method's per-epoch work is timed too
-        train_loss, bad = meter.mean_and(self._bad)     # the epoch's one read (+ the NaN flag)
+        train_loss, bad = self._epoch_loss(meter)       # the epoch's one read (+ the NaN flag)
         if bad:
             raise NonFiniteLoss(f"non-finite training loss in arm `{arm.name}`, epoch "
                                 f"{epoch + 1} ({spec.phase}): every update from that step on "
@@ -247,9 +295,11 @@ class Engine:
             self.progress.end_epoch(row, spec.note)
             if self.rundir is not None:
                 self.rundir.log(row)
+            if self.rundir is not None or self.dist.enabled:   # every rank: RNGs are gathered
                 self.save(arm, epoch + 1, 0, rows)
-            if STOP:
-                raise Interrupted(STOP.signum, self._stopped_message(arm, epoch + 1, 0))
+            if self._stop_requested(0, 0):
+                raise Interrupted(STOP.signum or 15,
+                                  self._stopped_message(arm, epoch + 1, 0))
         finish = getattr(arm, "finish", None)
         return ArmResult.from_rows(arm.name, arm.epochs, rows,
                                    finish(self.model) if finish is not None else {})
@@ -263,19 +313,22 @@ class Engine:
              seconds: float = 0.0) -> None:
         """``last.pt``: everything needed to continue at (``epoch``, ``batch``) (atomic)."""
         arm_state = getattr(arm, "state_dict", None)
+        mine = {"rng": rng_state(self._streams(arm)),          # per rank: each draws its own
+                "arm_state": arm_state() if arm_state is not None else {},
+                "meter": None if meter is None else [float(meter.total), meter.weight]}
+        ranks = D.all_gather_object(mine)
+        if not self.dist.main or self.rundir is None:
+            return
         state = {
-            "format": CHECKPOINT_FORMAT, **self.meta,
-            "arm": arm.name, "epoch": epoch, "batch": batch, "rows": rows,
+            "format": CHECKPOINT_FORMAT, **self.meta, "world_size": self.dist.world,
+            "arm": arm.name, "epoch": epoch, "batch": batch, "rows": rows, "ranks": ranks,
             "done": {n: r.to_state() for n, r in self.done.items()},
             "model": self.model.state_dict(),
             "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
             "recipe": None if self._recipe is None else dataclasses.asdict(self._recipe),
             "scaler": self.scaler.state_dict(),
-            "rng": rng_state(self._streams(arm)),
-            "arm_state": arm_state() if arm_state is not None else {},
             "plan": None if plan is None else {"first": plan.first, "second": plan.second,
                                                "num_pairs": plan.num_pairs},
-            "meter": None if meter is None else [float(meter.total), meter.weight],
             "seconds": seconds,
         }
         save_checkpoint(state, self.rundir.checkpoint_path)
@@ -292,10 +345,11 @@ class Engine:
 
     def _restore_streams(self, arm: Arm, state: dict[str, Any]) -> None:
         """Every RNG and the arm's own state, as they were when the checkpoint was taken."""
-        set_rng_state(state["rng"], self._streams(arm))
+        mine = state["ranks"][self.dist.rank]
+        set_rng_state(mine["rng"], self._streams(arm))
         load = getattr(arm, "load_state_dict", None)
         if load is not None:
-            load(state["arm_state"])
+            load(mine["arm_state"])
 
     def _interrupt(self, arm: Arm, epoch: int, batch: int, spec: EpochSpec,
                    meter: DeviceMeter, seconds: float) -> None:
@@ -303,9 +357,33 @@ class Engine:
         if bool(self._bad):     # never save over the last good checkpoint after a NaN
             raise NonFiniteLoss(f"non-finite training loss in arm `{arm.name}`, epoch "
                                 f"{epoch + 1}; the last good checkpoint is kept.")
-        if self.rundir is not None:
+        if self.rundir is not None or self.dist.enabled:
             self.save(arm, epoch, batch, self._rows, spec.plan, meter, seconds)
-        raise Interrupted(STOP.signum, self._stopped_message(arm, epoch, batch))
+        raise Interrupted(STOP.signum or 15, self._stopped_message(arm, epoch, batch))
+
+    def _stop_requested(self, done_steps: int, steps: int) -> bool:
+        """Has a stop been asked for? One process: the flag. Under torchrun the ranks agree
+        (all-reduce of the flag) every ``log_interval`` steps and at epoch ends, so they stop
+        at the same step."""
+        if not self.dist.enabled:
+            return bool(STOP)
+        if done_steps % self.log_interval and done_steps != steps:
+            return False
+        flag = torch.tensor(float(bool(STOP)), device=self.runtime.device)
+        D.all_reduce_max(flag)
+        if flag.item() and not STOP:
+            STOP.request()
+        return bool(flag.item())
+
+    def _epoch_loss(self, meter: DeviceMeter) -> tuple[float, bool]:
+        """The epoch's mean loss over every rank and the NaN flag: one read."""
+        t = torch.stack([meter.total, torch.tensor(float(meter.weight), dtype=torch.float64,
+                                                   device=meter.total.device),
+                         self._bad.to(torch.float64)])
+        if self.dist.enabled:
+            D.all_reduce_sum(t)
+        total, weight, bad = t.tolist()
+        return total / max(weight, 1.0), bad > 0
 
     def _stopped_message(self, arm: Arm, epoch: int, batch: int) -> str:
         where = f"arm `{arm.name}`, epoch {epoch + 1}, batch {batch}" if batch else \

@@ -11,7 +11,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-from timm.optim import param_groups_weight_decay
 
 
 def cosine_lr(t: float, base_lr: float, min_lr: float, warmup: float, total: float) -> float:
@@ -50,6 +49,20 @@ class Recipe:
         return cosine_lr(t - self.start, self.lr, self.min_lr, self.warmup, self.total)
 
 
+def weight_decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """timm's grouping (no decay on 1-d parameters and biases) over *every* parameter.
+
+    Unlike ``timm.optim.param_groups_weight_decay`` it keeps parameters that are frozen right
+    now: a phase may freeze a head (MixTraining), and the optimiser built for a recipe must
+    hold the same parameters whatever was frozen when it was built (exact resume).
+    """
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
+    return [{"params": no_decay, "weight_decay": 0.0},
+            {"params": decay, "weight_decay": weight_decay}]
+
+
 def build_optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
     """AdamW without weight decay on norms, biases and 1-d parameters (timm's grouping).
 
@@ -57,7 +70,7 @@ def build_optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optim
     device-side ``found_inf`` flag and then skips the whole update on the device, which is how
     the engine stops at a NaN/Inf loss without a host sync per step.
     """
-    groups = param_groups_weight_decay(model, recipe.weight_decay)
+    groups = weight_decay_groups(model, recipe.weight_decay)
     device = next(model.parameters()).device
     fused = device.type in ("cuda", "cpu")
     return torch.optim.AdamW(groups, lr=recipe.lr_at(recipe.start), betas=recipe.betas,

@@ -65,8 +65,3 @@ class DeviceMeter:
     def mean(self) -> float:
         """Exact running mean (one device read: call once per epoch)."""
         return float(self.total) / max(self.weight, 1)
-
-    def mean_and(self, flag: torch.Tensor) -> tuple[float, bool]:
-        """The exact mean and a device flag, in the same single read."""
-        total, f = torch.stack([self.total, flag.to(torch.float64)]).tolist()
-        return total / max(self.weight, 1), bool(f)

@@ -73,7 +73,15 @@ class ModelInfo:
 
 
 class Classifier(nn.Module):
-    """A timm backbone with one linear classification head per task."""
+    """A timm backbone with one linear classification head per task.
+
+    ``CLASSIFIER_PARTS`` / ``SSL_PARTS`` name the modules only the supervised / self-supervised
+    path uses (timm's pooling head lives inside the backbone: ``fc_norm``, ``attn_pool``), so a
+    phase that does not use one can freeze it (and DDP then neither waits for nor reduces it).
+    """
+
+    CLASSIFIER_PARTS = ("heads.", "backbone.fc_norm.", "backbone.attn_pool.", "backbone.head.")
+    SSL_PARTS = ("ssl_head.",)
 
     def __init__(self, backbone: nn.Module, num_classes: list[int]) -> None:
         super().__init__()

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from mixkit.data.plan import shuffled
 from mixkit.data.sources import Batch
+from mixkit.engine.distributed import Dist, all_reduce_sum
 from mixkit.engine.loop import EpochSpec
 from mixkit.engine.optim import Recipe
 from mixkit.errors import UserError
@@ -38,12 +39,14 @@ class MixTrainArm:
     name = "mixtrain"
 
     def __init__(self, cfg: Any, num_samples: int, recipe: Recipe, info: ModelInfo,
-                 img_size: int, device: torch.device) -> None:
+                 img_size: int, device: torch.device, dist: Dist = Dist()) -> None:
         check_op(cfg.op, info)
+        self.dist = dist
         self.cfg, self.epochs, self.recipe, self.info = cfg, cfg.epochs, recipe, info
         self.state = MixState(num_samples, device, cfg.thresholds)
         self.plan_generator = torch.Generator().manual_seed(cfg.seed)
-        self.box_generator = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+        self.box_generator = torch.Generator(device=device).manual_seed(
+            dist.stream_seed(cfg.seed, 1))
         self.stride = info.input_stride(img_size)
         self.box_shapes = torch.tensor(ops.box_shapes(info.grid, cfg.cutmix_area),
                                        device=device) if cfg.op == "cutmix" else None
@@ -63,6 +66,7 @@ class MixTrainArm:
 
     # --- plans ------------------------------------------------------------------------------
     def epoch(self, epoch: int) -> EpochSpec:
+        self.state.begin_epoch()
         if not self.cfg.selective:
             self.state.naive(self.cfg.naive_fraction, self.plan_generator)
         mix = self.state.mix_mask()
@@ -76,6 +80,8 @@ class MixTrainArm:
 
     def end_epoch(self, epoch: int) -> dict[str, Any]:
         """The epoch's mixed fraction, and the regions/thresholds that shape the next plan."""
+        if self.dist.enabled:
+            self.state.all_reduce(all_reduce_sum)      # every rank: the same next plan
         return {"mixed_fraction": self.mixed_fraction, **self.state.end_epoch()}
 
     # --- the step ---------------------------------------------------------------------------

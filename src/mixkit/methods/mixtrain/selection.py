@@ -98,18 +98,29 @@ class MixState:
         u = unmixed.to(torch.float64)
         c = correct.to(torch.float64)
         l64 = loss.to(torch.float64)
-        batch = torch.stack([(l64 * c * u).sum(), (c * u).sum(),
-                             (l64 * (1 - c) * u).sum(), ((1 - c) * u).sum()])
-        self.sums += batch
-        self.epoch_sums += batch
+        self.epoch_sums += torch.stack([(l64 * c * u).sum(), (c * u).sum(),
+                                        (l64 * (1 - c) * u).sum(), ((1 - c) * u).sum()])
 
     def slot(self, ids: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         """``ids`` where ``keep``, else the trash slot ``n`` (write-only, never read)."""
         return torch.where(keep, ids, torch.full_like(ids, self.n))
 
     # --- per epoch ---------------------------------------------------------------------------
+    def begin_epoch(self) -> None:
+        """Clear the epoch's records (every sample is recorded once per epoch, on one rank)."""
+        self.loss_new.zero_()
+        self.correct.zero_()
+
+    def all_reduce(self, reduce_sum) -> None:
+        """Combine the ranks' records of this epoch (DDP): each sample was trained on exactly one
+        rank, so a sum of the per-index tables (zero elsewhere) is the whole epoch's."""
+        correct = self.correct.to(torch.int32)
+        reduce_sum(self.loss_new, correct, self.epoch_sums)
+        self.correct = correct > 0
+
     def end_epoch(self) -> dict[str, Any]:
         """Roll the losses over, recompute thresholds and regions, choose next epoch's mix."""
+        self.sums += self.epoch_sums
         self.prev_loss, self.loss = self.loss, self.loss_new.clone()
         l_corr, l_incorr, l_mid = thresholds(*self._threshold_sums())
         self.epoch_sums.zero_()

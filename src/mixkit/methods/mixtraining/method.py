@@ -24,12 +24,14 @@ from torch import nn
 
 from mixkit.data.plan import shuffled
 from mixkit.data.sources import Batch
+from mixkit.engine.distributed import Dist, all_reduce_sum
 from mixkit.engine.loop import EpochSpec
 from mixkit.engine.optim import Recipe
 from mixkit.methods.mixtraining.objectives import SSLObjective
 from mixkit.methods.mixtraining.schedule import MIX, SSL, Schedule
 from mixkit.methods.supervised import (cross_entropy_loss, supervised_loss_from_features,
                                        task_mean)
+from mixkit.models import Classifier
 
 
 def recipes(cfg: Any, schedule: Schedule) -> tuple[Recipe, Recipe]:
@@ -49,7 +51,7 @@ class MixTrainingArm:
                  num_samples: int, plan_generator: torch.Generator, num_tasks: int = 1,
                  ssl_source: Any = None, mix_source: Any = None,
                  probe: tuple[torch.Tensor, Any] | None = None,
-                 device: torch.device | str = "cpu") -> None:
+                 device: torch.device | str = "cpu", dist: Dist = Dist()) -> None:
         if schedule.e_ssl and objective is None:
             raise ValueError("an arm with SSL epochs needs an SSL objective")
         self.name, self.schedule, self.epochs = name, schedule, schedule.epochs
@@ -58,6 +60,7 @@ class MixTrainingArm:
         self.num_samples, self.generator = num_samples, plan_generator
         self.ssl_source, self.mix_source = ssl_source, mix_source
         self.probe = probe          # (fixed images, fixed mask) for the reconstruction figure
+        self.dist = dist
         self._parts = torch.zeros(2, device=device)    # mix phase: sample-weighted (l_ssl, l_sl)
         self._seen = 0
 
@@ -95,17 +98,23 @@ class MixTrainingArm:
         if phase == SSL:
             n = len(self.ssl_source) if self.ssl_source is not None else self.num_samples
             return EpochSpec(SSL, shuffled(n, self.generator), self.ssl_recipe, self.ssl_loss,
-                             evaluate=False, source=self.ssl_source, note="MAE")
+                             evaluate=False, source=self.ssl_source, note="MAE",
+                             frozen=Classifier.CLASSIFIER_PARTS)
         plan = shuffled(self.num_samples, self.generator)
         if phase == MIX:
             return EpochSpec(MIX, plan, self.sl_recipe, self.mix_loss, source=self.mix_source,
                              note=f"alpha {self.alpha:g}")
-        return EpochSpec(phase, plan, self.sl_recipe, cross_entropy_loss)
+        return EpochSpec(phase, plan, self.sl_recipe, cross_entropy_loss,
+                         frozen=Classifier.SSL_PARTS)
 
     def end_epoch(self, epoch: int) -> dict[str, Any]:
         if self.schedule.phase_at(epoch) != MIX or self._seen == 0:
             return {}
-        l_ssl, l_sl = (self._parts / self._seen).tolist()      # one device read per epoch
+        parts = torch.cat([self._parts, self._parts.new_tensor([float(self._seen)])])
+        if self.dist.enabled:
+            all_reduce_sum(parts)                               # the epoch over every rank
+        l_ssl, l_sl, seen = parts.tolist()                     # one device read per epoch
+        l_ssl, l_sl = l_ssl / seen, l_sl / seen
         self._parts.zero_()
         self._seen = 0
         return {"ssl_loss": l_ssl, "sl_loss": l_sl}
