@@ -39,7 +39,7 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("extra", nargs="*", help="more mixkit flags (after --)")
     args = p.parse_args()
-    extra = args.extra or ["--data", "digits", "--model", "resnet18", "--img-size", "16",
+    extra = args.extra or ["--data", "digits", "--model", "mobilenetv2_035", "--img-size", "16",
                            "--epochs", "5", "--no-baseline"]
     env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 2) // args.nproc))}
     single_env = {**os.environ}

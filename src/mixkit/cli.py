@@ -116,8 +116,10 @@ def main(argv: list[str] | None = None) -> None:
             print_user_error(err)
         sys.exit(EXIT_USER_ERROR)
     except Interrupted as stop:
-        print(f"mixkit: {stop}", file=sys.stderr)
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"mixkit: {stop}", file=sys.stderr)
         sys.exit(stop.exit_code)
     except NonFiniteLoss as err:
-        print(f"error: {err}", file=sys.stderr)
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"error: {err}", file=sys.stderr)
         sys.exit(1)

@@ -119,7 +119,9 @@ def run_arm(ctx: RunContext, name: str, factory: ArmFactory, rundir: RunDir | No
     extend = getattr(arm, "extend_model", None)     # e.g. MixTraining attaches the MAE decoder
     if extend is not None:
         extend(model)
-    hint = f"Resume with: mixkit {command} --resume {rundir.path}" if rundir else ""
+    launch = (f"torchrun --nproc_per_node {ctx.dist.world} (in total) -m mixkit"
+              if ctx.dist.enabled else "mixkit")
+    hint = f"Resume with: {launch} {command} --resume {rundir.path}" if rundir else ""
     engine = Engine(model, ctx.runtime, ctx.data.train, ctx.data.tasks,
                     batch_size=ctx.cfg.batch_size, log_interval=ctx.cfg.log_interval,
                     progress=progress, rundir=rundir, done=done, resume_hint=hint,
