@@ -26,22 +26,17 @@ import statistics
 from dataclasses import replace
 
 from common import mean_sd
-from mixkit.commands import MIXTRAINING, mixtraining_arm
+from mixkit.commands import MIXTRAINING, SCHEDULES, mixtraining_arm
 from mixkit.config import MixtrainingConfig, build_config
 from mixkit.engine.loop import ArmResult
 from mixkit.engine.progress import TrainingProgress
 from mixkit.methods.mixtraining.schedule import Schedule
 from mixkit.runner import prepare, run_arm
 
-ARMS = {"sl": lambda c: Schedule(0, c.epochs_sl, 0.0),
-        "ssl+sl": lambda c: Schedule(c.epochs_ssl, c.epochs_sl, 0.0),
-        "mixtraining": lambda c: Schedule(c.epochs_ssl, c.epochs_sl, c.rho)}
-
-
 def run_seed(cfg, progress: TrainingProgress) -> dict[str, ArmResult]:
     ctx = prepare(cfg, MIXTRAINING)
     return {name: run_arm(ctx, name, mixtraining_arm(name, sched), None, progress)
-            for name, sched in ARMS.items()}
+            for name, sched in SCHEDULES.items()}
 
 
 def phase_costs(results: dict[str, ArmResult]) -> dict[str, float]:
@@ -98,7 +93,7 @@ def main() -> None:
     print(f"\nMixTraining vs SSL+SL vs SL — {args.data}, {args.model}, e_ssl {sched.e_ssl}, "
           f"e_sl {sched.e_sl}, rho {base.rho} (e_mix {sched.e_mix}), alpha {base.alpha}, "
           f"{base.mix_forward} forward, batch {base.batch_size}, seeds {args.seeds}, {device}")
-    for name in ARMS:
+    for name in SCHEDULES:
         acc = [100 * r[name].accuracy for r in runs]
         sec = [r[name].train_seconds for r in runs]
         print(f"{name:12s} accuracy {mean_sd(acc, 2)} %   train seconds {mean_sd(sec, 1)}")

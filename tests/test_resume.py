@@ -30,7 +30,8 @@ MIXTRAINING = ["mixtraining", *SMALL, "--epochs-ssl", "2", "--epochs-sl", "2",
 WALL_CLOCK = ("epoch_seconds", "img_per_s", "seconds")
 
 
-def stop_at(monkeypatch, triggers: list[tuple[str, str, float]]) -> list:
+def stop_at(monkeypatch, triggers: list[tuple[str, str, float]],
+            signum: int = signal.SIGTERM) -> list:
     """SIGTERM (the flag the handler sets) at the first step of ``arm`` in ``phase`` at
     progress ``t >= threshold``; each trigger fires once, across resumed processes."""
     pending = list(triggers)
@@ -42,7 +43,7 @@ def stop_at(monkeypatch, triggers: list[tuple[str, str, float]]) -> list:
         for trig in pending:
             if trig[0] == arm and trig[1] == spec.phase and t >= trig[2]:
                 pending.remove(trig)
-                STOP.request(signal.SIGTERM)
+                STOP.request(signum)
                 break
         return out
 
@@ -211,6 +212,20 @@ def test_resume_refuses_changed_recipe_and_other_command(tmp_path, capsys) -> No
     assert code == 2 and "--lr" in err
     code, _, err = run_cli(["mixtraining", "--resume", str(tmp_path / "D")], capsys)
     assert code == 2 and "mixkit mixtrain" in err
+
+
+def test_sigint_exits_130_and_a_different_world_size_is_refused(tmp_path, monkeypatch,
+                                                                capsys) -> None:
+    args = [*MIXTRAIN, "--no-baseline", "--epochs", "2"]
+    stop_at(monkeypatch, [("mixtrain", "sl", 0.5)], signal.SIGINT)
+    code, _, err = run_cli([*args, "--output", str(tmp_path), "--experiment", "I"], capsys)
+    assert code == 130 and "--resume" in err
+    monkeypatch.setenv("WORLD_SIZE", "2")                    # as if relaunched on 2 processes
+    code, _, err = run_cli(["mixtrain", "--resume", str(tmp_path / "I")], capsys)
+    assert code == 2 and "same world size" in err and "--nproc_per_node 1" in err
+    monkeypatch.delenv("WORLD_SIZE")
+    code, _, err = run_cli(["mixtrain", "--resume", str(tmp_path / "I")], capsys)
+    assert code == 0, err
 
 
 def test_sigterm_from_the_shell_exits_143_and_resume_matches(tmp_path, capsys) -> None:

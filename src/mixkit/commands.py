@@ -7,7 +7,7 @@ and ``mixtraining``: one arm class (:class:`MixTrainingArm`) with three schedule
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -95,7 +95,7 @@ def _probe(ctx: RunContext, mae: MAE) -> tuple[torch.Tensor, Mask]:
     return x, random_masking(x.shape[0], mae.num_patches, mae.mask_ratio, x.device, gen)
 
 
-def mixtraining_arm(name: str, schedule_of) -> ArmFactory:
+def mixtraining_arm(name: str, schedule_of: Callable[[Any], Schedule]) -> ArmFactory:
     def factory(ctx: RunContext) -> MixTrainingArm:
         cfg, device = ctx.cfg, ctx.runtime.device
         schedule = schedule_of(cfg)
@@ -123,15 +123,17 @@ def mixtraining_arm(name: str, schedule_of) -> ArmFactory:
     return factory
 
 
+# the three arms of `mixkit mixtraining`: one arm class, three schedules (in run order)
+SCHEDULES: dict[str, Callable[[Any], Schedule]] = {
+    "sl": lambda c: Schedule(0, c.epochs_sl, 0.0),
+    "ssl+sl": lambda c: Schedule(c.epochs_ssl, c.epochs_sl, 0.0),
+    "mixtraining": lambda c: Schedule(c.epochs_ssl, c.epochs_sl, c.rho),
+}
+
+
 def _mixtraining_arms(cfg: Any) -> list[tuple[str, ArmFactory]]:
-    method = [("mixtraining", mixtraining_arm(
-        "mixtraining", lambda c: Schedule(c.epochs_ssl, c.epochs_sl, c.rho)))]
-    if not cfg.baseline:
-        return method
-    return [("sl", mixtraining_arm("sl", lambda c: Schedule(0, c.epochs_sl, 0.0))),
-            ("ssl+sl", mixtraining_arm("ssl+sl",
-                                        lambda c: Schedule(c.epochs_ssl, c.epochs_sl, 0.0))),
-            *method]
+    names = list(SCHEDULES) if cfg.baseline else ["mixtraining"]
+    return [(n, mixtraining_arm(n, SCHEDULES[n])) for n in names]
 
 
 def _mixtraining_finish(ctx: RunContext, results: dict[str, ArmResult], rundir: RunDir) -> None:

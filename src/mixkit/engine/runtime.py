@@ -80,6 +80,11 @@ class Runtime:
             model = model.to(memory_format=torch.channels_last)
         if self.compile:
             model.compile()  # in place: state_dict keys stay the same for checkpoints
+            backbone = getattr(model, "backbone", None)
+            if backbone is not None:
+                # methods call the feature extractor directly (split propagation, MixTraining's
+                # shared forward): compile that too, as an instance attribute (keys unchanged)
+                backbone.forward_features = torch.compile(backbone.forward_features)
         return model
 
     def describe(self) -> str:
