@@ -242,7 +242,10 @@ def _create(cfg: Any, command: CommandSpec, strict: bool, main: bool) -> RunDir 
 def run(cfg: Any, command: CommandSpec, *, strict_experiment: bool,
         console: Console | None = None,
         checkpoint: dict[str, Any] | None = None) -> dict[str, Any]:
-    console = console or Console()
+    if console is None:                 # logs (not a terminal) get a table that fits, not 80 cols
+        console = Console()
+        if not console.is_terminal:
+            console = Console(width=120)
     arms = command.arms(cfg)
     if not arms:
         raise UserError(f"nothing to run: `mixkit {command.name}` with --no-baseline has no "
