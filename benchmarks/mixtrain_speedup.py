@@ -155,6 +155,8 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--amp", action="store_true")
     p.add_argument("--thresholds", default="cumulative", choices=("cumulative", "last"))
+    p.add_argument("--final-unmixed-epochs", type=int, default=0,
+                   help="beyond the paper: the last K epochs unmixed")
     p.add_argument("--overhead-repeats", type=int, default=10)
     p.add_argument("--no-overheads", action="store_true")
     args = p.parse_args()
@@ -163,7 +165,8 @@ def main() -> None:
         "data": args.data, "data_dir": args.data_dir, "model": args.model,
         "img_size": args.img_size, "patch_size": args.patch_size, "epochs": args.epochs,
         "batch_size": args.batch_size, "lr": args.lr, "data_fraction": args.data_fraction,
-        "device": args.device, "amp": args.amp, "thresholds": args.thresholds},
+        "device": args.device, "amp": args.amp, "thresholds": args.thresholds,
+        "final_unmixed_epochs": args.final_unmixed_epochs},
         where="benchmark")
     progress = TrainingProgress(enabled=True)
     runs = []
@@ -171,7 +174,7 @@ def main() -> None:
         runs.append(run_seed(replace(base, seed=seed), args.ops, progress))
     device = prepare(base, MIXTRAIN).runtime.describe()
     print(f"\nmixtrain vs baseline — {args.data}, {args.model}, {args.epochs} epochs, "
-          f"thresholds {args.thresholds}, "
+          f"thresholds {args.thresholds}, final unmixed epochs {args.final_unmixed_epochs}, "
           f"batch {args.batch_size}, seeds {args.seeds}, {device}")
     base_acc = [r["baseline"].accuracy for r in runs]
     print(f"baseline accuracy {mean_sd(base_acc)}; "

@@ -193,6 +193,19 @@ def test_mixtrain_runs_and_reports(op, extra, tmp_path: Path, capsys) -> None:
     assert summary["arms"]["mixtrain"]["inputs"] == sum(r["inputs"] for r in mt)
 
 
+def test_final_unmixed_epochs_train_the_last_epochs_plain(tmp_path: Path, capsys) -> None:
+    code, _, err = run_cli(["mixtrain", "--no-baseline", "--data", "digits", "--data-fraction",
+                            "0.1", "--val-fraction", "0.05", "--model", "mobilenetv2_035",
+                            "--img-size", "16", "--epochs", "4", "-b", "32",
+                            "--final-unmixed-epochs", "2", "--output", str(tmp_path),
+                            "--experiment", "f"], capsys)
+    assert code == 0, err
+    rows = [json.loads(x) for x in (tmp_path / "f" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[1]["mixed_fraction"] > 0                       # epoch 1 mixes (paper's rules)
+    assert [r["mixed_fraction"] for r in rows[2:]] == [0, 0]    # the last 2 do not
+    assert all(r["inputs"] == r["samples"] for r in rows[2:])
+
+
 @pytest.mark.parametrize("op", ["cutmix", "mixup"])
 def test_mixtrain_step_reads_the_host_once_per_epoch_not_per_step(op, monkeypatch) -> None:
     """Host reads in mixkit's code per epoch are the same for 2 and for 8 batches."""

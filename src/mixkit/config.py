@@ -129,6 +129,9 @@ class MixtrainConfig(TrainConfig):
                           choices=("cumulative", "last"))
     cutmix_area: float = opt(0.5, "Area of the pasted CutMix box, as a fraction of the final "
                              "feature grid (snapped to whole cells).", gt=0.0, max=0.99)
+    final_unmixed_epochs: int = opt(
+        0, "Beyond the paper: train the last K epochs without mixing (losses are still "
+        "recorded). 0 = the paper's method.", min=0, max=100000)
 
 
     def check(self, where: str) -> None:

@@ -70,7 +70,8 @@ class MixTrainArm:
         if not self.cfg.selective:
             self.state.naive(self.cfg.naive_fraction, self.plan_generator)
         mix = self.state.mix_mask()
-        if epoch == 0 and self.cfg.selective:
+        unmixed = epoch >= self.epochs - self.cfg.final_unmixed_epochs
+        if (epoch == 0 and self.cfg.selective) or unmixed:
             plan = shuffled(self.state.n, self.plan_generator)
         else:
             plan = pair_plan(mix, self.plan_generator)
