@@ -155,6 +155,13 @@ def _grads(model, loss) -> dict[str, torch.Tensor]:
     return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
+def _assert_exactly(mixed: dict, expected: dict, unused: str) -> None:
+    """Every gradient of the expected objective, bit for bit; the other head's are zero."""
+    for name, g in expected.items():
+        assert torch.equal(mixed[name], g), name
+    assert all(torch.count_nonzero(g) == 0 for n, g in mixed.items() if n.startswith(unused))
+
+
 def _batch(n: int = 4) -> Batch:
     g = torch.Generator().manual_seed(1)
     return Batch(torch.randn(n, 3, 16, 16, generator=g), torch.arange(n) % 10, torch.arange(n))
@@ -166,10 +173,7 @@ def test_alpha_0_is_exactly_the_sl_gradient(forward) -> None:
     arm, _ = _arm(model, info, 0.0, forward)
     b = _batch()
     mixed = _grads(model, arm.mix_loss(model, b))
-    sl = _grads(model, F.cross_entropy(model(b.x), b.y))
-    for name, g in sl.items():
-        assert torch.equal(mixed[name], g), name
-    assert all(torch.count_nonzero(g) == 0 for n, g in mixed.items() if n.startswith("ssl_head"))
+    _assert_exactly(mixed, _grads(model, F.cross_entropy(model(b.x), b.y)), "ssl_head")
 
 
 def test_alpha_1_is_exactly_the_mae_gradient() -> None:
@@ -178,10 +182,7 @@ def test_alpha_1_is_exactly_the_mae_gradient() -> None:
     b = _batch()
     mixed = _grads(model, arm.mix_loss(model, b))
     mae = MAE(info, generator=torch.Generator().manual_seed(3))      # the same mask stream
-    ssl = _grads(model, mae.standalone(model, b.x).mean())
-    for name, g in ssl.items():
-        assert torch.equal(mixed[name], g), name
-    assert all(torch.count_nonzero(g) == 0 for n, g in mixed.items() if n.startswith("heads"))
+    _assert_exactly(mixed, _grads(model, mae.standalone(model, b.x).mean()), "heads")
 
 
 def test_mix_loss_is_the_alpha_weighted_sum() -> None:
