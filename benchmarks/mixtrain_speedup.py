@@ -17,13 +17,14 @@ device-synced repeats, as shares of a CutMix step on a half-mixed plan):
   pairing of the next plan, as a share of a mixtrain epoch's time (goal <= 1 %);
 * split propagation: CutMix forward+backward with region pooling vs plain CutMix (goal <= 2 %).
 
-    python benchmarks/mixtrain_speedup.py                          # digits, resnet18, 3 seeds
-    python benchmarks/mixtrain_speedup.py --data cifar10 --data-dir ~/data --epochs 30
+    python benchmarks/mixtrain_speedup.py                # digits, mobilenetv2_050, 20 epochs, 3 seeds
+    python benchmarks/mixtrain_speedup.py --data cifar10 --data-dir ~/data --model resnet18 --epochs 30
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 from dataclasses import replace
@@ -54,12 +55,34 @@ def iso_time_accuracy(base_rows: list[dict], budget: float) -> float | None:
     return acc
 
 
-def run_seed(cfg, ops: list[str], progress: TrainingProgress) -> dict[str, dict]:
-    ctx = prepare(cfg, MIXTRAIN)
-    out = {"baseline": run_arm(ctx, "baseline", supervised("baseline"), None, progress)}
+def print_trace(run: dict, ops: list[str]) -> None:
+    """Per-epoch selection trace of one seed: what the region rules did, epoch by epoch."""
+    base = run["baseline"].rows
     for op in ops:
-        ctx.cfg = replace(cfg, op=op)
-        out[op] = run_arm(ctx, "mixtrain", mixtrain, None, progress)
+        print(f"\n{op}: epoch  mixed  r1/r2/r3  L_corr L_incorr L_mid  train_loss (baseline)  "
+              f"val_acc (baseline)")
+        for row, b in zip(run[op].rows, base):
+            rc = row.get("region_counts", {})
+            print(f"  {row['epoch']:>5d}  {row.get('mixed_fraction', 0):5.0%}  "
+                  f"{rc.get('r1', 0)}/{rc.get('r2', 0)}/{rc.get('r3', 0)}  "
+                  f"{row.get('l_corr', 0):.3f} {row.get('l_incorr', 0):.3f} "
+                  f"{row.get('l_mid', 0):.3f}  {row['train_loss']:.3f} ({b['train_loss']:.3f})  "
+                  f"{row.get('val_acc', float('nan')):.3f} ({b.get('val_acc', float('nan')):.3f})")
+
+
+def run_seed(cfg, ops: list[str], progress: TrainingProgress, turn: int = 0) -> dict[str, dict]:
+    """Every arm of one seed. The order rotates with ``turn`` so that no arm is always the one
+    that runs last on a host whose speed drifts; each arm reseeds, so the order changes no
+    result but its seconds."""
+    ctx = prepare(cfg, MIXTRAIN)
+    arms = ["baseline", *ops]
+    out = {}
+    for name in arms[turn % len(arms):] + arms[: turn % len(arms)]:
+        if name == "baseline":
+            out[name] = run_arm(ctx, "baseline", supervised("baseline"), None, progress)
+        else:
+            ctx.cfg = replace(cfg, op=name)
+            out[name] = run_arm(ctx, "mixtrain", mixtrain, None, progress)
     return out
 
 
@@ -143,10 +166,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", default="digits")
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--model", default="resnet18")
+    p.add_argument("--model", default="mobilenetv2_050")
     p.add_argument("--img-size", type=int, default=None)
     p.add_argument("--patch-size", type=int, default=None)
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--epochs", type=int, default=20)
     p.add_argument("-b", "--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--data-fraction", type=float, default=1.0)
@@ -155,10 +178,14 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--amp", action="store_true")
     p.add_argument("--thresholds", default="cumulative", choices=("cumulative", "last"))
+    p.add_argument("--r1-entry", default="loss", choices=("loss", "correct"),
+                   help="beyond the paper: `correct` gates entry into Region 1 on correctness")
     p.add_argument("--final-unmixed-epochs", type=int, default=0,
                    help="beyond the paper: the last K epochs unmixed")
     p.add_argument("--overhead-repeats", type=int, default=10)
     p.add_argument("--no-overheads", action="store_true")
+    p.add_argument("--rows-out", default=None,
+                   help="write every arm's metrics rows, per seed, to this JSON file")
     args = p.parse_args()
 
     base = build_config(MixtrainConfig, {
@@ -166,16 +193,22 @@ def main() -> None:
         "img_size": args.img_size, "patch_size": args.patch_size, "epochs": args.epochs,
         "batch_size": args.batch_size, "lr": args.lr, "data_fraction": args.data_fraction,
         "device": args.device, "amp": args.amp, "thresholds": args.thresholds,
-        "final_unmixed_epochs": args.final_unmixed_epochs},
+        "final_unmixed_epochs": args.final_unmixed_epochs, "r1_entry": args.r1_entry},
         where="benchmark")
     progress = TrainingProgress(enabled=True)
     runs = []
-    for seed in args.seeds:
-        runs.append(run_seed(replace(base, seed=seed), args.ops, progress))
+    for turn, seed in enumerate(args.seeds):
+        runs.append(run_seed(replace(base, seed=seed), args.ops, progress, turn))
     device = prepare(base, MIXTRAIN).runtime.describe()
     print(f"\nmixtrain vs baseline — {args.data}, {args.model}, {args.epochs} epochs, "
-          f"thresholds {args.thresholds}, final unmixed epochs {args.final_unmixed_epochs}, "
+          f"thresholds {args.thresholds}, r1 entry {args.r1_entry}, "
+          f"final unmixed epochs {args.final_unmixed_epochs}, "
           f"batch {args.batch_size}, seeds {args.seeds}, {device}")
+    print_trace(runs[0], args.ops)
+    if args.rows_out:
+        with open(args.rows_out, "w") as f:
+            json.dump([{"seed": seed, **{k: v.rows for k, v in r.items()}}
+                       for seed, r in zip(args.seeds, runs)], f)
     base_acc = [r["baseline"].accuracy for r in runs]
     print(f"baseline accuracy {mean_sd(base_acc)}; "
           f"seconds {mean_sd([r['baseline'].train_seconds for r in runs])}")

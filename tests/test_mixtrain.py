@@ -254,3 +254,27 @@ def test_last_epoch_thresholds_forget_earlier_epochs() -> None:
     # this epoch has no unmixed correct sample -> L_corr falls back to the cumulative 0.2;
     # L_incorr is this epoch's 1.0 alone (cumulative would give 2.0)
     assert (m["l_corr"], m["l_incorr"]) == pytest.approx((0.2, 1.0))
+
+
+def test_r1_entry_correct_gates_entry_but_not_staying() -> None:
+    """``--r1-entry correct`` (beyond the paper): by hand, four samples all below L_mid."""
+    region = torch.tensor([R1, R1, R1, R1], dtype=torch.int8)
+    loss = torch.tensor([0.1, 0.1, 0.1, 0.1])
+    prev = torch.tensor([0.2, 0.2, 0.2, 0.2])
+    # 0: unmixed + correct -> enters; 1: unmixed + wrong -> kept out;
+    # 2: mixed for R1 + wrong (e.g. its half-image) -> stays (§4.2.3); 3: R3-mixed + wrong -> out
+    why = torch.tensor([NONE, NONE, R1, R3], dtype=torch.int8)
+    correct = torch.tensor([True, False, False, False])
+    assert next_mix(region, loss, prev, why, correct).tolist() == [R1, NONE, R1, NONE]
+    assert next_mix(region, loss, prev, why).tolist() == [R1, R1, R1, R1]   # the paper
+
+
+def test_r1_entry_correct_through_the_state() -> None:
+    state = MixState(3, CPU, r1_entry="correct")
+    # correct 0.1 -> L_corr 0.1; incorrect 0.5, 2.0 -> L_incorr 1.25; L_mid 0.675.
+    # sample 1 (0.5 < L_mid) is wrong: the paper mixes it, the gate does not
+    _epoch(state, [0.1, 0.5, 2.0], [True, False, False])
+    assert state.mix_mask().tolist() == [True, False, False]
+    paper = MixState(3, CPU)
+    _epoch(paper, [0.1, 0.5, 2.0], [True, False, False])
+    assert paper.mix_mask().tolist() == [True, True, False]

@@ -127,6 +127,10 @@ class MixtrainConfig(TrainConfig):
     thresholds: str = opt("cumulative", "How L_corr/L_incorr average unmixed losses: over every "
                           "epoch so far (the paper's running average) or the last epoch only.",
                           choices=("cumulative", "last"))
+    r1_entry: str = opt("loss", "Which samples may enter Region 1 (mixed): `loss` = loss below "
+                        "L_mid (the paper); `correct` = beyond the paper, also classified "
+                        "correctly (samples already mixed stay while below L_mid).",
+                        choices=("loss", "correct"))
     cutmix_area: float = opt(0.5, "Area of the pasted CutMix box, as a fraction of the final "
                              "feature grid (snapped to whole cells).", gt=0.0, max=0.99)
     final_unmixed_epochs: int = opt(

@@ -13,6 +13,8 @@ Eq. (4) estimate. At the end of epoch E:
 * Region 2, ``L_mid <= loss <= L_incorr``: not mixed.
 * Region 3, ``loss > L_incorr``: mixed in epoch E+1 only if its loss rose since epoch E−1
   (k = 1), and then returns to the unmixed set for at least one epoch (§4.2.4).
+* Beyond the paper, ``r1_entry="correct"`` lets a sample *enter* Region 1 only if it was also
+  classified correctly (see :func:`next_mix`).
 
 Epoch 0 mixes nothing (there is no loss yet). All state lives in device tensors indexed by
 sample id, with one extra *trash* slot at index ``N`` that absorbs the writes of rows that have
@@ -51,23 +53,33 @@ def regions(loss: torch.Tensor, l_mid: torch.Tensor, l_incorr: torch.Tensor) -> 
 
 
 def next_mix(region: torch.Tensor, loss: torch.Tensor, prev_loss: torch.Tensor,
-             why: torch.Tensor) -> torch.Tensor:
+             why: torch.Tensor, correct: torch.Tensor | None = None) -> torch.Tensor:
     """Why each sample is mixed next epoch: ``R1``, ``R3`` or ``NONE``.
 
     Region 1 always mixes (and so stays mixed while it stays below ``L_mid``). Region 3 mixes
     when its loss rose since the previous epoch (k = 1) and it was not already mixed *for
     Region 3* this epoch: after one such epoch it returns to the unmixed set.
+
+    ``correct`` (``--r1-entry correct``, beyond the paper) gates the *entry* into Region 1: a
+    sample that was not mixed for Region 1 this epoch enters only if it was also classified
+    correctly — §4.2.2's premise that Region 1 holds the "likely correct" samples, enforced
+    where the loss threshold alone does not separate them (a barely trained model). A sample
+    already mixed for Region 1 stays while its loss stays below ``L_mid``, as in §4.2.3.
     """
     r3 = (region == R3) & (loss > prev_loss) & (why != R3)
-    out = torch.where(region == R1, torch.full_like(why, R1), torch.full_like(why, NONE))
+    r1 = region == R1
+    if correct is not None:
+        r1 = r1 & (correct | (why == R1))
+    out = torch.where(r1, torch.full_like(why, R1), torch.full_like(why, NONE))
     return torch.where(r3, torch.full_like(why, R3), out)
 
 
 class MixState:
     """Per-sample mixing state for ``n`` samples, on ``device``."""
 
-    def __init__(self, n: int, device: torch.device, averages: str = "cumulative") -> None:
-        self.n, self.averages = n, averages
+    def __init__(self, n: int, device: torch.device, averages: str = "cumulative",
+                 r1_entry: str = "loss") -> None:
+        self.n, self.averages, self.r1_entry = n, averages, r1_entry
         f32 = dict(device=device, dtype=torch.float32)
         self.loss = torch.full((n + 1,), float("inf"), **f32)       # last finished epoch
         self.prev_loss = torch.full((n + 1,), float("inf"), **f32)  # the epoch before
@@ -125,7 +137,8 @@ class MixState:
         l_corr, l_incorr, l_mid = thresholds(*self._threshold_sums())
         self.epoch_sums.zero_()
         self.region = regions(self.loss, l_mid, l_incorr)
-        self.why = next_mix(self.region, self.loss, self.prev_loss, self.why)
+        gate = self.correct if self.r1_entry == "correct" else None
+        self.why = next_mix(self.region, self.loss, self.prev_loss, self.why, gate)
         self.why[self.n] = NONE
         reg = self.region[: self.n]
         stats = torch.stack([(reg == R1).sum(), (reg == R2).sum(),
