@@ -1,8 +1,10 @@
 """mixTrain vs the supervised baseline at equal epochs, side by side in one process.
 
 For every seed it trains, from the same initial weights, data and augmentation stream:
-the baseline arm, and the mixtrain arm for each ``--ops`` (CutMix with split propagation,
-MixUp with adaptive ratios). It prints, over seeds (mean ± sd):
+the baseline arm, and a mixtrain arm for each ``--ops`` entry (CutMix with split propagation,
+MixUp with adaptive ratios; ``OP:key=value,...`` overrides settings for that arm, e.g.
+``mixup:r1_entry=correct``, so variants run side by side with the faithful method). It prints,
+over seeds (mean ± sd):
 
 * speedup = baseline training seconds / mixtrain training seconds (equal epochs),
 * accuracy delta (mixtrain − baseline, points),
@@ -31,6 +33,7 @@ from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
+import yaml
 
 from common import mean_sd
 from mixkit.commands import MIXTRAIN, mixtrain, mixtrain_recipe, supervised
@@ -56,18 +59,36 @@ def iso_time_accuracy(base_rows: list[dict], budget: float) -> float | None:
 
 
 def print_trace(run: dict, ops: list[str]) -> None:
-    """Per-epoch selection trace of one seed: what the region rules did, epoch by epoch."""
+    """Per-epoch selection trace of one seed: what the region rules did, epoch by epoch.
+    ``ok<mid``/``bad<mid``: the shares of the correct / incorrect unmixed samples below
+    ``L_mid`` (the paper's Fig. 6 reports > 95 % and < 10 %)."""
     base = run["baseline"].rows
+
+    def pct(x) -> str:
+        return "  -" if x is None else f"{x:4.0%}"
+
     for op in ops:
-        print(f"\n{op}: epoch  mixed  r1/r2/r3  L_corr L_incorr L_mid  train_loss (baseline)  "
-              f"val_acc (baseline)")
+        print(f"\n{op}: epoch  mixed  r1/r2/r3  L_corr L_incorr L_mid  ok<mid bad<mid  "
+              f"train_loss (baseline)  val_acc (baseline)")
         for row, b in zip(run[op].rows, base):
             rc = row.get("region_counts", {})
             print(f"  {row['epoch']:>5d}  {row.get('mixed_fraction', 0):5.0%}  "
                   f"{rc.get('r1', 0)}/{rc.get('r2', 0)}/{rc.get('r3', 0)}  "
                   f"{row.get('l_corr', 0):.3f} {row.get('l_incorr', 0):.3f} "
-                  f"{row.get('l_mid', 0):.3f}  {row['train_loss']:.3f} ({b['train_loss']:.3f})  "
+                  f"{row.get('l_mid', 0):.3f}  {pct(row.get('correct_below_mid'))}   "
+                  f"{pct(row.get('incorrect_below_mid'))}  "
+                  f"{row['train_loss']:.3f} ({b['train_loss']:.3f})  "
                   f"{row.get('val_acc', float('nan')):.3f} ({b.get('val_acc', float('nan')):.3f})")
+
+
+def arm_config(cfg, spec: str):
+    """``OP`` or ``OP:key=value,...`` -> the arm's config (values parsed as the config parses
+    YAML, then validated)."""
+    op, _, rest = spec.partition(":")
+    overrides = dict(kv.split("=", 1) for kv in rest.split(",") if kv)
+    values = {**vars(cfg), "op": op,
+              **{k: yaml.safe_load(v) for k, v in overrides.items()}}
+    return build_config(MixtrainConfig, values, where=f"--ops {spec}")
 
 
 def run_seed(cfg, ops: list[str], progress: TrainingProgress, turn: int = 0) -> dict[str, dict]:
@@ -81,7 +102,7 @@ def run_seed(cfg, ops: list[str], progress: TrainingProgress, turn: int = 0) -> 
         if name == "baseline":
             out[name] = run_arm(ctx, "baseline", supervised("baseline"), None, progress)
         else:
-            ctx.cfg = replace(cfg, op=name)
+            ctx.cfg = arm_config(cfg, name)
             out[name] = run_arm(ctx, "mixtrain", mixtrain, None, progress)
     return out
 

@@ -11,8 +11,8 @@ import torch
 
 from conftest import run_cli
 from mixkit.methods.mixtrain import ops
-from mixkit.methods.mixtrain.selection import (NONE, R1, R2, R3, MixState, next_mix,
-                                               pair_plan, regions, thresholds)
+from mixkit.methods.mixtrain.selection import (NONE, R1, R2, R3, MixState, below_mid,
+                                               next_mix, pair_plan, regions, thresholds)
 from mixkit.commands import mixtrain_recipe
 from mixkit.models import create_model
 from mixkit.models.split import region_logits
@@ -36,8 +36,34 @@ def test_region3_mixes_only_when_its_loss_rose_and_only_once() -> None:
     loss = torch.tensor([2.0, 2.0, 2.0, 0.1, 1.0])
     prev = torch.tensor([1.0, 3.0, 1.0, 0.5, 0.5])
     why = torch.tensor([NONE, NONE, R3, R1, NONE], dtype=torch.int8)
+    mixed = why != NONE
     # rose -> R3; fell -> none; rose but was R3-mixed this epoch -> back; R1 stays; R2 none
-    assert next_mix(region, loss, prev, why).tolist() == [R3, NONE, NONE, R1, NONE]
+    assert next_mix(region, loss, prev, why, mixed).tolist() == [R3, NONE, NONE, R1, NONE]
+    assert next_mix(region, loss, prev, why, mixed, r3_from="all").tolist() == \
+        [R3, NONE, NONE, R1, NONE]
+
+
+def test_a_mixed_sample_whose_loss_jumps_returns_to_unmixed() -> None:
+    """§4.2.3: a Region-1 sample stays mixed only while its loss stays below L_mid; the region
+    rules (Region 3 included) apply to samples not mixed this epoch (§4.2.2)."""
+    region = torch.tensor([R3, R3, R2], dtype=torch.int8)
+    loss = torch.tensor([3.0, 3.0, 1.0])
+    prev = torch.tensor([0.1, 0.1, 0.1])                   # all three rose
+    why = torch.tensor([R1, R1, R1], dtype=torch.int8)
+    # 0 was mixed (its split/Eq. 4 loss jumped); 1 was the odd one out and trained single
+    mixed = torch.tensor([True, False, True])
+    assert next_mix(region, loss, prev, why, mixed).tolist() == [NONE, R3, NONE]
+    # the older reading: any sample not mixed *for Region 3* may enter Region 3
+    assert next_mix(region, loss, prev, why, mixed, r3_from="all").tolist() == [R3, R3, NONE]
+
+
+def test_below_mid_is_fig6_over_unmixed_samples() -> None:
+    loss = torch.tensor([0.1, 0.2, 0.9, 0.3, 2.0, 0.1, 5.0])
+    correct = torch.tensor([True, True, True, False, False, True, False])
+    mixed = torch.tensor([False, False, False, False, False, True, True])
+    # unmixed correct: 0.1, 0.2, 0.9 -> 2 of 3 below 0.5; unmixed incorrect: 0.3, 2.0 -> 1 of 2
+    counts = below_mid(loss, correct, mixed, torch.tensor(0.5))
+    assert counts.tolist() == [2, 3, 1, 2]
 
 
 def _epoch(state: MixState, loss: list[float], correct: list[bool]) -> dict:
@@ -56,6 +82,7 @@ def test_region_history_across_epochs() -> None:
     # L_corr 0.2, L_incorr 2.25, L_mid 1.225: 0.1, 0.3 -> R1; 1.5 -> R2; 3.0 -> R3
     assert (m["l_corr"], m["l_incorr"], m["l_mid"]) == pytest.approx((0.2, 2.25, 1.225))
     assert m["region_counts"] == {"r1": 2, "r2": 1, "r3": 1}
+    assert (m["correct_below_mid"], m["incorrect_below_mid"]) == (1.0, 0.0)   # Fig. 6
     # sample 3 has no previous loss yet: R3 but not "rising" -> epoch 1 mixes 0 and 1
     assert state.mix_mask().tolist() == [True, True, False, False]
     # epoch 1: 0 and 1 were mixed (their losses do not enter the averages); 3 rises
@@ -69,6 +96,20 @@ def test_region_history_across_epochs() -> None:
     # epoch 3: sample 1's loss climbs above L_mid -> it leaves the mixed set
     _epoch(state, [0.05, 1.9, 1.5, 6.0], [True, False, False, False])
     assert state.mix_mask().tolist()[:2] == [True, False]
+
+
+def test_mixed_sample_with_an_inflated_loss_leaves_through_the_state() -> None:
+    """Epoch 0: samples 0, 1 easy -> mixed in epoch 1, where 0's mixed loss jumps to 5.0 (above
+    L_incorr 2.0 and rising). The paper's text: it returns to the unmixed set; ``all``: it is
+    mixed once more, for Region 3."""
+    for r3_from, expect in (("unmixed", [False, True, False]), ("all", [True, True, False])):
+        state = MixState(3, CPU, r3_from=r3_from)
+        _epoch(state, [0.1, 0.1, 2.0], [True, True, False])   # L_corr .1, L_incorr 2, L_mid 1.05
+        assert state.mix_mask().tolist() == [True, True, False]
+        m = _epoch(state, [5.0, 0.1, 2.0], [False, True, False])
+        assert state.mixed[:3].tolist() == [True, True, False]
+        assert m["incorrect_below_mid"] == 0.0 and m["correct_below_mid"] is None
+        assert state.mix_mask().tolist() == expect, r3_from
 
 
 def test_pair_plan_accounting() -> None:
@@ -180,7 +221,8 @@ def test_mixtrain_runs_and_reports(op, extra, tmp_path: Path, capsys) -> None:
     mt = [r for r in rows if r["arm"] == "mixtrain"]
     assert len(mt) == 3 and len(rows) == 6
     for r in mt:
-        assert {"mixed_fraction", "region_counts", "l_corr", "l_incorr", "l_mid"} <= r.keys()
+        assert {"mixed_fraction", "region_counts", "l_corr", "l_incorr", "l_mid",
+                "correct_below_mid", "incorrect_below_mid"} <= r.keys()
         assert sum(r["region_counts"].values()) == r["samples"] - 0
         pairs = r["samples"] - r["inputs"]
         assert r["mixed_fraction"] == pytest.approx(2 * pairs / r["samples"])
@@ -264,9 +306,10 @@ def test_r1_entry_correct_gates_entry_but_not_staying() -> None:
     # 0: unmixed + correct -> enters; 1: unmixed + wrong -> kept out;
     # 2: mixed for R1 + wrong (e.g. its half-image) -> stays (§4.2.3); 3: R3-mixed + wrong -> out
     why = torch.tensor([NONE, NONE, R1, R3], dtype=torch.int8)
+    mixed = why != NONE
     correct = torch.tensor([True, False, False, False])
-    assert next_mix(region, loss, prev, why, correct).tolist() == [R1, NONE, R1, NONE]
-    assert next_mix(region, loss, prev, why).tolist() == [R1, R1, R1, R1]   # the paper
+    assert next_mix(region, loss, prev, why, mixed, correct).tolist() == [R1, NONE, R1, NONE]
+    assert next_mix(region, loss, prev, why, mixed).tolist() == [R1, R1, R1, R1]   # the paper
 
 
 def test_r1_entry_correct_through_the_state() -> None:

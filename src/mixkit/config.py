@@ -127,6 +127,10 @@ class MixtrainConfig(TrainConfig):
     thresholds: str = opt("cumulative", "How L_corr/L_incorr average unmixed losses: over every "
                           "epoch so far (the paper's running average) or the last epoch only.",
                           choices=("cumulative", "last"))
+    r3_from: str = opt("unmixed", "Which samples the Region 3 rule (mix a hard sample whose loss "
+                       "rose) applies to: `unmixed` = those trained unmixed this epoch (the "
+                       "paper's text); `all` = mixed ones too, judged by their mixed loss.",
+                       choices=("unmixed", "all"))
     r1_entry: str = opt("loss", "Which samples may enter Region 1 (mixed): `loss` = loss below "
                         "L_mid (the paper); `correct` = beyond the paper, also classified "
                         "correctly (samples already mixed stay while below L_mid).",

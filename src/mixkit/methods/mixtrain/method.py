@@ -43,7 +43,8 @@ class MixTrainArm:
         check_op(cfg.op, info)
         self.dist = dist
         self.cfg, self.epochs, self.recipe, self.info = cfg, cfg.epochs, recipe, info
-        self.state = MixState(num_samples, device, cfg.thresholds, cfg.r1_entry)
+        self.state = MixState(num_samples, device, cfg.thresholds, cfg.r1_entry,
+                              cfg.r3_from)
         self.plan_generator = torch.Generator().manual_seed(cfg.seed)
         self.box_generator = torch.Generator(device=device).manual_seed(
             dist.stream_seed(cfg.seed, 1))

@@ -8,13 +8,16 @@ Eq. (4) estimate. At the end of epoch E:
   classified unmixed samples — by default cumulative means over every unmixed sample-epoch
   from epoch 0 to E (the paper's "running average from epoch 0"); ``averages="last"`` uses
   epoch E's unmixed samples alone — and ``L_mid = (L_corr + L_incorr) / 2`` (Eq. 7).
-* Region 1, ``loss < L_mid``: mixed in epoch E+1, and again each epoch its loss stays below
-  ``L_mid`` (§4.2.3).
-* Region 2, ``L_mid <= loss <= L_incorr``: not mixed.
-* Region 3, ``loss > L_incorr``: mixed in epoch E+1 only if its loss rose since epoch E−1
-  (k = 1), and then returns to the unmixed set for at least one epoch (§4.2.4).
-* Beyond the paper, ``r1_entry="correct"`` lets a sample *enter* Region 1 only if it was also
-  classified correctly (see :func:`next_mix`).
+* A sample that was **not mixed** in epoch E is placed by its region (§4.2.2: "for samples
+  that are not mixed in epoch E, we determine their amenability ... based on the region"):
+  Region 1, ``loss < L_mid``, is mixed in E+1; Region 2, ``L_mid <= loss <= L_incorr``, is not;
+  Region 3, ``loss > L_incorr``, is mixed in E+1 only if its loss rose since epoch E−1 (k = 1).
+* A sample **mixed for Region 1** stays mixed while its own (mixed-forward) loss stays below
+  ``L_mid``, and otherwise returns to the unmixed set (§4.2.3).
+* A sample **mixed for Region 3** returns to the unmixed set for at least one epoch (§4.2.4).
+* ``r3_from="all"`` (the reading of earlier versions) lets mixed samples enter Region 3 too, by
+  their mixed-forward loss; ``r1_entry="correct"`` (beyond the paper) lets a sample *enter*
+  Region 1 only if it was also classified correctly. See :func:`next_mix`.
 
 Epoch 0 mixes nothing (there is no loss yet). All state lives in device tensors indexed by
 sample id, with one extra *trash* slot at index ``N`` that absorbs the writes of rows that have
@@ -53,45 +56,64 @@ def regions(loss: torch.Tensor, l_mid: torch.Tensor, l_incorr: torch.Tensor) -> 
 
 
 def next_mix(region: torch.Tensor, loss: torch.Tensor, prev_loss: torch.Tensor,
-             why: torch.Tensor, correct: torch.Tensor | None = None) -> torch.Tensor:
+             why: torch.Tensor, mixed: torch.Tensor, correct: torch.Tensor | None = None,
+             r3_from: str = "unmixed") -> torch.Tensor:
     """Why each sample is mixed next epoch: ``R1``, ``R3`` or ``NONE``.
 
-    Region 1 always mixes (and so stays mixed while it stays below ``L_mid``). Region 3 mixes
-    when its loss rose since the previous epoch (k = 1) and it was not already mixed *for
-    Region 3* this epoch: after one such epoch it returns to the unmixed set.
+    ``why`` is this epoch's reason and ``mixed`` whether the sample actually trained mixed this
+    epoch (an odd one out, or an epoch of ``--final-unmixed-epochs``, trains single).
 
-    ``correct`` (``--r1-entry correct``, beyond the paper) gates the *entry* into Region 1: a
-    sample that was not mixed for Region 1 this epoch enters only if it was also classified
-    correctly — §4.2.2's premise that Region 1 holds the "likely correct" samples, enforced
-    where the loss threshold alone does not separate them (a barely trained model). A sample
-    already mixed for Region 1 stays while its loss stays below ``L_mid``, as in §4.2.3.
+    * Region 1 mixes: an unmixed sample enters, a mixed one stays while its loss stays below
+      ``L_mid`` (§4.2.3); above it, it falls in Region 2/3 and returns to the unmixed set.
+    * Region 3 mixes a sample whose loss rose since the previous epoch (k = 1) — by default only
+      a sample that trained *unmixed* this epoch (§4.2.2 applies the regions to "samples that are
+      not mixed in epoch E"), so one that was just mixed for Region 3 returns (§4.2.4) and a
+      mixed one whose split/Eq. (4) loss jumped returns too. ``r3_from="all"``: any sample not
+      mixed *for Region 3* this epoch, judged by whatever loss it has.
+    * ``correct`` (``--r1-entry correct``, beyond the paper) gates the *entry* into Region 1: a
+      sample not mixed for Region 1 this epoch enters only if it was also classified correctly —
+      §4.2.2's premise that Region 1 holds the "likely correct" samples, enforced where the loss
+      threshold alone does not separate them (a barely trained model).
     """
-    r3 = (region == R3) & (loss > prev_loss) & (why != R3)
+    rose = (region == R3) & (loss > prev_loss)
+    r3 = rose & (~mixed if r3_from == "unmixed" else why != R3)
     r1 = region == R1
     if correct is not None:
-        r1 = r1 & (correct | (why == R1))
+        r1 = r1 & (correct | (mixed & (why == R1)))
     out = torch.where(r1, torch.full_like(why, R1), torch.full_like(why, NONE))
     return torch.where(r3, torch.full_like(why, R3), out)
+
+
+def below_mid(loss: torch.Tensor, correct: torch.Tensor, mixed: torch.Tensor,
+              l_mid: torch.Tensor) -> torch.Tensor:
+    """Fig. 6's check of the ``L_mid`` boundary, over the samples trained unmixed this epoch:
+    ``[correct below L_mid, correct, incorrect below L_mid, incorrect]`` (counts). The paper
+    reports > 95 % of the correct and < 10 % of the incorrect samples below ``L_mid``."""
+    below = (loss < l_mid) & ~mixed
+    ok, bad = correct & ~mixed, ~correct & ~mixed
+    return torch.stack([(below & ok).sum(), ok.sum(), (below & bad).sum(), bad.sum()])
 
 
 class MixState:
     """Per-sample mixing state for ``n`` samples, on ``device``."""
 
     def __init__(self, n: int, device: torch.device, averages: str = "cumulative",
-                 r1_entry: str = "loss") -> None:
-        self.n, self.averages, self.r1_entry = n, averages, r1_entry
+                 r1_entry: str = "loss", r3_from: str = "unmixed") -> None:
+        self.n, self.averages, self.r1_entry, self.r3_from = n, averages, r1_entry, r3_from
         f32 = dict(device=device, dtype=torch.float32)
         self.loss = torch.full((n + 1,), float("inf"), **f32)       # last finished epoch
         self.prev_loss = torch.full((n + 1,), float("inf"), **f32)  # the epoch before
         self.loss_new = torch.zeros(n + 1, **f32)                   # the epoch in progress
         self.correct = torch.zeros(n + 1, device=device, dtype=torch.bool)
+        self.mixed = torch.zeros(n + 1, device=device, dtype=torch.bool)    # this epoch
         self.why = torch.zeros(n + 1, device=device, dtype=torch.int8)      # this epoch's mix
         self.region = torch.zeros(n + 1, device=device, dtype=torch.int8)   # last computed
         self.sums = torch.zeros(4, device=device, dtype=torch.float64)
         # corr_sum, corr_n, incorr_sum, incorr_n: from epoch 0 on, and of this epoch alone
         self.epoch_sums = torch.zeros_like(self.sums)
 
-    _STATE = ("loss", "prev_loss", "loss_new", "correct", "why", "region", "sums", "epoch_sums")
+    _STATE = ("loss", "prev_loss", "loss_new", "correct", "mixed", "why", "region", "sums",
+              "epoch_sums")
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {k: getattr(self, k).clone() for k in self._STATE}
@@ -107,6 +129,7 @@ class MixState:
         loss = loss.detach().float()
         self.loss_new[ids] = loss
         self.correct[ids] = correct
+        self.mixed[ids] = ~unmixed
         u = unmixed.to(torch.float64)
         c = correct.to(torch.float64)
         l64 = loss.to(torch.float64)
@@ -122,13 +145,14 @@ class MixState:
         """Clear the epoch's records (every sample is recorded once per epoch, on one rank)."""
         self.loss_new.zero_()
         self.correct.zero_()
+        self.mixed.zero_()
 
     def all_reduce(self, reduce_sum) -> None:
         """Combine the ranks' records of this epoch (DDP): each sample was trained on exactly one
         rank, so a sum of the per-index tables (zero elsewhere) is the whole epoch's."""
-        correct = self.correct.to(torch.int32)
-        reduce_sum(self.loss_new, correct, self.epoch_sums)
-        self.correct = correct > 0
+        correct, mixed = self.correct.to(torch.int32), self.mixed.to(torch.int32)
+        reduce_sum(self.loss_new, correct, mixed, self.epoch_sums)
+        self.correct, self.mixed = correct > 0, mixed > 0
 
     def end_epoch(self) -> dict[str, Any]:
         """Roll the losses over, recompute thresholds and regions, choose next epoch's mix."""
@@ -138,13 +162,19 @@ class MixState:
         self.epoch_sums.zero_()
         self.region = regions(self.loss, l_mid, l_incorr)
         gate = self.correct if self.r1_entry == "correct" else None
-        self.why = next_mix(self.region, self.loss, self.prev_loss, self.why, gate)
+        self.why = next_mix(self.region, self.loss, self.prev_loss, self.why, self.mixed, gate,
+                            self.r3_from)
         self.why[self.n] = NONE
-        reg = self.region[: self.n]
-        stats = torch.stack([(reg == R1).sum(), (reg == R2).sum(),
-                             (reg == R3).sum()]).tolist()      # the epoch's one host read
-        return {"region_counts": {"r1": stats[0], "r2": stats[1], "r3": stats[2]},
-                "l_corr": float(l_corr), "l_incorr": float(l_incorr), "l_mid": float(l_mid)}
+        n, reg = self.n, self.region[: self.n]
+        parts = [torch.stack([(reg == R1).sum(), (reg == R2).sum(), (reg == R3).sum()]),
+                 below_mid(self.loss[:n], self.correct[:n], self.mixed[:n], l_mid),
+                 torch.stack([l_corr, l_incorr, l_mid])]
+        stats = torch.cat([t.to(torch.float64) for t in parts]).tolist()   # one host read
+        r1, r2, r3, ok_below, ok, bad_below, bad, l_corr, l_incorr, l_mid = stats
+        return {"region_counts": {"r1": int(r1), "r2": int(r2), "r3": int(r3)},
+                "l_corr": l_corr, "l_incorr": l_incorr, "l_mid": l_mid,
+                "correct_below_mid": ok_below / ok if ok else None,
+                "incorrect_below_mid": bad_below / bad if bad else None}
 
     def _threshold_sums(self) -> torch.Tensor:
         """``cumulative``: every unmixed sample-epoch so far. ``last``: this epoch's unmixed
