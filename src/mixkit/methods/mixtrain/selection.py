@@ -119,6 +119,10 @@ class MixState:
         return {k: getattr(self, k).clone() for k in self._STATE}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        # checkpoints from before the ``mixed`` table: rebuild it from ``why`` (this epoch's
+        # plan). Exact at an epoch boundary (the table is cleared when an epoch begins);
+        # mid-epoch, up to an odd-one-out single, and rows not yet trained are overwritten.
+        state = {"mixed": state["why"] != NONE, **state}
         for k in self._STATE:
             setattr(self, k, state[k].to(getattr(self, k).device))
 
