@@ -199,8 +199,6 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--amp", action="store_true")
     p.add_argument("--thresholds", default="cumulative", choices=("cumulative", "last"))
-    p.add_argument("--r1-entry", default="loss", choices=("loss", "correct"),
-                   help="beyond the paper: `correct` gates entry into Region 1 on correctness")
     p.add_argument("--final-unmixed-epochs", type=int, default=0,
                    help="beyond the paper: the last K epochs unmixed")
     p.add_argument("--overhead-repeats", type=int, default=10)
@@ -214,7 +212,7 @@ def main() -> None:
         "img_size": args.img_size, "patch_size": args.patch_size, "epochs": args.epochs,
         "batch_size": args.batch_size, "lr": args.lr, "data_fraction": args.data_fraction,
         "device": args.device, "amp": args.amp, "thresholds": args.thresholds,
-        "final_unmixed_epochs": args.final_unmixed_epochs, "r1_entry": args.r1_entry},
+        "final_unmixed_epochs": args.final_unmixed_epochs},
         where="benchmark")
     progress = TrainingProgress(enabled=True)
     runs = []
@@ -222,7 +220,7 @@ def main() -> None:
         runs.append(run_seed(replace(base, seed=seed), args.ops, progress, turn))
     device = prepare(base, MIXTRAIN).runtime.describe()
     print(f"\nmixtrain vs baseline — {args.data}, {args.model}, {args.epochs} epochs, "
-          f"thresholds {args.thresholds}, r1 entry {args.r1_entry}, "
+          f"thresholds {args.thresholds}, "
           f"final unmixed epochs {args.final_unmixed_epochs}, "
           f"batch {args.batch_size}, seeds {args.seeds}, {device}")
     print_trace(runs[0], args.ops)

@@ -89,7 +89,7 @@ def below_mid(loss: torch.Tensor, correct: torch.Tensor, mixed: torch.Tensor,
     """Fig. 6's check of the ``L_mid`` boundary, over the samples trained unmixed this epoch:
     ``[correct below L_mid, correct, incorrect below L_mid, incorrect]`` (counts). The paper
     reports > 95 % of the correct and < 10 % of the incorrect samples below ``L_mid``."""
-    below = (loss < l_mid) & ~mixed
+    below = loss < l_mid
     ok, bad = correct & ~mixed, ~correct & ~mixed
     return torch.stack([(below & ok).sum(), ok.sum(), (below & bad).sum(), bad.sum()])
 
