@@ -38,6 +38,7 @@ import yaml
 from common import mean_sd
 from mixkit.commands import MIXTRAIN, mixtrain, mixtrain_recipe, supervised
 from mixkit.config import MixtrainConfig, build_config
+from mixkit.engine.loop import ArmResult
 from mixkit.engine.progress import TrainingProgress
 from mixkit.methods.mixtrain import ops
 from mixkit.methods.mixtrain.method import MixTrainArm
@@ -58,27 +59,78 @@ def iso_time_accuracy(base_rows: list[dict], budget: float) -> float | None:
     return acc
 
 
-def print_trace(run: dict, ops: list[str]) -> None:
-    """Per-epoch selection trace of one seed: what the region rules did, epoch by epoch.
-    ``ok<mid``/``bad<mid``: the shares of the correct / incorrect unmixed samples below
+def mean_rows(runs: list[dict], arm: str) -> list[dict]:
+    """The arm's metrics rows averaged epoch by epoch over the seeds that ran it (numbers and
+    region counts; keys missing or ``None`` in some seed average over the others)."""
+    per_seed = [r[arm].rows for r in runs if arm in r]
+    out = []
+    for rows in zip(*per_seed):
+        avg: dict = {"epoch": rows[0]["epoch"]}
+        keys = {k for row in rows for k, v in row.items() if isinstance(v, (int, float))}
+        for k in keys - {"epoch"}:
+            vals = [row[k] for row in rows if isinstance(row.get(k), (int, float))]
+            avg[k] = statistics.mean(vals)
+        if "region_counts" in rows[0]:
+            avg["region_counts"] = {k: statistics.mean(row["region_counts"][k] for row in rows)
+                                    for k in rows[0]["region_counts"]}
+        out.append(avg)
+    return out
+
+
+def print_trace(runs: list[dict], ops: list[str]) -> None:
+    """Per-epoch selection trace, averaged over seeds: what the region rules did, epoch by
+    epoch. ``ok<mid``/``bad<mid``: the shares of the correct / incorrect unmixed samples below
     ``L_mid`` (the paper's Fig. 6 reports > 95 % and < 10 %)."""
-    base = run["baseline"].rows
+    base = mean_rows(runs, "baseline")
 
     def pct(x) -> str:
         return "  -" if x is None else f"{x:4.0%}"
 
     for op in ops:
-        print(f"\n{op}: epoch  mixed  r1/r2/r3  L_corr L_incorr L_mid  ok<mid bad<mid  "
-              f"train_loss (baseline)  val_acc (baseline)")
-        for row, b in zip(run[op].rows, base):
+        print(f"\n{op} (mean of {sum(op in r for r in runs)} seeds): epoch  mixed  r1/r2/r3  "
+              f"L_corr L_incorr L_mid  ok<mid bad<mid  train_loss (baseline)  "
+              f"val_acc (baseline)")
+        for row, b in zip(mean_rows(runs, op), base):
             rc = row.get("region_counts", {})
             print(f"  {row['epoch']:>5d}  {row.get('mixed_fraction', 0):5.0%}  "
-                  f"{rc.get('r1', 0)}/{rc.get('r2', 0)}/{rc.get('r3', 0)}  "
+                  f"{rc.get('r1', 0):.0f}/{rc.get('r2', 0):.0f}/{rc.get('r3', 0):.0f}  "
                   f"{row.get('l_corr', 0):.3f} {row.get('l_incorr', 0):.3f} "
                   f"{row.get('l_mid', 0):.3f}  {pct(row.get('correct_below_mid'))}   "
                   f"{pct(row.get('incorrect_below_mid'))}  "
                   f"{row['train_loss']:.3f} ({b['train_loss']:.3f})  "
                   f"{row.get('val_acc', float('nan')):.3f} ({b.get('val_acc', float('nan')):.3f})")
+
+
+def summarize(runs: list[dict], ops: list[str]) -> None:
+    """Speedup, accuracy delta (with the per-seed values, so that two arms can be compared
+    seed by seed), inputs and the iso-time comparison of each op, over the seeds that ran it."""
+    print(f"baseline accuracy {mean_sd([r['baseline'].accuracy for r in runs])}; "
+          f"seconds {mean_sd([r['baseline'].train_seconds for r in runs])}")
+    for op in ops:
+        rs = [r for r in runs if op in r]
+        speed = [r["baseline"].train_seconds / r[op].train_seconds for r in rs]
+        delta = [100 * (r[op].accuracy - r["baseline"].accuracy) for r in rs]
+        iso = [iso_time_accuracy(r["baseline"].rows, r[op].train_seconds) for r in rs]
+        iso_delta = [100 * (r[op].accuracy - a) for r, a in zip(rs, iso) if a is not None]
+        inputs = [r[op].inputs / r["baseline"].inputs for r in rs]
+        print(f"{op:7s} speedup {mean_sd(speed)}x  accuracy delta {mean_sd(delta)} pts "
+              f"(per seed {[round(d, 2) for d in delta]})  "
+              f"inputs {mean_sd(inputs)} of baseline  "
+              f"vs baseline stopped at its wall-clock: {mean_sd(iso_delta) if iso_delta else 'n/a'}"
+              f" pts (positive: mixtrain more accurate)")
+
+
+def pooled(paths: list[str]) -> tuple[list[dict], list[str]]:
+    """Seeds from ``--rows-out`` files of earlier invocations, as arm results (each seed's arms
+    were measured side by side in its own process)."""
+    runs, ops = [], []
+    for path in paths:
+        with open(path) as f:
+            for seed in json.load(f):
+                arms = {k: v for k, v in seed.items() if k != "seed"}
+                runs.append({k: ArmResult.from_rows(k, len(v), v) for k, v in arms.items()})
+                ops += [k for k in arms if k != "baseline" and k not in ops]
+    return runs, ops
 
 
 def arm_config(cfg, spec: str):
@@ -205,6 +257,8 @@ def main() -> None:
     p.add_argument("--no-overheads", action="store_true")
     p.add_argument("--rows-out", default=None,
                    help="write every arm's metrics rows, per seed, to this JSON file")
+    p.add_argument("--pool", nargs="+", default=None, metavar="ROWS_JSON",
+                   help="train nothing: summarise the seeds of earlier --rows-out files together")
     args = p.parse_args()
 
     base = build_config(MixtrainConfig, {
@@ -214,6 +268,12 @@ def main() -> None:
         "device": args.device, "amp": args.amp, "thresholds": args.thresholds,
         "final_unmixed_epochs": args.final_unmixed_epochs},
         where="benchmark")
+    if args.pool:
+        runs, ops = pooled(args.pool)
+        print(f"\npooled {len(runs)} seeds from {', '.join(args.pool)}")
+        print_trace(runs, ops)
+        summarize(runs, ops)
+        return
     progress = TrainingProgress(enabled=True)
     runs = []
     for turn, seed in enumerate(args.seeds):
@@ -223,24 +283,12 @@ def main() -> None:
           f"thresholds {args.thresholds}, "
           f"final unmixed epochs {args.final_unmixed_epochs}, "
           f"batch {args.batch_size}, seeds {args.seeds}, {device}")
-    print_trace(runs[0], args.ops)
+    print_trace(runs, args.ops)
     if args.rows_out:
         with open(args.rows_out, "w") as f:
             json.dump([{"seed": seed, **{k: v.rows for k, v in r.items()}}
                        for seed, r in zip(args.seeds, runs)], f)
-    base_acc = [r["baseline"].accuracy for r in runs]
-    print(f"baseline accuracy {mean_sd(base_acc)}; "
-          f"seconds {mean_sd([r['baseline'].train_seconds for r in runs])}")
-    for op in args.ops:
-        speed = [r["baseline"].train_seconds / r[op].train_seconds for r in runs]
-        delta = [100 * (r[op].accuracy - r["baseline"].accuracy) for r in runs]
-        iso = [iso_time_accuracy(r["baseline"].rows, r[op].train_seconds) for r in runs]
-        iso_delta = [100 * (r[op].accuracy - a) for r, a in zip(runs, iso) if a is not None]
-        inputs = [r[op].inputs / r["baseline"].inputs for r in runs]
-        print(f"{op:7s} speedup {mean_sd(speed)}x  accuracy delta {mean_sd(delta)} pts  "
-              f"inputs {mean_sd(inputs)} of baseline  "
-              f"vs baseline stopped at its wall-clock: {mean_sd(iso_delta) if iso_delta else 'n/a'}"
-              f" pts (positive: mixtrain more accurate)")
+    summarize(runs, args.ops)
     if not args.no_overheads:
         book, split = overheads(replace(base, seed=args.seeds[0]), args.overhead_repeats)
         print(f"overheads: selection bookkeeping {100 * book:+.2f} % of a mixtrain epoch's steps "
