@@ -1,10 +1,99 @@
-"""Helpers the benchmark scripts share (run them from the repository root)."""
+"""Helpers the benchmark scripts share (run them from the repository root).
+
+Benchmarks take mixkit's own options from the config dataclasses (:func:`config_options`), so
+every option a command has is a benchmark flag too, validated the same way, and a new option
+never needs adding twice.
+"""
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import json
 import statistics
+from typing import Any, Callable
+
+import torch
+
+from mixkit.config import build_config, field_types
+
+# per-invocation options of the CLI that mean nothing to a benchmark (nothing is written)
+_NOT_FOR_BENCHMARKS = {"output", "experiment", "overwrite", "resume", "baseline"}
 
 
 def mean_sd(xs: list[float], digits: int = 3) -> str:
     sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
     return f"{statistics.mean(xs):.{digits}f} ± {sd:.{digits}f}"
+
+
+def config_options(parser: argparse.ArgumentParser, cls: type,
+                   defaults: dict[str, Any]) -> Callable[[argparse.Namespace], Any]:
+    """Add every option of config class ``cls`` to ``parser`` (``--a-b`` for field ``a_b``,
+    ``--x/--no-x`` for booleans), with the benchmark's ``defaults`` where it has its own.
+
+    Returns ``build(args)``: the validated config of the parsed options (unset ones keep the
+    config's default), as ``mixkit`` itself would build it.
+    """
+    group = parser.add_argument_group(f"mixkit options ({cls.__name__}; see `mixkit --help`)")
+    names = []
+    for f in dataclasses.fields(cls):
+        if f.name in _NOT_FOR_BENCHMARKS:
+            continue
+        tp, _ = field_types(cls)[f.name]
+        flags = [f.metadata.get("flag") or "--" + f.name.replace("_", "-")]
+        if f.metadata.get("short"):
+            flags.append(f.metadata["short"])
+        kw: dict[str, Any] = {"dest": f.name, "default": defaults.get(f.name),
+                              "help": f.metadata["help"].replace("%", "%%")}
+        if tp is bool:
+            kw["action"] = argparse.BooleanOptionalAction
+        else:
+            kw["type"] = tp
+            if f.metadata.get("choices"):
+                kw["choices"] = f.metadata["choices"]
+        group.add_argument(*flags, **kw)
+        names.append(f.name)
+
+    def build(args: argparse.Namespace) -> Any:
+        values = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+        return build_config(cls, values, where="benchmark")
+    return build
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """Seeds, CPU threads, saved rows and pooling: what every training benchmark takes."""
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's); with `taskset -c K` and "
+                        "--threads 1 a benchmark owns one core while other work uses the rest")
+    parser.add_argument("--rows-out", default=None,
+                        help="write every arm's metrics rows, per seed, to this JSON file")
+    parser.add_argument("--pool", nargs="+", default=None, metavar="ROWS_JSON",
+                        help="train nothing: summarise the seeds of earlier --rows-out files")
+
+
+def apply_threads(args: argparse.Namespace) -> None:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+
+def save_rows(path: str, seeds: list[int], runs: list[dict], meta: dict[str, Any]) -> None:
+    """Every arm's metrics rows per seed (and the settings), so seeds run at different times can
+    be pooled with ``--pool``."""
+    with open(path, "w") as f:
+        json.dump({"meta": meta, "seeds": [{"seed": s, **{k: v.rows for k, v in r.items()}}
+                                           for s, r in zip(seeds, runs)]}, f)
+
+
+def load_rows(paths: list[str]) -> tuple[list[dict[str, list[dict]]], list[dict[str, Any]]]:
+    """The per-seed rows of ``--rows-out`` files (a list of seeds, or {meta, seeds}), and each
+    file's settings."""
+    seeds, metas = [], []
+    for path in paths:
+        with open(path) as f:
+            data = json.load(f)
+        if isinstance(data, dict):
+            metas.append(data.get("meta", {}))
+            data = data["seeds"]
+        seeds += [{k: v for k, v in s.items() if k != "seed"} for s in data]
+    return seeds, metas

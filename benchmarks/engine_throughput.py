@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -28,6 +27,7 @@ import torchvision.transforms as T
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from mixkit.config import MixtrainConfig, build_config
 from mixkit.data import load_data
 from mixkit.engine.loop import Engine
 from mixkit.engine.optim import Recipe
@@ -88,9 +88,9 @@ def main() -> None:
     args = p.parse_args()
 
     device = resolve_device(args.device)
-    cfg = SimpleNamespace(data_dir=args.data_dir, download=False, img_size=args.img_size,
-                          hflip=None, crop_padding=4, data_fraction=args.data_fraction,
-                          val_fraction=0.2, seed=0, workers=0, channels_last=args.channels_last)
+    cfg = build_config(MixtrainConfig, {
+        "data_dir": args.data_dir, "img_size": args.img_size, "data_fraction": args.data_fraction,
+        "workers": 0, "channels_last": args.channels_last}, "benchmark")
     data = load_data(args.data, cfg, device, "benchmark")
     n = len(data.train)
     mean, std = data.train.prep.mean.cpu(), data.train.prep.std.cpu()

@@ -24,19 +24,28 @@ from __future__ import annotations
 import argparse
 import statistics
 from dataclasses import replace
+from pathlib import Path
 
-from common import mean_sd
-from mixkit.commands import MIXTRAINING, SCHEDULES, mixtraining_arm
-from mixkit.config import MixtrainingConfig, build_config
+from common import (add_run_options, apply_threads, config_options, load_rows, mean_sd,
+                    save_rows)
+from mixkit.commands import MIXTRAINING, SCHEDULES, _mixtraining_finish, mixtraining_arm
+from mixkit.config import MixtrainingConfig
 from mixkit.engine.loop import ArmResult
 from mixkit.engine.progress import TrainingProgress
+from mixkit.engine.rundir import RunDir
 from mixkit.methods.mixtraining.schedule import Schedule
 from mixkit.runner import prepare, run_arm
 
-def run_seed(cfg, progress: TrainingProgress) -> dict[str, ArmResult]:
+
+def run_seed(cfg, progress: TrainingProgress, recon_dir: str | None) -> dict[str, ArmResult]:
     ctx = prepare(cfg, MIXTRAINING)
-    return {name: run_arm(ctx, name, mixtraining_arm(name, sched), None, progress)
-            for name, sched in SCHEDULES.items()}
+    results = {name: run_arm(ctx, name, mixtraining_arm(name, sched), None, progress)
+               for name, sched in SCHEDULES.items()}
+    if recon_dir:                        # Fig. 4: the same grid `mixkit mixtraining` writes
+        out = Path(recon_dir) / f"seed{cfg.seed}"
+        out.mkdir(parents=True, exist_ok=True)
+        _mixtraining_finish(ctx, results, RunDir(out))
+    return results
 
 
 def phase_costs(results: dict[str, ArmResult]) -> dict[str, float]:
@@ -55,48 +64,25 @@ def predicted_speedup(s: Schedule, c: dict[str, float]) -> float:
     return base / ours
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", default="digits")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--ssl-data", default=None)
-    p.add_argument("--model", default="vit_tiny_patch16_224")
-    p.add_argument("--img-size", type=int, default=None)
-    p.add_argument("--patch-size", type=int, default=None)
-    p.add_argument("--epochs-ssl", type=int, default=10)
-    p.add_argument("--epochs-sl", type=int, default=10)
-    p.add_argument("--rho", type=float, default=0.5)
-    p.add_argument("--alpha", type=float, default=0.5)
-    p.add_argument("--mix-forward", default="shared", choices=("shared", "separate"))
-    p.add_argument("-b", "--batch-size", type=int, default=128)
-    p.add_argument("--data-fraction", type=float, default=1.0)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--device", default="auto")
-    p.add_argument("--amp", action="store_true")
-    p.add_argument("--paper-warmups", action="store_true",
-                   help="absolute Table-7 warmups (5 SL / 20 SSL epochs) instead of 5 %% / 20 %%")
-    args = p.parse_args()
+def ssl_curve(runs: list[dict[str, ArmResult]], arm: str) -> str:
+    """The arm's SSL (MAE) loss per SSL epoch, mean over seeds: is MAE learning?"""
+    per_seed = [[r["train_loss"] for r in run[arm].rows if r["phase"] == "ssl"] for run in runs]
+    if not per_seed or not per_seed[0]:
+        return "-"
+    means = [statistics.mean(v) for v in zip(*per_seed)]
+    step = max(1, len(means) // 8)
+    return " ".join(f"{m:.3f}" for m in means[::step]) + f" (last {means[-1]:.3f})"
 
-    values = {k: getattr(args, k) for k in (
-        "data", "data_dir", "ssl_data", "model", "img_size", "patch_size", "epochs_ssl",
-        "epochs_sl", "rho", "alpha", "mix_forward", "batch_size", "data_fraction", "device",
-        "amp")}
-    if not args.paper_warmups:
-        values |= {"warmup_epochs": 0.05 * args.epochs_sl,
-                   "ssl_warmup_epochs": 0.2 * args.epochs_ssl}
-    base = build_config(MixtrainingConfig, values, where="benchmark")
-    progress = TrainingProgress(enabled=True)
-    runs = [run_seed(replace(base, seed=s), progress) for s in args.seeds]
-    sched = Schedule(base.epochs_ssl, base.epochs_sl, base.rho)
-    device = prepare(base, MIXTRAINING).runtime.describe()
 
-    print(f"\nMixTraining vs SSL+SL vs SL — {args.data}, {args.model}, e_ssl {sched.e_ssl}, "
-          f"e_sl {sched.e_sl}, rho {base.rho} (e_mix {sched.e_mix}), alpha {base.alpha}, "
-          f"{base.mix_forward} forward, batch {base.batch_size}, seeds {args.seeds}, {device}")
+def report(runs: list[dict[str, ArmResult]], sched: Schedule) -> None:
     for name in SCHEDULES:
         acc = [100 * r[name].accuracy for r in runs]
+        best = [100 * max(row.get("val_acc", 0.0) for row in r[name].rows) for r in runs]
         sec = [r[name].train_seconds for r in runs]
-        print(f"{name:12s} accuracy {mean_sd(acc, 2)} %   train seconds {mean_sd(sec, 1)}")
+        print(f"{name:12s} accuracy {mean_sd(acc, 2)} % (best epoch {mean_sd(best, 2)})   "
+              f"train seconds {mean_sd(sec, 1)}")
+    for name in ("ssl+sl", "mixtraining"):
+        print(f"MAE loss per SSL epoch, {name}: {ssl_curve(runs, name)}")
     costs = [phase_costs(r) for r in runs]
     pred = [predicted_speedup(sched, c) for c in costs]
     meas = [r["ssl+sl"].train_seconds / r["mixtraining"].train_seconds for r in runs]
@@ -110,9 +96,54 @@ def main() -> None:
           f"measured/predicted {mean_sd([m / q for m, q in zip(meas, pred)])} (goal within 5 %)")
     gain = [100 * (r["mixtraining"].accuracy - r["ssl+sl"].accuracy) for r in runs]
     gain_sl = [100 * (r["mixtraining"].accuracy - r["sl"].accuracy) for r in runs]
+    ssl_gain = [100 * (r["ssl+sl"].accuracy - r["sl"].accuracy) for r in runs]
     pareto = sum(g > 0 and m > 1 for g, m in zip(gain, meas))
-    print(f"accuracy gain over SSL+SL {mean_sd(gain, 2)} pts, over SL {mean_sd(gain_sl, 2)} pts;"
-          f" Pareto improvement over SSL+SL in {pareto}/{len(runs)} seeds")
+    print(f"SSL+SL over SL {mean_sd(ssl_gain, 2)} pts (per seed {[round(g, 2) for g in ssl_gain]})")
+    print(f"MixTraining over SSL+SL {mean_sd(gain, 2)} pts (per seed "
+          f"{[round(g, 2) for g in gain]}), over SL {mean_sd(gain_sl, 2)} pts; "
+          f"Pareto improvement over SSL+SL in {pareto}/{len(runs)} seeds")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    build = config_options(p, MixtrainingConfig, {
+        "epochs_ssl": 10, "epochs_sl": 10, "batch_size": 128})
+    add_run_options(p)
+    p.add_argument("--paper-warmups", action="store_true",
+                   help="absolute Table-7 warmups (5 SL / 20 SSL epochs) instead of 5 %% / 20 %%")
+    p.add_argument("--recon-out", default=None, metavar="DIR",
+                   help="write each seed's reconstruction grid (Fig. 4) under DIR/seed<N>/")
+    args = p.parse_args()
+    apply_threads(args)
+    base = build(args)
+    if not args.paper_warmups:
+        base = replace(base, warmup_epochs=args.warmup_epochs or 0.05 * base.epochs_sl,
+                       ssl_warmup_epochs=args.ssl_warmup_epochs or 0.2 * base.epochs_ssl)
+    sched = Schedule(base.epochs_ssl, base.epochs_sl, base.rho)
+    if args.pool:
+        seeds, metas = load_rows(args.pool)
+        runs = [{k: ArmResult.from_rows(k, len(v), v) for k, v in s.items()} for s in seeds]
+        print(f"\npooled {len(runs)} seeds from {', '.join(args.pool)}: {metas}")
+        report(runs, Schedule(**{k: metas[0]["schedule"][k] for k in ("e_ssl", "e_sl", "rho")})
+               if metas and "schedule" in metas[0] else sched)
+        return
+    progress = TrainingProgress(enabled=True)
+    device = prepare(base, MIXTRAINING).runtime.describe()
+    settings = (f"{base.data} (p={base.data_fraction}, val {base.val_size or 'all'}), "
+                f"{base.model} patch {base.patch_size}, img {base.img_size}, "
+                f"e_ssl {sched.e_ssl}, e_sl {sched.e_sl}, rho {base.rho} (e_mix {sched.e_mix}), "
+                f"alpha {base.alpha}, {base.mix_forward} forward, mask {base.mask_ratio}, "
+                f"norm_pix {base.norm_pix_loss}, ssl lr {base.ssl_peak_lr:g}, sl lr "
+                f"{base.sl_lr:g}, batch {base.batch_size}, seeds {args.seeds}, {device}")
+    meta = {"settings": settings, "schedule": {"e_ssl": sched.e_ssl, "e_sl": sched.e_sl,
+                                               "rho": base.rho}}
+    runs = []
+    for seed in args.seeds:
+        runs.append(run_seed(replace(base, seed=seed), progress, args.recon_out))
+        if args.rows_out:          # after every seed: a stopped benchmark keeps what it ran
+            save_rows(args.rows_out, args.seeds[:len(runs)], runs, meta)
+    print(f"\nMixTraining vs SSL+SL vs SL — {settings}")
+    report(runs, sched)
 
 
 if __name__ == "__main__":

@@ -117,3 +117,48 @@ def imagefolder_root(tmp_path: Path) -> Path:
         for k in range(3):
             solid_png(root / "val" / name / f"{k}.png", (200 * c, 30 + k, 90))
     return root
+
+
+@pytest.fixture(autouse=True)
+def no_system_datasets(monkeypatch, tmp_path_factory) -> None:
+    """Tests never see datasets installed on the machine (/usr/share/datasets)."""
+    monkeypatch.setenv("MIXKIT_SYSTEM_DATA_DIRS",
+                       str(tmp_path_factory.mktemp("no-system-datasets")))
+
+
+def write_idx(path: Path, array: np.ndarray, gz: bool = False) -> Path:
+    """LeCun's IDX format by hand: 0, 0, dtype 0x08 (ubyte), ndim, big-endian dims, bytes."""
+    import gzip
+    import struct
+
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    payload = header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if gz:
+        path = path.with_name(path.name + ".gz")
+        path.write_bytes(gzip.compress(payload))
+    else:
+        path.write_bytes(payload)
+    return path
+
+
+def write_idx_dataset(folder: Path, n_train: int = 20, n_val: int = 10, size: int = 28,
+                      gz: bool = True, seed: int = 3) -> dict[str, np.ndarray]:
+    """The four MNIST-format files in ``folder``; returns the arrays written."""
+    rng = np.random.default_rng(seed)
+    arrays = {
+        "train-images-idx3-ubyte": rng.integers(0, 256, (n_train, size, size), dtype=np.uint8),
+        "train-labels-idx1-ubyte": (np.arange(n_train) % 10).astype(np.uint8),
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_val, size, size), dtype=np.uint8),
+        "t10k-labels-idx1-ubyte": (np.arange(n_val)[::-1] % 10).astype(np.uint8),
+    }
+    for stem, arr in arrays.items():
+        write_idx(folder / stem, arr, gz)
+    return arrays
+
+
+@pytest.fixture
+def fashionmnist_root(tmp_path: Path) -> Path:
+    """torchvision's layout: ROOT/FashionMNIST/raw/*-ubyte.gz."""
+    write_idx_dataset(tmp_path / "FashionMNIST" / "raw")
+    return tmp_path

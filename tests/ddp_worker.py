@@ -34,9 +34,19 @@ def flat(state) -> list[torch.Tensor]:
 
 def run(out: str, args: list[str]) -> int:
     trace: dict[str, list] = {"steps": [], "params": [], "state": []}
-    step, epoch = Engine._step, Engine._train_epoch
+    step, epoch, warm_up = Engine._step, Engine._train_epoch, Engine.warm_up
+    warming = [False]
+
+    def untraced_warm_up(self, arm, steps):         # the untimed warm-up trains no epoch
+        warming[0] = True
+        try:
+            return warm_up(self, arm, steps)
+        finally:
+            warming[0] = False
 
     def traced_step(self, spec, batch, opt, t):
+        if warming[0]:
+            return step(self, spec, batch, opt, t)
         ids2 = None if batch.ids2 is None else torch.where(batch.paired, batch.ids2, -1)
         trace["steps"].append([int(t), spec.phase, batch.ids.tolist(),
                                None if ids2 is None else ids2.tolist()])
@@ -49,7 +59,7 @@ def run(out: str, args: list[str]) -> int:
         trace["state"].append(digest(flat(state())) if state else None)
         return result
 
-    Engine._step, Engine._train_epoch = traced_step, traced_epoch
+    Engine._step, Engine._train_epoch, Engine.warm_up = traced_step, traced_epoch, untraced_warm_up
     code = 0
     try:
         main(args)

@@ -3,12 +3,15 @@ a message naming the offending option or path, and nothing written."""
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pytest
 
-from conftest import TINY_WNIDS, run_cli
+from conftest import (TINY_WNIDS, rng_images, run_cli, write_cifar_batch, write_idx,
+                      write_idx_dataset)
 
 MT = ["mixtrain", "--model", "resnet18", "--img-size", "16", "--epochs", "1", "-b", "16"]
 MTG = ["mixtraining", "--img-size", "16", "--epochs-ssl", "1", "--epochs-sl", "1", "-b", "16"]
@@ -44,6 +47,41 @@ def _bad_jpeg(req, tmp: Path) -> Path:
     return root
 
 
+def _idx(damage: Callable[[Path], None]) -> Callable:
+    """A Fashion-MNIST root (raw IDX files, torchvision layout) with one file damaged."""
+    def make(req, tmp: Path) -> Path:
+        raw = tmp / "FashionMNIST" / "raw"
+        write_idx_dataset(raw, gz=False)
+        damage(raw)
+        return tmp
+    return make
+
+
+def _cut(raw: Path) -> None:
+    f = raw / "train-images-idx3-ubyte"
+    f.write_bytes(f.read_bytes()[:-100])
+
+
+def _bad_gz(raw: Path) -> None:
+    (raw / "t10k-images-idx3-ubyte").unlink()
+    (raw / "t10k-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b not really gzip")
+
+
+def _count_mismatch(raw: Path) -> None:
+    write_idx(raw / "train-labels-idx1-ubyte", np.zeros(19, dtype=np.uint8))
+
+
+def _label_range(raw: Path) -> None:
+    write_idx(raw / "t10k-labels-idx1-ubyte", np.full(10, 12, dtype=np.uint8))
+
+
+def _swapped(raw: Path) -> None:
+    a, b = raw / "train-images-idx3-ubyte", raw / "train-labels-idx1-ubyte"
+    da, db = a.read_bytes(), b.read_bytes()
+    a.write_bytes(db)
+    b.write_bytes(da)
+
+
 def _empty_dir(req, tmp: Path) -> Path:
     (tmp / "empty").mkdir()
     return tmp / "empty"
@@ -59,6 +97,96 @@ def _yaml(text: str) -> Callable:
 def _not_a_run(req, tmp: Path) -> Path:
     (tmp / "somewhere").mkdir()
     return tmp / "somewhere"
+
+
+# --- hostile and wrong inputs (the hardening issue) -------------------------------------------
+
+
+def _huge_array_cifar(req, tmp: Path) -> Path:
+    """A 100-byte pickle whose allowed ``numpy.ndarray`` global asks for a 100 GB array."""
+    class Huge:
+        def __reduce__(self):
+            return (np.ndarray, ((100_000, 100_000, 10),))
+    root = _cifar(req, tmp)
+    (root / "cifar-10-batches-py" / "data_batch_1").write_bytes(
+        pickle.dumps({b"data": Huge(), b"labels": [0]}, protocol=2))
+    return root
+
+
+def _cifar_labels(labels) -> Callable:
+    def make(req, tmp: Path) -> Path:
+        root = _cifar(req, tmp)
+        n = len(labels) if isinstance(labels, list) else 8
+        write_cifar_batch(root / "cifar-10-batches-py" / "data_batch_3",
+                          rng_images(np.random.default_rng(0), n).reshape(n, -1), labels,
+                          b"labels")
+        return root
+    return make
+
+
+def _svhn_with(x_dtype=np.uint8, label: int | None = None) -> Callable:
+    def make(req, tmp: Path) -> Path:
+        import scipy.io
+
+        root = req.getfixturevalue("svhn_root")
+        x = rng_images(np.random.default_rng(0), 4).transpose(2, 3, 1, 0)
+        x = (x / 255.0).astype(x_dtype) if x_dtype != np.uint8 else x
+        y = np.array([[1], [2], [3], [label if label is not None else 4]])
+        scipy.io.savemat(str(root / "train_32x32.mat"), {"X": x, "y": y})
+        return root
+    return make
+
+
+def _svhn_v73(req, tmp: Path) -> Path:
+    root = req.getfixturevalue("svhn_root")
+    head = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, HDF5 schema 1.00 ."
+    (root / "test_32x32.mat").write_bytes(head.ljust(116, b" ") + bytes(8) + b"\x00\x02IM"
+                                          + bytes(512))
+    return root
+
+
+def _extra_wnids(req, tmp: Path) -> Path:
+    root = req.getfixturevalue("tinyimagenet_root")
+    ids = TINY_WNIDS + [f"n{k:08d}" for k in range(198)]          # 201 class ids
+    (root / "tiny-imagenet-200" / "wnids.txt").write_text("\n".join(ids) + "\n")
+    return root
+
+
+def _png_bomb(req, tmp: Path) -> Path:
+    """A valid 60-byte PNG header that declares 50,000 x 50,000 pixels."""
+    import struct
+    import zlib
+
+    root = req.getfixturevalue("imagefolder_root")
+    ihdr = struct.pack(">IIBBBBB", 50_000, 50_000, 8, 2, 0, 0, 0)
+    chunk = lambda t, d: (struct.pack(">I", len(d)) + t + d  # noqa: E731
+                          + struct.pack(">I", zlib.crc32(t + d)))
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+    (root / "train" / "cat" / "3.png").write_bytes(png)
+    return root
+
+
+def _bad_png(req, tmp: Path) -> Path:
+    root = req.getfixturevalue("imagefolder_root")
+    (root / "train" / "dog" / "4.png").write_bytes(b"\x89PNG\r\n not really")
+    return root
+
+
+def _empty_class(req, tmp: Path) -> Path:
+    root = req.getfixturevalue("imagefolder_root")
+    (root / "train" / "emu").mkdir()
+    (root / "train" / "emu" / "notes.txt").write_text("no images here")
+    return root
+
+
+def _big_yaml(req, tmp: Path) -> Path:
+    (tmp / "c.yaml").write_text("epochs: 1\n" + "# padding\n" * 120_000)
+    return tmp / "c.yaml"
+
+
+ALIAS_BOMB = ('a: &a ["x","x","x","x","x","x","x","x","x"]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n'
+              'c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\n'
+              'epochs: *d\n')
 
 
 # (id, argv with {p} = the prepared path, how to prepare it, must appear in stderr x 2)
@@ -87,6 +215,18 @@ CASES = [
      "train_32x32.mat", "corrupt or truncated"),
     ("undecodable-jpeg", [*MT, "--data", "tinyimagenet", "--data-dir", "{p}"], _bad_jpeg,
      "_1.JPEG", "cannot decode"),
+    ("missing-fashionmnist", [*MT, "--data", "fashionmnist", "--data-dir", "{p}"], _empty_dir,
+     "{p}", "apt-get install dataset-fashion-mnist"),
+    ("idx-truncated", [*MT, "--data", "fashionmnist", "--data-dir", "{p}"], _idx(_cut),
+     "train-images-idx3-ubyte", "truncated"),
+    ("idx-corrupt-gzip", [*MT, "--data", "fashionmnist", "--data-dir", "{p}"], _idx(_bad_gz),
+     "t10k-images-idx3-ubyte.gz", "corrupt"),
+    ("idx-count-mismatch", [*MT, "--data", "fashionmnist", "--data-dir", "{p}"],
+     _idx(_count_mismatch), "train-labels-idx1-ubyte", "19 labels for the 20 images"),
+    ("idx-label-out-of-range", [*MT, "--data", "fashionmnist", "--data-dir", "{p}"],
+     _idx(_label_range), "t10k-labels-idx1-ubyte", "label 12 is outside"),
+    ("idx-wrong-magic", [*MT, "--data", "fashionmnist", "--data-dir", "{p}"], _idx(_swapped),
+     "train-images-idx3-ubyte", "magic number 0x00000801, expected 0x00000803"),
     # values out of range
     ("epochs-0", [*MT, "--epochs", "0"], None, "--epochs", "out of range"),
     ("fraction-above-1", [*MT, "--data-fraction", "1.5"], None, "--data-fraction",
@@ -140,6 +280,60 @@ CASES = [
     ("multitask-repeated", [*MTG, "--data", "digits,digits"], None, "--data", "distinct"),
     ("min-lr-above-peak", [*MTG, "--min-lr", "0.01"], None, "--min-lr",
      "larger than the peak"),
+    # run names and files: nothing outside --output, no flag from a file, bounded YAML
+    ("experiment-dotdot", [*MT, "--experiment", "..", "--overwrite"], None, "--experiment",
+     "not a plain run name"),
+    ("experiment-dot", [*MT, "--experiment", ".", "--overwrite"], None, "--experiment",
+     "not a plain run name"),
+    ("experiment-parent", [*MT, "--experiment", "../x"], None, "--experiment",
+     "not a plain run name"),
+    ("experiment-absolute", [*MT, "--experiment", "/tmp/elsewhere"], None, "--experiment",
+     "not a plain run name"),
+    ("experiment-in-yaml", [*MT, "-c", "{p}"], _yaml("experiment: ../../x\n"), "--experiment",
+     "not a plain run name"),
+    ("overwrite-in-yaml", [*MT, "-c", "{p}"], _yaml("experiment: e\noverwrite: true\n"), "{p}",
+     "only accepted as a command-line flag"),
+    ("resume-in-yaml", [*MT, "-c", "{p}"], _yaml("resume: somewhere\n"), "{p}",
+     "only accepted as a command-line flag"),
+    ("yaml-alias-bomb", [*MT, "-c", "{p}"], _yaml(ALIAS_BOMB), "{p}", "aliases"),
+    ("yaml-too-large", [*MT, "-c", "{p}"], _big_yaml, "{p}", "at most"),
+    ("yaml-huge-value-is-not-echoed", [*MT, "-c", "{p}"], _yaml("epochs: " + "9" * 5000 + "x\n"),
+     "epochs", "must be int"),
+    # numbers that pass every comparison
+    ("fraction-nan", [*MT, "--data-fraction", "nan"], None, "--data-fraction", "not a finite"),
+    ("lr-nan", [*MT, "--lr", "nan"], None, "--lr", "not a finite"),
+    ("lr-inf", [*MT, "--lr", "inf"], None, "--lr", "not a finite"),
+    ("alpha-nan", [*MTG, "--alpha", "nan"], None, "--alpha", "not a finite"),
+    # hostile or wrong data
+    ("cifar-huge-array", [*MT, "--data", "cifar10", "--data-dir", "{p}"], _huge_array_cifar,
+     "data_batch_1", "larger than the"),
+    ("cifar-label-10", [*MT, "--data", "cifar10", "--data-dir", "{p}"],
+     _cifar_labels([0, 1, 2, 3, 4, 5, 6, 10]), "data_batch_3", "label 10 is outside"),
+    ("cifar-label-negative", [*MT, "--data", "cifar10", "--data-dir", "{p}"],
+     _cifar_labels([0, 1, 2, 3, 4, 5, 6, -1]), "data_batch_3", "label -1 is outside"),
+    ("cifar-label-strings", [*MT, "--data", "cifar10", "--data-dir", "{p}"],
+     _cifar_labels(["cat"] * 8), "data_batch_3", "flat list of integers"),
+    ("cifar-label-none", [*MT, "--data", "cifar10", "--data-dir", "{p}"], _cifar_labels(None),
+     "data_batch_3", "flat list of integers"),
+    ("cifar-label-2d", [*MT, "--data", "cifar10", "--data-dir", "{p}"],
+     _cifar_labels(np.zeros((8, 2), dtype=np.int64)), "data_batch_3", "flat list of integers"),
+    ("svhn-float-pixels", [*MT, "--data", "svhn", "--data-dir", "{p}"],
+     _svhn_with(np.float32), "train_32x32.mat", "pixels must be integers"),
+    ("svhn-label-11", [*MT, "--data", "svhn", "--data-dir", "{p}"], _svhn_with(label=11),
+     "train_32x32.mat", "label 11 is outside"),
+    ("svhn-matlab-v73", [*MT, "--data", "svhn", "--data-dir", "{p}"], _svhn_v73,
+     "test_32x32.mat", "v7.3"),
+    ("tinyimagenet-201-wnids", [*MT, "--data", "tinyimagenet", "--data-dir", "{p}"],
+     _extra_wnids, "wnids.txt", "201 class ids"),
+    ("png-decompression-bomb", [*MT, "--data", "imagefolder", "--data-dir", "{p}",
+                                "--workers", "0"], _png_bomb, "3.png", "2500000000 pixels"),
+    ("undecodable-png-with-workers", [*MT, "--data", "imagefolder", "--data-dir", "{p}",
+                                      "--workers", "2"], _bad_png, "4.png",
+     "Remove or replace that image file"),
+    ("imagefolder-empty-class", [*MT, "--data", "imagefolder", "--data-dir", "{p}"],
+     _empty_class, "emu", "no training images"),
+    ("cutmix-img-size-off-grid", [*MT, "--img-size", "30"], None, "--img-size 30",
+     "not a multiple"),
 ]
 
 
@@ -153,6 +347,7 @@ def test_bad_input_matrix(case, request, tmp_path: Path, capsys) -> None:
                            capsys)
     assert code == 2, err
     assert err.startswith("error:") and "Traceback" not in err
+    assert len(err) < 2500                       # one paragraph, whatever the input held
     assert names.replace("{p}", str(path)) in err, err
     assert what in err, err
     assert not runs.exists()                     # nothing written for a bad command line

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
 
+from mixkit.config import MixtrainConfig, build_config
 from mixkit.data import EpochPlan, load_data, shuffled
 from mixkit.data.augment import crop_flip, normalize, resize_uint8, sample_crop_flip
 from mixkit.data.split import stratified_holdout, stratified_indices
@@ -16,10 +16,9 @@ from mixkit.errors import UserError
 CPU = torch.device("cpu")
 
 
-def data_cfg(**kw) -> SimpleNamespace:
-    base = dict(data_dir=None, download=False, img_size=None, hflip=None, crop_padding=4,
-                data_fraction=1.0, val_fraction=0.2, seed=0, workers=0, channels_last=False)
-    return SimpleNamespace(**{**base, **kw})
+def data_cfg(**kw) -> MixtrainConfig:
+    """The data part of a real, validated config (defaults, then ``kw``)."""
+    return build_config(MixtrainConfig, kw, "test")
 
 
 # --- stratified selection -----------------------------------------------------------------
@@ -105,9 +104,19 @@ def test_resize_upsamples_digits_to_32() -> None:
 
 def test_paired_plan_counts_inputs_and_samples() -> None:
     plan = EpochPlan.with_pairs(torch.tensor([0, 1, 2, 3, 4]), torch.tensor([5, -1, 6, -1, 7]))
-    assert (plan.inputs, plan.samples, plan.num_batches(2)) == (5, 8, 3)
-    first, second = plan.batch(2, 2)
-    assert first.tolist() == [4] and second.tolist() == [7]
+    assert (plan.inputs, plan.samples, plan.num_batches(3)) == (5, 8, 2)
+    first, second = plan.batch(1, 3)
+    assert first.tolist() == [3, 4] and second.tolist() == [-1, 7]
+
+
+def test_a_one_row_last_batch_is_merged_into_the_one_before() -> None:
+    """A one-row batch breaks BatchNorm on a 1x1 feature map: 5 rows in batches of 2 are
+    [0, 1], [2, 3, 4], not [0, 1], [2, 3], [4]; 6 rows in 4s stay [4 rows], [2 rows]."""
+    plan = EpochPlan(torch.arange(5))
+    assert plan.num_batches(2) == 2
+    assert [plan.batch(k, 2)[0].tolist() for k in range(2)] == [[0, 1], [2, 3, 4]]
+    assert EpochPlan(torch.arange(6)).num_batches(4) == 2
+    assert EpochPlan(torch.arange(1)).num_batches(4) == 1
 
 
 def test_shuffled_plan_is_a_permutation() -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
 
+from mixkit.config import MixtrainConfig, build_config
 from mixkit.data import load_data
 from mixkit.engine.checkpoint import atomic_write, save_checkpoint
 from mixkit.engine.loop import Engine
@@ -62,9 +62,8 @@ def test_device_meter_weighted_mean() -> None:
 
 
 def _engine(batch_size: int, fraction: float = 0.1, runtime: Runtime | None = None):
-    cfg = SimpleNamespace(data_dir=None, download=False, img_size=16, hflip=None,
-                          crop_padding=2, data_fraction=fraction, val_fraction=0.2, seed=0,
-                          workers=0, channels_last=False)
+    cfg = build_config(MixtrainConfig, {"img_size": 16, "crop_padding": 2,
+                                        "data_fraction": fraction}, "test")
     data = load_data("synthetic", cfg, CPU, "mixtrain")
     torch.manual_seed(0)
     model, _ = create_model("resnet18", 10, 16)

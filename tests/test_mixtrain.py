@@ -43,6 +43,19 @@ def test_region3_mixes_only_when_its_loss_rose_and_only_once() -> None:
         [R3, NONE, NONE, R1, NONE]
 
 
+def test_a_region3_mixed_sample_comes_back_even_below_l_mid() -> None:
+    """§4.2.4: a Region-3 sample is "mixed for the next epoch, following which it is brought
+    back" — also when its mixed loss fell into Region 1 (it may enter Region 1 only after an
+    unmixed epoch), under either reading of the Region 3 rule."""
+    region = torch.tensor([R1, R1], dtype=torch.int8)
+    loss = torch.tensor([0.1, 0.1])
+    prev = torch.tensor([2.0, 2.0])
+    why = torch.tensor([R3, R3], dtype=torch.int8)
+    mixed = torch.tensor([True, False])          # 1 was the odd one out: it trained unmixed
+    for r3_from in ("unmixed", "all"):
+        assert next_mix(region, loss, prev, why, mixed, r3_from=r3_from).tolist() == [NONE, R1]
+
+
 def test_a_mixed_sample_whose_loss_jumps_returns_to_unmixed() -> None:
     """§4.2.3: a Region-1 sample stays mixed only while its loss stays below L_mid; the region
     rules (Region 3 included) apply to samples not mixed this epoch (§4.2.2)."""
@@ -309,7 +322,9 @@ def test_r1_entry_correct_gates_entry_but_not_staying() -> None:
     mixed = why != NONE
     correct = torch.tensor([True, False, False, False])
     assert next_mix(region, loss, prev, why, mixed, correct).tolist() == [R1, NONE, R1, NONE]
-    assert next_mix(region, loss, prev, why, mixed).tolist() == [R1, R1, R1, R1]   # the paper
+    # the paper: every sample below L_mid is mixed, except 3, which was mixed for Region 3 and
+    # is brought back for an epoch (§4.2.4)
+    assert next_mix(region, loss, prev, why, mixed).tolist() == [R1, R1, R1, NONE]
 
 
 def test_r1_entry_correct_through_the_state() -> None:

@@ -135,6 +135,24 @@ def test_decoder_is_depth_2_width_192_heads_3() -> None:
     assert dec.blocks[0].attn.num_heads == 3 and dec.pred.out_features == 4 * 4 * 3
 
 
+def test_decoder_sees_layer_normalised_encoder_tokens_as_models_mae() -> None:
+    """models_mae.py normalises the encoder output before decoder_embed; our avg-pool ViT's
+    ``norm`` is an identity (timm's fine-tuning layout), so the SSL head must do it: an affine
+    change of the encoder tokens (per token: scale > 0, shift) leaves the prediction unchanged,
+    while the classifier path is untouched (``backbone.norm`` still the identity)."""
+    model, info = _vit()
+    dec = MAE(info).head().eval()
+    assert isinstance(model.backbone.norm, torch.nn.Identity)
+    assert isinstance(model.backbone.fc_norm, torch.nn.LayerNorm)
+    g = torch.Generator().manual_seed(0)
+    visible = torch.randn(2, 1 + 4, info.num_features, generator=g)
+    restore = torch.stack([torch.randperm(16, generator=g) for _ in range(2)])
+    with torch.no_grad():
+        a = dec(visible, restore)
+        b = dec(3.0 * visible + 7.0, restore)
+    assert torch.allclose(a, b, atol=1e-4)
+
+
 # --- Eq. (3): the mix-phase objective ----------------------------------------------------------
 
 

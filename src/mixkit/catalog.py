@@ -6,31 +6,37 @@ import re
 
 from rich.table import Table
 
-from mixkit.data.registry import SPECS, is_present, resolve_root
+from mixkit.data.registry import SPECS, locate, search_roots
 from mixkit.models import FAMILIES, supported_models
 
 
 def datasets_table(data_dir: str | None) -> Table:
-    root, source = resolve_root(data_dir)
-    table = Table(title=f"datasets — data root {root} (from {source})")
+    """Every dataset, every place mixkit looks for it (in order) and where it was found."""
+    roots = search_roots(data_dir)
+    order = " → ".join(f"{r} ({src})" for r, src in roots)
+    table = Table(title=f"datasets — looked for in this order: {order}")
     table.add_column("name", no_wrap=True)
-    table.add_column("found", no_wrap=True)
+    table.add_column("found at", overflow="fold", ratio=1)
     table.add_column("classes", justify="right", no_wrap=True)
     table.add_column("format", ratio=1)
     table.add_column("where mixkit looks", overflow="fold", ratio=1)
     for spec in SPECS.values():
         if not spec.needs_root:
-            where, found = "-", "yes"
+            where, found = "-", "embedded"
         elif spec.name == "imagefolder":
             where = "--data-dir itself"
-            found = "yes" if data_dir and is_present(spec, root) else "-"
+            hit = locate(spec, roots[0][0]) if data_dir else None
+            found = str(hit) if hit else "-"
         else:
-            where = ", ".join(str(root / m) for m in spec.marker)
-            found = "yes" if is_present(spec, root) else "no"
+            places = [p for r, _ in roots for p in spec.candidates(r)]
+            where = "\n".join(str(p) for p in places)
+            hit = next((h for r, _ in roots if (h := locate(spec, r)) is not None), None)
+            found = str(hit) if hit else "no"
         table.add_row(spec.name, found, str(spec.num_classes or "folders"),
                       f"{spec.layout}; {spec.default_img_size}px", where)
-    table.caption = ("`--download` fetches cifar10, cifar100, svhn and tinyimagenet into the "
-                     "data root.")
+    table.caption = ("`--download` fetches cifar10, cifar100, svhn, tinyimagenet, mnist and "
+                     "fashionmnist into the first folder; `apt-get install dataset-fashion-mnist` "
+                     "installs Fashion-MNIST system-wide.")
     return table
 
 

@@ -106,8 +106,8 @@ def models_cmd() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: UserError -> one paragraph on stderr and exit code 2."""
-    from mixkit.engine.loop import NonFiniteLoss
     from mixkit.engine.signals import Interrupted
+    from mixkit.errors import EXIT_RUN_FAILED, RunFailed
 
     try:
         app(args=argv, standalone_mode=True)
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
         if int(os.environ.get("RANK", "0")) == 0:
             print(f"mixkit: {stop}", file=sys.stderr)
         sys.exit(stop.exit_code)
-    except NonFiniteLoss as err:
+    except RunFailed as err:            # a NaN loss, a full disk: summary.json says "failed"
         if int(os.environ.get("RANK", "0")) == 0:
             print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(EXIT_RUN_FAILED)

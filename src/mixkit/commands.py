@@ -13,10 +13,9 @@ import torch
 
 from mixkit.data import load_data
 from mixkit.data.registry import get_spec
-from mixkit.engine.checkpoint import write_json
 from mixkit.engine.loop import ArmResult
 from mixkit.engine.optim import Recipe
-from mixkit.engine.rundir import RunDir
+from mixkit.engine.rundir import RunDir, writing
 from mixkit.errors import UserError
 from mixkit.methods.mixtrain.method import MixTrainArm, check_op
 from mixkit.methods.mixtraining.data import MixedSource
@@ -58,7 +57,7 @@ def _mixtrain_setup(ctx: RunContext) -> None:
     if ctx.data.multitask:
         raise UserError(f"`mixkit mixtrain` trains one task; --data {ctx.cfg.data} names "
                         f"{len(ctx.data.tasks)}.", hint="Pass one dataset to --data.")
-    check_op(ctx.cfg.op, ctx.model_info)
+    check_op(ctx.cfg.op, ctx.model_info, ctx.data.img_size)
 
 
 # ------------------------------------------------------------------------------------------
@@ -145,10 +144,11 @@ def _mixtraining_finish(ctx: RunContext, results: dict[str, ArmResult], rundir: 
     mae = MAE(ctx.model_info, 3, ctx.cfg.mask_ratio)
     x, m = _probe(ctx, mae)
     prep = ctx.data.tasks[0][1].prep
-    save_grid(rundir.path / "reconstruction.png",
-              [x.cpu(), mae.masked_input(x, m, fill=0.0).cpu(), *recons.values()],
-              prep.mean, prep.std)
-    write_json(rundir.path / "reconstruction.json", {"rows": ["original", "masked", *recons]})
+    with writing(rundir.path / "reconstruction.png"):
+        save_grid(rundir.path / "reconstruction.png",
+                  [x.cpu(), mae.masked_input(x, m, fill=0.0).cpu(), *recons.values()],
+                  prep.mean, prep.std)
+    rundir.write_json("reconstruction.json", {"rows": ["original", "masked", *recons]})
 
 
 def _mixtraining_describe(ctx: RunContext) -> dict[str, Any]:

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import os
+import reprlib
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -71,6 +74,10 @@ class TrainConfig:
     val_fraction: float = opt(
         0.2, "Held-out validation fraction for datasets without a test split (digits, "
         "imagefolder without val/).", gt=0.0, max=0.9)
+    val_size: Optional[int] = opt(
+        None, "Evaluate on a stratified, fixed (seed 0) subset of this many validation images, "
+        "the same for every arm and seed (default: the whole split). Makes per-epoch evaluation "
+        "affordable on a CPU; report it with the numbers.", min=10, max=1 << 30)
     workers: int = opt(4, "DataLoader workers for streamed datasets (imagefolder).", min=0, max=128)
     # --- model core ------------------------------------------------------------------------
     model: str = opt("resnet18", "timm model name (see `mixkit models`), random init.")
@@ -92,6 +99,9 @@ class TrainConfig:
     amp_dtype: str = opt("bfloat16", "AMP dtype.", choices=("bfloat16", "float16"))
     channels_last: bool = opt(False, "Use channels_last memory format (CNNs on CUDA).")
     torchcompile: bool = opt(False, "Compile the model with torch.compile.")
+    timing_warmup: int = opt(
+        2, "Untimed warm-up steps before the first arm, so one-time costs (thread pools, "
+        "allocator, kernel selection) are billed to no arm (0 disables).", min=0, max=10000)
     log_interval: int = opt(25, "Steps between progress refreshes (one device read each).",
                             min=1, max=1 << 20)
     # --- run directory ---------------------------------------------------------------------
@@ -246,6 +256,13 @@ def field_types(cls: type) -> dict[str, tuple[Any, bool]]:
     return {f.name: _unwrap_optional(hints[f.name]) for f in fields(cls)}
 
 
+def _short(value: Any) -> str:
+    """A value for a message, never longer than a line (a hostile file cannot flood stderr)."""
+    r = reprlib.Repr()
+    r.maxstring, r.maxother, r.maxlist, r.maxdict, r.maxlevel = 60, 60, 6, 6, 2
+    return r.repr(value)
+
+
 def _coerce(name: str, value: Any, tp: Any, optional: bool, where: str) -> Any:
     flag = "--" + name.replace("_", "-")
     if value is None:
@@ -266,7 +283,7 @@ def _coerce(name: str, value: Any, tp: Any, optional: bool, where: str) -> Any:
             return str(value)
     raise UserError(
         f"{where}: `{name}` ({flag}) must be {tp.__name__}, got {type(value).__name__} "
-        f"{value!r}.", hint=f"Fix the value of `{name}`.")
+        f"{_short(value)}.", hint=f"Fix the value of `{name}`.")
 
 
 def _check_range(f: dataclasses.Field, value: Any, where: str) -> None:
@@ -275,15 +292,36 @@ def _check_range(f: dataclasses.Field, value: Any, where: str) -> None:
     m, flag = f.metadata, _flag(f)
     if m.get("choices") and value not in m["choices"]:
         raise UserError(f"{where}: {flag} must be one of {', '.join(m['choices'])}; got "
-                        f"{value!r}.")
+                        f"{_short(value)}.")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return
+    if isinstance(value, float) and not math.isfinite(value):   # NaN fails every comparison
+        raise UserError(f"{where}: {flag} is {value}, which is not a finite number.",
+                        hint=f"Give {flag} a finite value.")
     lo, hi, gt = m.get("min"), m.get("max"), m.get("gt")
     if (lo is not None and value < lo) or (hi is not None and value > hi) or (
             gt is not None and value <= gt):
         low = f"> {gt}" if gt is not None else (f">= {lo}" if lo is not None else None)
         rng = " and ".join(s for s in (low, f"<= {hi}" if hi is not None else None) if s)
         raise UserError(f"{where}: {flag} is {value}, which is out of range: it must be {rng}.")
+
+
+def check_experiment(name: str | None, where: str) -> None:
+    """``--experiment`` is one path component under ``--output``: never ``.``, ``..``, a path
+    separator, an absolute path or a control character, so a run directory can only ever be
+    created, written or deleted at ``OUTPUT/NAME``."""
+    if name is None:
+        return
+    seps = {"/", "\\", os.sep} | ({os.altsep} if os.altsep else set())
+    bad = (name in ("", ".", "..") or any(c in name for c in seps)
+           or any(ord(c) < 32 or ord(c) == 127 for c in name) or name != name.strip()
+           or len(name.encode()) > 200)
+    if bad:
+        raise UserError(f"{where}: --experiment {_short(name)} is not a plain run name: it must "
+                        "be a single folder name under --output (no '/', '\\', '.', '..', "
+                        "control characters or surrounding spaces, at most 200 bytes).",
+                        hint="Pick a name such as `fmnist-cutmix-seed0`, and choose the parent "
+                        "folder with --output.")
 
 
 def build_config(cls: type, values: dict[str, Any], where: str) -> Any:
@@ -301,19 +339,43 @@ def build_config(cls: type, values: dict[str, Any], where: str) -> Any:
     cfg = cls(**kwargs)
     for f in fields(cls):
         _check_range(f, getattr(cfg, f.name), where)
+    check_experiment(getattr(cfg, "experiment", None), where)
     check = getattr(cfg, "check", None)
     if check is not None:
         check(where)
     return cfg
 
 
+MAX_CONFIG_BYTES = 1 << 20      # a flat option: value file is a few kB
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """safe_load without aliases: a flat config never needs them, and an alias bomb (a few
+    hundred bytes that expand to gigabytes) is refused before anything is expanded."""
+
+    def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.YAMLError(f"YAML aliases (*{event.anchor}) are not supported in mixkit "
+                                 f"config files (line {event.start_mark.line + 1})")
+        return super().compose_node(parent, index)
+
+
+# keys that act on this invocation only: they must be typed, never read from a file
+FLAG_ONLY = ("overwrite", "resume")
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
-    """Read a YAML mapping; a missing file, bad YAML or a non-mapping is a UserError."""
+    """Read a YAML mapping; a missing, oversized or bad file or a non-mapping is a UserError."""
     if not path.is_file():
         raise UserError(f"config file {path} does not exist.",
                         hint="Pass the path of a YAML file to -c/--config.")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise UserError(f"config file {path} is {path.stat().st_size} bytes; a mixkit config is "
+                        f"a flat mapping of options and may be at most {MAX_CONFIG_BYTES} bytes.",
+                        hint="Pass the right file to -c/--config.")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=_ConfigLoader)  # noqa: S506 - safe loader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -326,6 +388,13 @@ def read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise UserError(f"config file {path} must hold a mapping of option: value, "
                         f"not a {type(data).__name__}.")
+    typed = [k for k in FLAG_ONLY if k in data]
+    if typed:
+        raise UserError(f"config file {path} sets `{typed[0]}`, which acts on one invocation "
+                        "and is only accepted as a command-line flag (a saved or shared config "
+                        "must never delete or resume a run by itself).",
+                        hint=f"Remove `{typed[0]}` from the file and pass "
+                        f"--{typed[0].replace('_', '-')} on the command line.")
     return data
 
 

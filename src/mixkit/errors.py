@@ -39,3 +39,11 @@ def _escape(text: str) -> str:
     from rich.markup import escape
 
     return escape(text)
+
+
+EXIT_RUN_FAILED = 1
+
+
+class RunFailed(RuntimeError):
+    """A fault during a run that is not the user's input (a NaN loss, a full disk): one
+    paragraph on stderr, ``"status": "failed"`` in ``summary.json``, exit code 1."""

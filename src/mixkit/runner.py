@@ -20,15 +20,15 @@ from rich.console import Console
 
 import mixkit
 from mixkit.data import DataBundle, load_data
-from mixkit.config import load_config
+from mixkit.config import load_config, recipe_dict
 from mixkit.engine import distributed as D
 from mixkit.engine.checkpoint import load_checkpoint
-from mixkit.engine.loop import Arm, ArmResult, Engine, NonFiniteLoss
+from mixkit.engine.loop import Arm, ArmResult, Engine
 from mixkit.engine.progress import TrainingProgress
-from mixkit.engine.rundir import RunDir
+from mixkit.engine.rundir import RunDir, WriteFailed
 from mixkit.engine.signals import Interrupted, stop_on_signals
 from mixkit.engine.runtime import Runtime
-from mixkit.errors import UserError
+from mixkit.errors import RunFailed, UserError
 from mixkit.models import ModelInfo, create_model
 from mixkit.report import speedup_table
 
@@ -125,7 +125,8 @@ def run_arm(ctx: RunContext, name: str, factory: ArmFactory, rundir: RunDir | No
     engine = Engine(model, ctx.runtime, ctx.data.train, ctx.data.tasks,
                     batch_size=ctx.cfg.batch_size, log_interval=ctx.cfg.log_interval,
                     progress=progress, rundir=rundir, done=done, resume_hint=hint,
-                    meta={"command": command}, dist=ctx.dist)
+                    meta={"command": command, "config_recipe": recipe_fingerprint(ctx.cfg)},
+                    dist=ctx.dist)
     return engine.train_arm(arm, resume)
 
 
@@ -174,7 +175,53 @@ def _phase_seconds(rows: list[dict[str, Any]]) -> dict[str, float]:
     return out
 
 
-RESUMABLE = {"resume", "device", "log_interval", "workers", "data_dir", "download"}
+RESUMABLE = {"resume", "device", "log_interval", "workers", "data_dir", "download",
+             "timing_warmup"}
+COMMANDS = ("mixtrain", "mixtraining")
+# what a checkpoint must hold, and of which type, before anything in it is trusted
+CHECKPOINT_KEYS = {"command": str, "arm": str, "epoch": int, "batch": int, "rows": list,
+                   "ranks": list, "done": dict, "model": dict, "world_size": int}
+
+
+def recipe_fingerprint(cfg: Any) -> dict[str, Any]:
+    """The part of a config a resume must not change (everything but where it runs)."""
+    return {k: v for k, v in recipe_dict(cfg).items() if k not in RESUMABLE}
+
+
+def _check_checkpoint(path: Path, ckpt: dict[str, Any], command: CommandSpec) -> None:
+    """A checkpoint's structure, before any of it is used: a crafted or foreign file is an
+    exit-2 message, never a KeyError deep in the restore."""
+    for key, tp in CHECKPOINT_KEYS.items():
+        if not isinstance(ckpt.get(key), tp) or isinstance(ckpt.get(key), bool):
+            raise UserError(f"the checkpoint {path} is not a complete mixkit checkpoint "
+                            f"(`{key}` is missing or not a {tp.__name__}).",
+                            hint="Restore it from a backup, or start a new run with "
+                            f"--config {path.parent / 'config.yaml'}.")
+    if ckpt["command"] not in COMMANDS:
+        raise UserError(f"the checkpoint {path} names an unknown command "
+                        f"`{str(ckpt['command'])[:40]}`.", hint="Restore it from a backup.")
+    if ckpt["command"] != command.name:
+        launch = (f"torchrun --nproc_per_node {ckpt['world_size']} -m mixkit"
+                  if ckpt["world_size"] > 1 else "mixkit")
+        raise UserError(f"--resume {path.parent} is a `mixkit {ckpt['command']}` run, not "
+                        f"`mixkit {command.name}`.",
+                        hint=f"Run {launch} {ckpt['command']} --resume {path.parent}.")
+
+
+def _check_recipe(path: Path, ckpt: dict[str, Any], cfg: Any) -> None:
+    """``config.yaml`` must still describe the run the checkpoint belongs to."""
+    saved = ckpt.get("config_recipe")
+    if not isinstance(saved, dict):          # written before checkpoints kept the recipe
+        return
+    now = recipe_fingerprint(cfg)
+    differ = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+    if differ:
+        shown = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in differ[:4])
+        raise UserError(f"--resume {path.parent}: config.yaml no longer matches the run its "
+                        f"checkpoint belongs to ({shown}); an exact resume needs the recipe "
+                        "it started with.",
+                        hint="Restore config.yaml, or start a new run with the edited file "
+                        f"(mixkit ... --config {path.parent / 'config.yaml'}).")
 
 
 def resume_config(cls: type, command: CommandSpec,
@@ -194,10 +241,7 @@ def resume_config(cls: type, command: CommandSpec,
         raise UserError(f"--resume {path}: that run has already completed.",
                         hint="Its results are in summary.json.")
     checkpoint = load_checkpoint(path / "last.pt")
-    if checkpoint.get("command") != command.name:
-        raise UserError(f"--resume {path} is a `mixkit {checkpoint.get('command')}` run, not "
-                        f"`mixkit {command.name}`.",
-                        hint=f"Run mixkit {checkpoint.get('command')} --resume {path}.")
+    _check_checkpoint(path / "last.pt", checkpoint, command)
     world = D.from_env().world
     if checkpoint.get("world_size", 1) != world:
         raise UserError(f"--resume {path}: the checkpoint was written by "
@@ -207,7 +251,15 @@ def resume_config(cls: type, command: CommandSpec,
                         hint=f"Relaunch with torchrun --nproc_per_node "
                         f"{checkpoint.get('world_size', 1)} (in total), or start a new run with "
                         f"--config {path / 'config.yaml'}.")
-    return load_config(cls, path / "config.yaml", overrides), checkpoint
+    cfg = load_config(cls, path / "config.yaml", overrides)
+    _check_recipe(path / "last.pt", checkpoint, cfg)
+    names = [n for n, _ in command.arms(cfg)]
+    unknown = [a for a in [checkpoint["arm"], *checkpoint["done"]] if a not in names]
+    if unknown:
+        raise UserError(f"the checkpoint {path / 'last.pt'} names an arm `{unknown[0][:40]}` "
+                        f"that `mixkit {command.name}` with this config does not run "
+                        f"({', '.join(names)}).", hint="Restore it from a backup.")
+    return cfg, checkpoint
 
 
 def _status(path: Path) -> str | None:
@@ -224,7 +276,7 @@ def _open_resumed(cfg: Any, checkpoint: dict[str, Any],
             for n, d in checkpoint["done"].items()}
     if not main:
         return None, done
-    rundir = RunDir(Path(cfg.resume))
+    rundir = RunDir.reopen(Path(cfg.resume))
     rundir.reset_rows([r for res in done.values() for r in res.rows] + checkpoint["rows"])
     return rundir, done
 
@@ -276,27 +328,61 @@ def _run(cfg: Any, command: CommandSpec, arms: list[tuple[str, ArmFactory]],
                          if checkpoint else ""), highlight=False)
     try:
         with stop_on_signals(), TrainingProgress(console, enabled=dist.main) as progress:
+            warm_up(ctx, arms[0][1], cfg.timing_warmup)
             for name, factory in arms:
                 if name in results:
                     continue
                 resume = checkpoint if checkpoint and checkpoint["arm"] == name else None
                 results[name] = run_arm(ctx, name, factory, rundir, progress, resume,
                                         results, command.name)
+        if rundir is None:                  # not rank 0: rank 0 reports
+            return {}
+        if command.finish is not None:
+            command.finish(ctx, results, rundir)
+        summary = summarize(command, ctx, results, rundir)
+        rundir.write_summary(summary)
     except Interrupted:
         if rundir is not None:
             rundir.write_summary({**summarize(command, ctx, results, rundir),
                                   "status": "interrupted"})
         raise
-    except NonFiniteLoss as err:
-        if rundir is not None:
+    except UserError:                   # found mid-run (a streamed file that cannot be decoded)
+        if rundir is not None and checkpoint is None and not rundir.rows:
+            rundir.discard()                # nothing was trained: leave no half-made run dir
+        elif rundir is not None:
+            rundir.write_summary({**summarize(command, ctx, results, rundir),
+                                  "status": "failed"})
+        raise
+    except RunFailed as err:
+        if rundir is None:
+            raise
+        try:                                # a full disk may refuse this too: the message stays
             rundir.write_summary({**summarize(command, ctx, results, rundir),
                                   "status": "failed", "error": str(err)})
+        except WriteFailed:
+            pass
+        if isinstance(err, WriteFailed):
+            raise WriteFailed(f"{err} Free some space, then continue with `mixkit "
+                              f"{command.name} --resume {rundir.path}`.") from None
         raise
-    if rundir is None:                      # not rank 0: rank 0 reports
-        return {}
-    if command.finish is not None:
-        command.finish(ctx, results, rundir)
-    summary = summarize(command, ctx, results, rundir)
-    rundir.write_summary(summary)
     console.print(speedup_table(summary))
     return summary
+
+
+def warm_up(ctx: RunContext, factory: ArmFactory, steps: int) -> None:
+    """``--timing-warmup`` untimed steps of the first arm on a throwaway model, so one-time
+    process costs (thread pools, the allocator, kernel selection) are billed to no arm: without
+    it the arm that runs first is the slowest and every speedup is biased by run order. Every
+    random stream is reseeded by :func:`run_arm` afterwards, so results are unchanged."""
+    if steps <= 0:
+        return
+    seed_everything(ctx.cfg.seed)
+    model = ctx.new_model()
+    arm = factory(ctx)
+    extend = getattr(arm, "extend_model", None)
+    if extend is not None:
+        extend(model)
+    engine = Engine(model, ctx.runtime, ctx.data.train, ctx.data.tasks,
+                    batch_size=ctx.cfg.batch_size, log_interval=ctx.cfg.log_interval,
+                    progress=TrainingProgress(enabled=False), dist=ctx.dist)
+    engine.warm_up(arm, steps)

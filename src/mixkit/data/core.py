@@ -17,7 +17,7 @@ import torch
 from mixkit.data import formats
 from mixkit.data.augment import resize_uint8
 from mixkit.data.folder import scan_image_folder
-from mixkit.data.registry import (READERS, DatasetSpec, download, get_spec, is_present,
+from mixkit.data.registry import (READERS, DatasetSpec, download, find, get_spec, locate,
                                   missing_error, resolve_root)
 from mixkit.data.sources import FileDataset, Preprocess, StreamSource, TensorSource
 from mixkit.data.split import stratified_holdout, stratified_indices
@@ -77,13 +77,19 @@ def load_data(name: str, cfg, device: torch.device, command: str) -> DataBundle:
 
 
 def _find(spec: DatasetSpec, cfg, command: str) -> Path:
-    """The data root holding ``spec`` (downloading it with ``--download``), or a UserError."""
-    root, source = resolve_root(cfg.data_dir)
-    if spec.needs_root and not is_present(spec, root):
-        if not (cfg.download and spec.downloadable):
-            raise missing_error(spec, root, source, command)
-        download(spec, root)
-    return root
+    """Where ``spec`` is (the first root of the search order that holds it; see
+    :mod:`mixkit.data.registry`), downloading it into the data root with ``--download``."""
+    where = find(spec, cfg.data_dir)
+    if where is not None:
+        return where
+    if not (cfg.download and spec.downloadable):
+        raise missing_error(spec, cfg.data_dir, command)
+    root, _ = resolve_root(cfg.data_dir)
+    download(spec, root)
+    where = locate(spec, root)
+    if where is None:
+        raise missing_error(spec, cfg.data_dir, command)
+    return where
 
 
 def load_tasks(names: list[str], cfg, device: torch.device, command: str) -> DataBundle:
@@ -136,8 +142,30 @@ def _in_memory_splits(spec: DatasetSpec, root: Path, cfg,
     if cfg.data_fraction < 1.0:
         keep = stratified_indices(train.labels, cfg.data_fraction, cfg.seed)
         train = formats.Split(train.images[keep], train.labels[keep])
-    return (formats.Split(resize_uint8(train.images, img_size), train.labels),
-            formats.Split(resize_uint8(val.images, img_size), val.labels))
+    val = _val_subset(val, cfg.val_size)
+    return (formats.Split(fit_size(train.images, img_size, spec.pad_to_size), train.labels),
+            formats.Split(fit_size(val.images, img_size, spec.pad_to_size), val.labels))
+
+
+def _val_subset(val: formats.Split, size: int | None) -> formats.Split:
+    """``--val-size``: a stratified subset of the validation split, fixed (seed 0) so every
+    arm and seed is scored on the same images."""
+    if size is None or size >= len(val):
+        return val
+    keep = stratified_indices(val.labels, size / len(val), seed=0)
+    return formats.Split(val.images[keep], val.labels[keep])
+
+
+PAD_LIMIT = 4     # px per side: 28 -> 32 is padded; anything further is resized
+
+
+def fit_size(images: torch.Tensor, size: int, pad: bool) -> torch.Tensor:
+    """Images at ``size`` px: zero-padded (centred) where ``pad`` and the growth is at most
+    ``PAD_LIMIT`` px per side, else resized (``docs/data.md``: why 28 -> 32 pads)."""
+    grow = size - images.shape[-1]
+    if pad and 0 < grow <= 2 * PAD_LIMIT and grow % 2 == 0 and images.shape[-2] == images.shape[-1]:
+        return torch.nn.functional.pad(images, (grow // 2,) * 4)
+    return resize_uint8(images, size)
 
 
 def _folder_splits(root: Path, cfg, img_size: int) -> tuple[FileDataset, FileDataset, int]:

@@ -56,6 +56,14 @@ def scan_image_folder(root: Path, val_fraction: float) -> FolderTree:
                         f"{len(train[0])} image(s); training needs at least 2 classes with "
                         "images.", hint="Lay it out as ROOT/<class>/*.jpg (optionally under "
                         "train/ and val/).")
+    counts = torch.bincount(train[1], minlength=len(classes)).tolist()
+    empty = [c for c, n in zip(classes, counts) if n == 0]
+    if empty:
+        raise UserError(f"the image folder {root} has class folder(s) with no training images: "
+                        f"{', '.join(empty[:5])} (looked for "
+                        f"{', '.join(sorted(IMAGE_SUFFIXES))} files).",
+                        hint="Add images to them or remove the empty class folders; a class "
+                        "with no examples cannot be learned.")
     if val is None:
         tr, va = stratified_holdout(train[1], val_fraction, seed=0)
         paths = train[0]

@@ -41,7 +41,14 @@ class EpochPlan:
         return self.inputs + self.num_pairs
 
     def num_batches(self, batch_size: int) -> int:
-        return self.steps if self.steps is not None else -(-self.inputs // batch_size)
+        """``ceil(inputs / batch_size)``, except that a last batch of one row is merged into the
+        one before (a one-row batch breaks BatchNorm wherever the feature map is 1x1)."""
+        if self.steps is not None:
+            return self.steps
+        n = -(-self.inputs // batch_size)
+        if n > 1 and self.inputs - (n - 1) * batch_size < 2:
+            n -= 1
+        return n
 
     def to(self, device: torch.device | str) -> "EpochPlan":
         second = None if self.second is None else self.second.to(device, non_blocking=True)

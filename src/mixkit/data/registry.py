@@ -1,8 +1,16 @@
 """Datasets by name: where each lives under the data root, how it is read and downloaded.
 
-The data root is ``--data-dir``, else ``$MIXKIT_DATA_DIR``, else the user cache dir
-(``platformdirs.user_cache_dir("mixkit")/data``). Under it the layouts are torchvision's, so a
-root that torchvision already filled works as it is.
+Where mixkit looks, in order (``docs/data.md``):
+
+1. ``--data-dir`` given explicitly: that folder alone (what a user points at is what is used);
+2. otherwise ``$MIXKIT_DATA_DIR``, else the user cache dir
+   (``platformdirs.user_cache_dir("mixkit")/data``),
+3. then the system dataset folders, ``$MIXKIT_SYSTEM_DATA_DIRS`` (``os.pathsep``-separated),
+   default ``/usr/share/datasets`` (where Debian's ``dataset-*`` packages install).
+
+The first root that holds a dataset wins. Under a root the layouts are torchvision's, so a root
+that torchvision already filled works as it is; the IDX datasets (MNIST, Fashion-MNIST) are also
+found in their upstream layout (the four files in ``fashion-mnist/`` or ``mnist/``).
 """
 
 from __future__ import annotations
@@ -34,6 +42,17 @@ class DatasetSpec:
     needs_root: bool = True
     marker: tuple[str, ...] = ()     # paths under the root whose presence means "found"
     downloadable: bool = False
+    # IDX datasets: folders under a root that may hold the four files (raw or .gz), in order
+    folders: tuple[str, ...] = ()
+    apt_package: str | None = None   # a Debian package that installs it system-wide
+    # grow to a slightly larger --img-size (28 -> 32) by zero padding, not by resizing
+    pad_to_size: bool = False
+
+    def candidates(self, root: Path) -> list[Path]:
+        """The paths under ``root`` that mixkit checks for this dataset (for messages)."""
+        if self.folders:
+            return [root / f for f in self.folders]
+        return [root / m for m in self.marker]
 
 
 SPECS: dict[str, DatasetSpec] = {s.name: s for s in (
@@ -51,6 +70,13 @@ SPECS: dict[str, DatasetSpec] = {s.name: s for s in (
     DatasetSpec("tinyimagenet", "TinyImageNet, 100k/10k 64x64 images, 200 classes",
                 "tiny-imagenet-200/ (wnids.txt, train/, val/val_annotations.txt)", 200, 64, 64,
                 True, True, marker=("tiny-imagenet-200",), downloadable=True),
+    DatasetSpec("fashionmnist", "Fashion-MNIST, 60k/10k 28x28 grey clothing images, 10 classes",
+                "the four IDX files (train-images-idx3-ubyte, ...; raw or .gz)", 10, 28, 32,
+                True, True, downloadable=True, folders=("FashionMNIST/raw", "fashion-mnist"),
+                apt_package="dataset-fashion-mnist", pad_to_size=True),
+    DatasetSpec("mnist", "MNIST, 60k/10k 28x28 grey handwritten digits, 10 classes",
+                "the four IDX files (train-images-idx3-ubyte, ...; raw or .gz)", 10, 28, 32,
+                False, True, downloadable=True, folders=("MNIST/raw", "mnist"), pad_to_size=True),
     DatasetSpec("imagefolder", "any ROOT/[train|val/]<class>/*.jpg tree, streamed",
                 "<class>/ folders of images (optionally under train/ and val/)", None, None, 64,
                 True, False),
@@ -77,8 +103,17 @@ def default_root() -> Path:
     return Path(platformdirs.user_cache_dir("mixkit")) / "data"
 
 
+SYSTEM_DATA_DIRS = "/usr/share/datasets"
+
+
+def system_roots() -> list[Path]:
+    """The system dataset folders (``$MIXKIT_SYSTEM_DATA_DIRS``, default /usr/share/datasets)."""
+    value = os.environ.get("MIXKIT_SYSTEM_DATA_DIRS", SYSTEM_DATA_DIRS)
+    return [Path(p).expanduser() for p in value.split(os.pathsep) if p]
+
+
 def resolve_root(data_dir: str | None) -> tuple[Path, str]:
-    """The data root and where it came from (for messages)."""
+    """The data root (where downloads go) and where it came from (for messages)."""
     if data_dir:
         return Path(data_dir).expanduser(), "--data-dir"
     if os.environ.get("MIXKIT_DATA_DIR"):
@@ -86,26 +121,67 @@ def resolve_root(data_dir: str | None) -> tuple[Path, str]:
     return default_root(), "the user cache dir"
 
 
-def is_present(spec: DatasetSpec, root: Path) -> bool:
+def search_roots(data_dir: str | None) -> list[tuple[Path, str]]:
+    """Every root mixkit looks in, in order, with where each came from.
+
+    An explicit ``--data-dir`` is the only root; otherwise the default root, then the system
+    dataset folders.
+    """
+    root, source = resolve_root(data_dir)
+    if data_dir:
+        return [(root, source)]
+    return [(root, source)] + [(r, "the system dataset folder") for r in system_roots()]
+
+
+def _idx_complete(folder: Path) -> bool:
+    from mixkit.data.formats import IDX_FILES, idx_file
+
+    return all(idx_file(folder, stem) is not None for stem in IDX_FILES.values())
+
+
+def locate(spec: DatasetSpec, root: Path) -> Path | None:
+    """Where under ``root`` the dataset is (the root itself, or an IDX folder), else None."""
     if not spec.needs_root:
-        return True
+        return root
     if spec.name == "imagefolder":
-        return root.is_dir() and any(p.is_dir() for p in root.iterdir())
-    return all((root / m).exists() for m in spec.marker)
+        return root if root.is_dir() and any(p.is_dir() for p in root.iterdir()) else None
+    if spec.folders:
+        return next((f for f in spec.candidates(root) if _idx_complete(f)), None)
+    return root if all((root / m).exists() for m in spec.marker) else None
 
 
-def missing_error(spec: DatasetSpec, root: Path, source: str, command: str) -> UserError:
+def is_present(spec: DatasetSpec, root: Path) -> bool:
+    return locate(spec, root) is not None
+
+
+def find(spec: DatasetSpec, data_dir: str | None) -> Path | None:
+    """The first place in :func:`search_roots` that holds ``spec`` (as :func:`locate` gives)."""
+    for root, _ in search_roots(data_dir):
+        where = locate(spec, root)
+        if where is not None:
+            return where
+    return None
+
+
+def missing_error(spec: DatasetSpec, data_dir: str | None, command: str) -> UserError:
+    root, source = resolve_root(data_dir)
     if spec.name == "imagefolder":
         return UserError(
             f"no image folder found at {root} (from {source}): imagefolder expects "
             f"{spec.layout}.",
             hint=f"Point --data-dir at the tree, e.g. `mixkit {command} --data imagefolder "
             "--data-dir /path/to/images`.")
+    looked = [str(p) for r, _ in search_roots(data_dir) for p in spec.candidates(r)]
+    ways = []
+    if spec.apt_package:
+        ways.append(f"install it system-wide with `apt-get install {spec.apt_package}`")
+    ways.append(f"download it with `mixkit {command} --data {spec.name} --data-dir {root} "
+                "--download`")
+    ways.append("point --data-dir / $MIXKIT_DATA_DIR at a folder that has it")
     return UserError(
-        f"dataset `{spec.name}` was not found under {root} (from {source}): mixkit looked for "
-        f"{', '.join(str(root / m) for m in spec.marker)} ({spec.layout}).",
-        hint=f"Download it with `mixkit {command} --data {spec.name} --data-dir {root} "
-        "--download`, or point --data-dir / $MIXKIT_DATA_DIR at a folder that has it.")
+        f"dataset `{spec.name}` was not found (data root {root}, from {source}): mixkit looked "
+        f"for {', '.join(looked)} ({spec.layout}).",
+        hint=f"{'; or '.join(ways).capitalize()}. `mixkit datasets` shows where it looks.")
 
 
 def download(spec: DatasetSpec, root: Path) -> None:
@@ -117,6 +193,8 @@ def download(spec: DatasetSpec, root: Path) -> None:
         "svhn": lambda: [_tv("SVHN")(str(root), split=s, download=True)
                          for s in ("train", "test")],
         "tinyimagenet": lambda: _download_tinyimagenet(root),
+        "fashionmnist": lambda: _tv("FashionMNIST")(str(root), download=True),
+        "mnist": lambda: _tv("MNIST")(str(root), download=True),
     }
     if spec.name not in actions:
         raise UserError(f"dataset `{spec.name}` cannot be downloaded (--download).",
@@ -141,9 +219,12 @@ def _download_tinyimagenet(root: Path) -> None:
     download_and_extract_archive(TINYIMAGENET_URL, str(root))
 
 
+# each reader takes what :func:`locate` returned: the root, or an IDX dataset's own folder
 READERS: dict[str, Callable[[Path], tuple[formats.Split, formats.Split]]] = {
     "cifar10": formats.read_cifar10,
     "cifar100": formats.read_cifar100,
     "svhn": formats.read_svhn,
     "tinyimagenet": formats.read_tinyimagenet,
+    "fashionmnist": formats.read_idx_dataset,
+    "mnist": formats.read_idx_dataset,
 }

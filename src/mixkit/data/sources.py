@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from mixkit.data.augment import augment, normalize
 from mixkit.data.formats import Split, decode_image
 from mixkit.data.plan import EpochPlan
+from mixkit.errors import UserError
 
 
 @dataclass
@@ -134,7 +135,12 @@ class TensorSource(_Source):
 
 
 class FileDataset(Dataset):
-    """Image files decoded to uint8 ``[3, size, size]`` in the DataLoader's workers."""
+    """Image files decoded to uint8 ``[3, size, size]`` in the DataLoader's workers.
+
+    A file that cannot be decoded comes back as ``(zeros, message)`` rather than an exception:
+    an exception raised in a worker reaches the main process as a worker traceback, while the
+    message lets the main process raise the one-paragraph error that names the file.
+    """
 
     def __init__(self, paths: list[Path], labels: torch.Tensor, size: int) -> None:
         self.paths, self.labels, self.size = paths, labels, size
@@ -142,8 +148,20 @@ class FileDataset(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> torch.Tensor:
-        return torch.from_numpy(decode_image(self.paths[i], self.size))
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, str]:
+        try:
+            return torch.from_numpy(decode_image(self.paths[i], self.size)), ""
+        except UserError as err:
+            return torch.zeros(3, self.size, self.size, dtype=torch.uint8), err.paragraph
+
+
+def _checked(fetched: tuple[torch.Tensor, list[str]]) -> torch.Tensor:
+    """The images of a fetched batch, or the first undecodable file's error."""
+    images, errors = fetched
+    bad = next((e for e in errors if e), None)
+    if bad:
+        raise UserError(bad)
+    return images
 
 
 class StreamSource(_Source):
@@ -175,8 +193,8 @@ class StreamSource(_Source):
         rows = [_host_rows(*plan.batch(k, batch_size))
                 for k in range(start, plan.num_batches(batch_size))]
         loader = self._load([r.unique_ids.tolist() for r in rows])
-        for r, raw in zip(rows, loader):
-            raw = raw.to(self.device, non_blocking=True)
+        for r, fetched in zip(rows, loader):
+            raw = _checked(fetched).to(self.device, non_blocking=True)
             ids = torch.from_numpy(r.first).to(self.device, non_blocking=True)
             if r.second is None:
                 yield self._assemble(raw[r.where(r.first, self.device)], ids, None, None, None)
@@ -189,8 +207,8 @@ class StreamSource(_Source):
     def eval_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = list(range(len(self)))
         chunks = [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
-        for chunk, raw in zip(chunks, self._load(chunks)):
-            yield (self.prep.eval(raw.to(self.device, non_blocking=True)),
+        for chunk, fetched in zip(chunks, self._load(chunks)):
+            yield (self.prep.eval(_checked(fetched).to(self.device, non_blocking=True)),
                    self.labels[chunk[0]:chunk[-1] + 1])
 
 

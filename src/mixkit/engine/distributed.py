@@ -63,12 +63,13 @@ def shard_plan(plan: EpochPlan, rank: int, world: int, batch_size: int) -> Epoch
 
     Global step ``k`` covers plan rows ``[k*B*W, (k+1)*B*W)``; rank ``r`` takes every ``W``-th
     of them starting at ``r``. Every rank gets the same number of steps, ``ceil(M / (B*W))``;
-    a last global step with fewer rows than ranks is merged into the one before, so no rank
-    ever has an empty batch. Across ranks, each plan row is trained exactly once.
+    a last global step with fewer than two rows per rank is merged into the one before, so no
+    rank ever has an empty or a one-row batch (BatchNorm). Across ranks, each plan row is
+    trained exactly once.
     """
     m, step = plan.inputs, batch_size * world
     steps = max(1, -(-m // step))
-    if steps > 1 and m - (steps - 1) * step < world:
+    if steps > 1 and m - (steps - 1) * step < 2 * world:
         steps -= 1                                   # merge the tiny tail into the last step
     rows = torch.arange(m)
     parts = []

@@ -10,22 +10,23 @@ from __future__ import annotations
 import dataclasses
 import gc
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 import torch
 
 from mixkit.data.plan import EpochPlan
 from mixkit.data.sources import Batch
 from mixkit.engine import distributed as D
-from mixkit.engine.checkpoint import (CHECKPOINT_FORMAT, rng_state, save_checkpoint,
-                                      set_rng_state)
+from mixkit.engine.checkpoint import CHECKPOINT_FORMAT, rng_state, set_rng_state
 from mixkit.engine.optim import Recipe, build_optimizer, set_lr
 from mixkit.engine.progress import TrainingProgress
 from mixkit.engine.rundir import RunDir
 from mixkit.engine.runtime import Runtime
 from mixkit.engine.signals import STOP, Interrupted
 from mixkit.engine.timing import DeviceMeter, EpochTimer
+from mixkit.errors import RunFailed, UserError
 
 LossFn = Callable[[torch.nn.Module, Batch], torch.Tensor]
 
@@ -89,7 +90,7 @@ class ArmResult:
         return {"epochs": self.epochs, "rows": self.rows, "artifacts": self.artifacts}
 
 
-class NonFiniteLoss(RuntimeError):
+class NonFiniteLoss(RunFailed):
     """A NaN/Inf loss: the update was skipped on the device and the run stops (exit 1)."""
 
 
@@ -213,6 +214,20 @@ class Engine:
         opt.zero_grad(set_to_none=True)
         return loss.detach()
 
+    def warm_up(self, arm: Arm, steps: int) -> None:
+        """Up to ``steps`` untimed steps of the arm's first epoch; nothing is logged or saved."""
+        spec = arm.epoch(0)
+        opt = self._optimizer_for(spec.recipe)
+        plan = spec.plan if not self.dist.enabled else D.shard_plan(
+            spec.plan, self.dist.rank, self.dist.world, self.batch_size)
+        steps = min(steps, plan.num_batches(self.batch_size))
+        source = spec.source if spec.source is not None else self.train_source
+        for k, batch in enumerate(source.batches(plan, self.batch_size)):
+            if k >= steps:
+                break
+            self._step(spec, batch, opt, 0.0)
+        self.runtime.synchronize()
+
     def train_epoch(self, arm: Arm, epoch: int) -> dict[str, Any]:
         """One epoch: plan, batches, steps; returns the metrics row (training part)."""
         return self._train_epoch(arm, epoch)[0]
@@ -227,10 +242,17 @@ class Engine:
             return arm.epoch(epoch), 0, meter, 0.0
         spec = arm.epoch(epoch)                          # mid-epoch: rebuild the spec, then
         self._restore_streams(arm, resume)               # restore the state it consumed
-        spec.plan = self._saved_plan(spec, resume)
-        mine = resume["ranks"][self.dist.rank]
-        meter.total.fill_(mine["meter"][0])
-        meter.weight = mine["meter"][1]
+        with self._restoring():
+            spec.plan = self._saved_plan(spec, resume)
+            source = spec.source if spec.source is not None else self.train_source
+            ids = spec.plan.first if spec.plan.second is None else torch.cat(
+                [spec.plan.first, spec.plan.second])
+            if ids.dtype != torch.int64 or ids.numel() and not (
+                    -1 <= int(ids.min()) and int(ids.max()) < len(source)):
+                raise ValueError("the saved epoch plan names samples this data does not have")
+            mine = resume["ranks"][self.dist.rank]
+            meter.total.fill_(float(mine["meter"][0]))
+            meter.weight = mine["meter"][1]
         return spec, resume["batch"], meter, resume["seconds"]
 
     @staticmethod
@@ -331,10 +353,28 @@ class Engine:
                                                "num_pairs": plan.num_pairs},
             "seconds": seconds,
         }
-        save_checkpoint(state, self.rundir.checkpoint_path)
+        self.rundir.save_checkpoint(state)
+
+    @contextmanager
+    def _restoring(self) -> Iterator[None]:
+        """A checkpoint whose contents do not fit this run (crafted, or from another model) is
+        an exit-2 message naming it, not a KeyError/RuntimeError from deep in a restore."""
+        try:
+            yield
+        except (KeyError, IndexError, RuntimeError, ValueError, TypeError, AttributeError) as exc:
+            where = self.rundir.checkpoint_path if self.rundir is not None else "the checkpoint"
+            detail = str(exc).splitlines()[0][:200] if str(exc) else ""
+            raise UserError(f"{where} does not fit this run and cannot be restored "
+                            f"({type(exc).__name__}: {detail}).",
+                            hint="Restore last.pt and config.yaml from a backup, or start a "
+                            "new run.") from None
 
     def _restore_training(self, state: dict[str, Any]) -> None:
         """Model, optimiser (for its recipe), AMP scaler."""
+        with self._restoring():
+            self._load_training(state)
+
+    def _load_training(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         if state["recipe"] is not None:
             recipe = dict(state["recipe"])
@@ -345,11 +385,12 @@ class Engine:
 
     def _restore_streams(self, arm: Arm, state: dict[str, Any]) -> None:
         """Every RNG and the arm's own state, as they were when the checkpoint was taken."""
-        mine = state["ranks"][self.dist.rank]
-        set_rng_state(mine["rng"], self._streams(arm))
-        load = getattr(arm, "load_state_dict", None)
-        if load is not None:
-            load(mine["arm_state"])
+        with self._restoring():
+            mine = state["ranks"][self.dist.rank]
+            set_rng_state(mine["rng"], self._streams(arm))
+            load = getattr(arm, "load_state_dict", None)
+            if load is not None:
+                load(mine["arm_state"])
 
     def _interrupt(self, arm: Arm, epoch: int, batch: int, spec: EpochSpec,
                    meter: DeviceMeter, seconds: float) -> None:

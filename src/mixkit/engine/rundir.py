@@ -3,6 +3,17 @@
 ``config.yaml`` (resolved, re-runnable), ``metrics.jsonl`` (one line per epoch and arm, flushed
 per line), ``summary.json`` (final figures, written atomically), ``summary.csv`` (timm-style
 per-epoch table) and ``last.pt`` (the latest checkpoint). ``docs/run-dir.md`` lists every key.
+
+Safety rules (``docs/reliability.md``):
+
+* a run directory is only ever created, written or deleted at ``OUTPUT/NAME`` with NAME one
+  plain path component (:func:`mixkit.config.check_experiment`);
+* ``--overwrite`` deletes only a directory that is recognisably a mixkit run (its
+  ``config.yaml`` and nothing but the files mixkit writes) and that no live process holds;
+* one writer per run directory: :class:`RunLock` (``flock`` on ``RUN_DIR/.lock``, released by
+  the kernel when the process dies, so a crash never leaves it stuck);
+* a failed write (a full disk) is :class:`WriteFailed`: exit 1, one paragraph, the previous
+  checkpoint intact.
 """
 
 from __future__ import annotations
@@ -12,15 +23,57 @@ import io
 import json
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from mixkit.config import dump_yaml
-from mixkit.engine.checkpoint import atomic_write, write_json
-from mixkit.errors import UserError
+from mixkit.engine.checkpoint import atomic_write, save_checkpoint, write_json
+from mixkit.errors import RunFailed, UserError
 
 CSV_COLUMNS = ("arm", "phase", "epoch", "train_loss", "val_acc", "epoch_seconds", "lr",
                "inputs", "samples", "img_per_s")
+# what mixkit writes into a run directory (anything else means: not ours to delete)
+RUN_FILES = {"config.yaml", "metrics.jsonl", "summary.json", "summary.csv", "last.pt",
+             "reconstruction.png", "reconstruction.json", "log.txt", "model.pt", ".lock"}
+RUN_FOLDERS = {"plots"}
+LOCK_NAME = ".lock"
+
+
+class WriteFailed(RunFailed):
+    """A run file could not be written (disk full, permissions): exit 1, checkpoint intact."""
+
+
+def foreign_entries(path: Path) -> list[str]:
+    """Entries of ``path`` that mixkit does not write (temp files of atomic writes are ours)."""
+    out = []
+    for entry in sorted(path.iterdir()):
+        ours = (entry.name in RUN_FILES and entry.is_file()) or (
+            entry.name in RUN_FOLDERS and entry.is_dir() and not entry.is_symlink()) or (
+            entry.name.startswith(".") and entry.name.endswith(".tmp") and entry.is_file())
+        if not ours:
+            out.append(entry.name)
+    return out
+
+
+def _replaceable(path: Path) -> None:
+    """Raise unless ``path`` is a mixkit run that ``--overwrite`` may delete."""
+    if path.is_symlink() or not path.is_dir():
+        raise UserError(f"--overwrite: {path} is not a directory mixkit created (a file or a "
+                        "symbolic link); mixkit deletes nothing but its own run directories.",
+                        hint="Remove it yourself, or pick another --experiment.")
+    if not (path / "config.yaml").is_file():
+        raise UserError(f"--overwrite: {path} is not a mixkit run directory (no config.yaml); "
+                        "mixkit deletes nothing but its own run directories.",
+                        hint="Pick another --experiment, or remove the folder yourself.")
+    foreign = foreign_entries(path)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+        raise UserError(f"--overwrite: {path} holds files mixkit did not write ({shown}); it "
+                        "will not delete them.",
+                        hint="Move them out of the run directory, or pick another --experiment.")
+    with RunLock(path):                 # a run still writing it is never deleted under it
+        pass
 
 
 def _claim(output: Path, experiment: str, strict: bool, overwrite: bool) -> Path:
@@ -31,57 +84,164 @@ def _claim(output: Path, experiment: str, strict: bool, overwrite: bool) -> Path
     ``-1``, ``-2``, ... suffix instead, so re-running a saved ``config.yaml`` just works.
     """
     path = output / experiment
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         return path
     if overwrite:
+        _replaceable(path)
         shutil.rmtree(path)
         return path
     if strict:
+        interrupted = _status(path / "summary.json") == "interrupted" or (
+            (path / "last.pt").is_file() and not (path / "summary.json").is_file())
+        hint = (f"It holds an unfinished run: continue it with `--resume {path}`, or pass "
+                "--overwrite to replace it." if interrupted else
+                "Pick another --experiment, or pass --overwrite to replace it.")
         raise UserError(f"the run directory {path} already exists (--experiment "
-                        f"{experiment}); mixkit never overwrites a run silently.",
-                        hint="Pick another --experiment, or pass --overwrite to replace it.")
+                        f"{experiment}); mixkit never overwrites a run silently.", hint=hint)
     n = 1
     while (output / f"{experiment}-{n}").exists():
         n += 1
     return output / f"{experiment}-{n}"
 
 
+def _status(path: Path) -> str | None:
+    try:
+        return json.loads(path.read_text()).get("status")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+class RunLock:
+    """One writer per run directory: an exclusive ``flock`` on ``RUN_DIR/.lock``.
+
+    The kernel drops the lock when the process exits, however it exits, so a crashed run never
+    leaves its directory locked. The holder's PID is written into the file for the message a
+    second writer gets. Where ``fcntl`` does not exist (Windows) no lock is taken.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file: io.TextIOWrapper | None = None
+
+    def __enter__(self) -> "RunLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def acquire(self) -> None:
+        try:
+            import fcntl
+        except ImportError:          # pragma: no cover - Windows
+            return
+        f = open(self.path / LOCK_NAME, "a+")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            holder = f.read().strip() or "unknown"
+            f.close()
+            raise UserError(f"the run directory {self.path} is in use by another mixkit "
+                            f"process (pid {holder}); one run directory has one writer.",
+                            hint="Wait for that process to finish or stop it (it saves a "
+                            "resumable checkpoint), then run again.") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        self._file = f
+
+    def release(self) -> None:
+        if self._file is not None:
+            self._file.close()           # closing drops the flock
+            self._file = None
+
+
+@contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """Turn an OSError while writing ``path`` into :class:`WriteFailed` (exit 1, no trace)."""
+    try:
+        yield
+    except OSError as exc:
+        raise WriteFailed(f"could not write {path}: {exc.strerror or exc}. The previous "
+                          "checkpoint (last.pt) is intact.") from None
+
+
 class RunDir:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.rows: list[dict[str, Any]] = []
+        self.lock = RunLock(path)
+        self.made_output = False
 
     @classmethod
     def create(cls, output: str, experiment: str, *, strict: bool, overwrite: bool) -> "RunDir":
         path = _claim(Path(output), experiment, strict, overwrite)
+        made_output = not Path(output).exists()
         try:
             path.mkdir(parents=True, exist_ok=False)
+        except FileExistsError:
+            raise UserError(f"the run directory {path} was created by another process just "
+                            "now.", hint="Pick another --experiment.") from None
         except OSError as exc:
             raise UserError(f"cannot create the run directory {path}: {exc.strerror}.",
                             hint="Choose a writable --output.") from None
-        return cls(path)
+        rundir = cls(path)
+        rundir.made_output = made_output
+        rundir.lock.acquire()
+        return rundir
+
+    @classmethod
+    def reopen(cls, path: Path) -> "RunDir":
+        """An existing run directory, locked, with temp files of interrupted writes removed."""
+        rundir = cls(path)
+        rundir.lock.acquire()
+        for stale in path.glob(".*.tmp"):     # only a dead writer leaves these; we hold the lock
+            stale.unlink(missing_ok=True)
+        return rundir
+
+    def discard(self) -> None:
+        """Remove a run directory this process created and trained nothing into (a user
+        error found mid-run, such as an undecodable image in a streamed folder)."""
+        self.lock.release()
+        shutil.rmtree(self.path, ignore_errors=True)
+        if self.made_output:                  # --output too, if this run made it and it is empty
+            try:
+                self.path.parent.rmdir()
+            except OSError:
+                pass
 
     @property
     def checkpoint_path(self) -> Path:
         return self.path / "last.pt"
 
+    def _atomic(self, name: str, write: Callable[[io.BufferedWriter], None]) -> None:
+        with writing(self.path / name):
+            atomic_write(self.path / name, write)
+
     def write_config(self, cfg: Any) -> None:
-        atomic_write(self.path / "config.yaml", lambda f: f.write(dump_yaml(cfg).encode()))
+        self._atomic("config.yaml", lambda f: f.write(dump_yaml(cfg).encode()))
+
+    def save_checkpoint(self, state: dict[str, Any]) -> None:
+        with writing(self.checkpoint_path):
+            save_checkpoint(state, self.checkpoint_path)
 
     def reset_rows(self, rows: list[dict[str, Any]]) -> None:
         """Rewrite metrics.jsonl and summary.csv to ``rows`` (a resumed run drops any row
         logged after its checkpoint, so no epoch appears twice)."""
         text = "".join(json.dumps(r) + "\n" for r in rows)
-        atomic_write(self.path / "metrics.jsonl", lambda f: f.write(text.encode()))
+        self._atomic("metrics.jsonl", lambda f: f.write(text.encode()))
         self.rows = list(rows)
         self._write_csv()
 
     def log(self, row: dict[str, Any]) -> None:
         """Append one epoch's row to metrics.jsonl (flushed and fsynced) and summary.csv."""
-        with open(self.path / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(row) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        with writing(self.path / "metrics.jsonl"):
+            with open(self.path / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(row) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
         self.rows.append(row)
         self._write_csv()
 
@@ -90,7 +250,11 @@ class RunDir:
         writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(self.rows)
-        atomic_write(self.path / "summary.csv", lambda f: f.write(buf.getvalue().encode()))
+        self._atomic("summary.csv", lambda f: f.write(buf.getvalue().encode()))
+
+    def write_json(self, name: str, obj: Any) -> None:
+        with writing(self.path / name):
+            write_json(self.path / name, obj)
 
     def write_summary(self, summary: dict[str, Any]) -> None:
-        write_json(self.path / "summary.json", summary)
+        self.write_json("summary.json", summary)

@@ -5,6 +5,14 @@ as it is (``patch_embed``, ``_pos_embed``, ``blocks``, ``norm``); nothing re-imp
 encoder. The decoder follows MAE's (``decoder_embed`` -> mask tokens -> un-shuffle -> fixed 2-D
 sin-cos position embedding -> transformer blocks -> norm -> per-patch pixel prediction), at the
 size MixTraining uses for ViT-Tiny (App. A.3: depth 2, width 192, 3 heads).
+
+The encoder's final LayerNorm. MAE's ``models_mae.py`` normalises the encoder output (``norm``
+after the blocks) before ``decoder_embed``; for fine-tuning with average pooling it then drops
+that norm and normalises the *pooled* feature instead (``fc_norm``). timm's avg-pool ViT is built
+the fine-tuning way (``norm`` is an identity, ``fc_norm`` a LayerNorm after pooling), which is
+what our classifier uses. So the pre-training norm lives in the SSL head
+(:attr:`MAEDecoder.encoder_norm`): the decoder sees normalised tokens exactly as in the
+reference, and the classifier sees exactly what it saw before.
 """
 
 from __future__ import annotations
@@ -73,7 +81,9 @@ def unpatchify(patches: torch.Tensor, patch: int, grid: tuple[int, int],
 def encode_visible(vit: nn.Module, images: torch.Tensor, ids_keep: torch.Tensor) -> torch.Tensor:
     """The MAE encoder: embed all patches (with positions), keep the visible ones, run the blocks.
 
-    Prefix tokens (class/register) are always kept, as in MAE. Returns [B, prefix + K, D].
+    Prefix tokens (class/register) are always kept, as in MAE. Returns [B, prefix + K, D], the
+    same tokens ``forward_features`` gives for those patches on a full pass (so the shared mix
+    forward and an SSL epoch feed the decoder alike; its ``encoder_norm`` normalises them).
     """
     x = vit.norm_pre(vit.patch_drop(vit._pos_embed(vit.patch_embed(images))))
     p = vit.num_prefix_tokens
@@ -96,6 +106,7 @@ class MAEDecoder(nn.Module):
                  mlp_ratio: float = 4.0) -> None:
         super().__init__()
         self.grid, self.patch, self.in_chans, self.num_prefix = grid, patch, in_chans, num_prefix
+        self.encoder_norm = nn.LayerNorm(encoder_dim)   # models_mae.py's encoder ``norm``
         self.embed = nn.Linear(encoder_dim, dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
         pos = build_sincos2d_pos_embed(list(grid), dim)           # fixed, as MAE's decoder
@@ -113,8 +124,9 @@ class MAEDecoder(nn.Module):
         return self.grid[0] * self.grid[1]
 
     def forward(self, visible: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
-        """``visible`` [B, prefix + K, D_enc] -> predicted patches [B, L, p*p*C]."""
-        x = self.embed(visible)
+        """``visible`` [B, prefix + K, D_enc] (encoder blocks' output) -> predicted patches
+        [B, L, p*p*C]."""
+        x = self.embed(self.encoder_norm(visible))
         p, b = self.num_prefix, x.shape[0]
         hidden = self.mask_token.expand(b, self.num_patches - (x.shape[1] - p), -1)
         patches = gather_tokens(torch.cat([x[:, p:], hidden], dim=1), ids_restore)

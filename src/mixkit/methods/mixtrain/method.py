@@ -24,13 +24,25 @@ from mixkit.models import ModelInfo
 from mixkit.models.split import region_logits
 
 
-def check_op(op: str, info: ModelInfo) -> None:
-    """CutMix with split propagation needs at least two cells in the final feature grid."""
-    if op == "cutmix" and info.grid[0] * info.grid[1] < 2:
+def check_op(op: str, info: ModelInfo, img_size: int) -> None:
+    """CutMix with split propagation needs at least two cells in the final feature grid, and
+    boxes aligned to that grid: the image size must be a whole number of cells."""
+    if op != "cutmix":
+        return
+    if info.grid[0] * info.grid[1] < 2:
         raise UserError(
             f"--op cutmix needs a final feature grid of at least 2 cells, but `{info.name}` "
             f"ends on {info.grid[0]}x{info.grid[1]} at this --img-size.",
             hint="Use a larger --img-size, a smaller --patch-size, or --op mixup.")
+    if img_size % info.grid[0] or img_size % info.grid[1]:
+        good = [s for s in range(img_size - 16, img_size + 17)
+                if s >= 8 and s % info.grid[0] == 0 and s % info.grid[1] == 0]
+        raise UserError(
+            f"--op cutmix pastes boxes aligned to the final {info.grid[0]}x{info.grid[1]} "
+            f"feature grid of `{info.name}`, but --img-size {img_size} is not a multiple of it "
+            "(the boxes would not line up with the regions split propagation pools).",
+            hint=f"Use an --img-size that is a multiple of {info.grid[0]} "
+            f"(e.g. {', '.join(map(str, good[:3])) or 32}), or --op mixup.")
 
 
 class MixTrainArm:
@@ -40,7 +52,7 @@ class MixTrainArm:
 
     def __init__(self, cfg: Any, num_samples: int, recipe: Recipe, info: ModelInfo,
                  img_size: int, device: torch.device, dist: Dist = Dist()) -> None:
-        check_op(cfg.op, info)
+        check_op(cfg.op, info, img_size)
         self.dist = dist
         self.cfg, self.epochs, self.recipe, self.info = cfg, cfg.epochs, recipe, info
         self.state = MixState(num_samples, device, cfg.thresholds, cfg.r1_entry,

@@ -65,6 +65,9 @@ def next_mix(region: torch.Tensor, loss: torch.Tensor, prev_loss: torch.Tensor,
 
     * Region 1 mixes: an unmixed sample enters, a mixed one stays while its loss stays below
       ``L_mid`` (§4.2.3); above it, it falls in Region 2/3 and returns to the unmixed set.
+    * A sample mixed *for Region 3* this epoch is "brought back" (§4.2.4: "mixed for the next
+      epoch, following which it is brought back"), whatever its loss: even one that fell below
+      ``L_mid`` trains unmixed for an epoch, and only then may enter Region 1.
     * Region 3 mixes a sample whose loss rose since the previous epoch (k = 1) — by default only
       a sample that trained *unmixed* this epoch (§4.2.2 applies the regions to "samples that are
       not mixed in epoch E"), so one that was just mixed for Region 3 returns (§4.2.4) and a
@@ -77,7 +80,8 @@ def next_mix(region: torch.Tensor, loss: torch.Tensor, prev_loss: torch.Tensor,
     """
     rose = (region == R3) & (loss > prev_loss)
     r3 = rose & (~mixed if r3_from == "unmixed" else why != R3)
-    r1 = region == R1
+    back = mixed & (why == R3)      # §4.2.4: mixed for Region 3 -> unmixed next epoch, always
+    r1 = (region == R1) & ~back
     if correct is not None:
         r1 = r1 & (correct | (mixed & (why == R1)))
     out = torch.where(r1, torch.full_like(why, R1), torch.full_like(why, NONE))

@@ -1,0 +1,169 @@
+"""Run directories under attack and faults: nothing outside ``--output`` is touched, one writer
+per run, a full disk is exit 1 with a resumable checkpoint, a resume never runs a different
+recipe, and the untimed warm-up changes no result."""
+
+from __future__ import annotations
+
+import errno
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from conftest import run_cli
+from mixkit.engine import rundir as rundir_mod
+from mixkit.engine.checkpoint import atomic_write
+
+SMALL = ["--data", "digits", "--data-fraction", "0.05", "--val-fraction", "0.05",
+         "--img-size", "16", "-b", "16"]
+MIXTRAIN = ["mixtrain", *SMALL, "--model", "mobilenetv2_035", "--epochs", "2", "--no-baseline"]
+
+
+def _run(tmp: Path, name: str, capsys, *extra: str) -> tuple[int, str]:
+    code, _, err = run_cli([*MIXTRAIN, *extra, "--output", str(tmp / "runs"),
+                            "--experiment", name], capsys)
+    return code, err
+
+
+def test_overwrite_never_deletes_outside_output_or_what_is_not_a_run(tmp_path, capsys) -> None:
+    parent = tmp_path / "home"
+    (parent / "runs").mkdir(parents=True)
+    (parent / "precious.txt").write_text("keep")
+    for name in ("..", ".", "../home", str(parent)):
+        code, _, err = run_cli([*MIXTRAIN, "--output", str(parent / "runs"), "--experiment",
+                                name, "--overwrite"], capsys)
+        assert code == 2 and "--experiment" in err
+    assert (parent / "precious.txt").read_text() == "keep"
+    # a folder that is not a run, and a run with someone's file in it, are never deleted
+    (parent / "runs" / "notes").mkdir()
+    (parent / "runs" / "notes" / "a.txt").write_text("mine")
+    code, _, err = run_cli([*MIXTRAIN, "--output", str(parent / "runs"), "--experiment", "notes",
+                            "--overwrite"], capsys)
+    assert code == 2 and "not a mixkit run directory" in err
+    assert (parent / "runs" / "notes" / "a.txt").read_text() == "mine"
+
+
+def test_overwrite_replaces_a_finished_run_but_not_one_with_foreign_files(tmp_path,
+                                                                          capsys) -> None:
+    assert _run(tmp_path, "R", capsys)[0] == 0
+    run = tmp_path / "runs" / "R"
+    (run / "my-analysis.ipynb").write_text("{}")
+    code, err = _run(tmp_path, "R", capsys, "--overwrite")
+    assert code == 2 and "my-analysis.ipynb" in err and (run / "my-analysis.ipynb").exists()
+    (run / "my-analysis.ipynb").unlink()
+    (run / "config.yaml").write_text((run / "config.yaml").read_text())
+    stamp = (run / "summary.json").stat().st_mtime_ns
+    assert _run(tmp_path, "R", capsys, "--overwrite")[0] == 0
+    assert (run / "summary.json").stat().st_mtime_ns != stamp         # a new run
+
+
+def test_a_second_writer_is_refused_naming_the_holder(tmp_path, capsys) -> None:
+    assert _run(tmp_path, "L", capsys)[0] == 0
+    run = tmp_path / "runs" / "L"
+    (run / "summary.json").unlink()                       # as if it had been interrupted
+    # another process holds the run (a real second process, as two shells would)
+    holder = subprocess.Popen([sys.executable, "-c",
+                               "import sys, time; from pathlib import Path; "
+                               "from mixkit.engine.rundir import RunLock; "
+                               f"l = RunLock(Path({str(run)!r})); l.acquire(); "
+                               "print('held', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        code, _, err = run_cli(["mixtrain", "--resume", str(run)], capsys)
+        assert code == 2 and f"pid {holder.pid}" in err and "one writer" in err
+        code, err = _run(tmp_path, "L", capsys, "--overwrite")
+        assert code == 2 and f"pid {holder.pid}" in err                 # nor deleted under it
+    finally:
+        holder.kill()
+        holder.wait()
+    code, _, err = run_cli(["mixtrain", "--resume", str(run)], capsys)  # a dead holder: free
+    assert code == 0, err
+
+
+def test_a_full_disk_at_a_checkpoint_is_exit_1_and_resumable(tmp_path, monkeypatch,
+                                                             capsys) -> None:
+    real = rundir_mod.save_checkpoint
+    calls = {"n": 0}
+
+    def torn(f) -> None:                                  # the disk fills mid-write
+        f.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def full(state, path):
+        calls["n"] += 1
+        if calls["n"] == 2:                               # the second epoch's checkpoint
+            atomic_write(path, torn)
+        return real(state, path)
+
+    monkeypatch.setattr(rundir_mod, "save_checkpoint", full)
+    code, err = _run(tmp_path, "F", capsys)
+    assert code == 1 and "No space left on device" in err and "Traceback" not in err
+    run = tmp_path / "runs" / "F"
+    assert "--resume" in err and str(run) in err
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "failed" and "No space left" in summary["error"]
+    assert not list(run.glob(".*.tmp"))                   # the torn write left nothing
+    state = torch.load(run / "last.pt", weights_only=True)
+    assert (state["epoch"], state["batch"]) == (1, 0)     # the previous checkpoint, whole
+    monkeypatch.setattr(rundir_mod, "save_checkpoint", real)
+    code, _, err = run_cli(["mixtrain", "--resume", str(run)], capsys)
+    assert code == 0, err
+
+
+def test_stale_temp_files_of_a_killed_writer_are_removed_on_resume(tmp_path, capsys) -> None:
+    assert _run(tmp_path, "T", capsys)[0] == 0
+    run = tmp_path / "runs" / "T"
+    (run / "summary.json").unlink()
+    (run / ".last.pt.x1y2.tmp").write_bytes(b"half a checkpoint")
+    code, _, err = run_cli(["mixtrain", "--resume", str(run)], capsys)
+    assert code == 0, err
+    assert not (run / ".last.pt.x1y2.tmp").exists()
+
+
+def test_resume_refuses_an_edited_config_and_a_crafted_checkpoint(tmp_path, capsys) -> None:
+    assert _run(tmp_path, "E", capsys)[0] == 0
+    run = tmp_path / "runs" / "E"
+    (run / "summary.json").unlink()
+    text = (run / "config.yaml").read_text()
+    (run / "config.yaml").write_text(text.replace("batch_size: 16", "batch_size: 8")
+                                     .replace("model: mobilenetv2_035", "model: resnet18"))
+    code, _, err = run_cli(["mixtrain", "--resume", str(run)], capsys)
+    assert code == 2 and "batch_size: 16 -> 8" in err and "model" in err
+    (run / "config.yaml").write_text(text)
+    torch.save({"format": 1, "command": "mixtrain", "arm": "mixtrain"}, run / "last.pt")
+    code, _, err = run_cli(["mixtrain", "--resume", str(run)], capsys)
+    assert code == 2 and "not a complete mixkit checkpoint" in err and "Traceback" not in err
+
+
+def test_a_mid_run_user_error_leaves_no_half_made_run_dir(tmp_path, capsys,
+                                                          imagefolder_root) -> None:
+    (imagefolder_root / "val" / "dog" / "1.png").write_bytes(b"broken")
+    code, _, err = run_cli(["mixtrain", "--data", "imagefolder", "--data-dir",
+                            str(imagefolder_root), "--img-size", "16", "-b", "4", "--epochs",
+                            "1", "--model", "mobilenetv2_035", "--workers", "0", "--output",
+                            str(tmp_path / "runs"), "--experiment", "B"], capsys)
+    assert code == 2 and "1.png" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_reusing_an_interrupted_runs_name_suggests_resume(tmp_path, capsys) -> None:
+    assert _run(tmp_path, "I", capsys)[0] == 0
+    (tmp_path / "runs" / "I" / "summary.json").unlink()
+    code, err = _run(tmp_path, "I", capsys)
+    assert code == 2 and f"--resume {tmp_path / 'runs' / 'I'}" in err
+
+
+def test_the_untimed_warm_up_changes_no_result(tmp_path, capsys) -> None:
+    for name, steps in (("W0", "0"), ("W5", "5")):
+        assert _run(tmp_path, name, capsys, "--timing-warmup", steps)[0] == 0
+    a, b = (torch.load(tmp_path / "runs" / n / "last.pt", weights_only=True) for n in ("W0", "W5"))
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    rows = [[json.loads(x) for x in (tmp_path / "runs" / n / "metrics.jsonl").open()]
+            for n in ("W0", "W5")]
+    drop = ("epoch_seconds", "img_per_s")
+    assert [{k: v for k, v in r.items() if k not in drop} for r in rows[0]] == \
+        [{k: v for k, v in r.items() if k not in drop} for r in rows[1]]
