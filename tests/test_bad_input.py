@@ -196,6 +196,8 @@ CASES = [
     ("unknown-model", [*MT, "--model", "resnet19"], None, "--model", "resnet18"),
     ("unknown-op", [*MT, "--op", "blend"], None, "--op", "must be one of cutmix, mixup"),
     ("unknown-config-key", [*MT, "-c", "{p}"], _yaml("epohcs: 3\n"), "{p}", "epohcs"),
+    ("config-of-the-other-command", [*MT, "-c", "{p}"], _yaml("epochs_ssl: 3\n"), "{p}",
+     "mixkit mixtraining -c"),
     ("malformed-yaml", [*MT, "-c", "{p}"], _yaml("epochs: [1\n"), "{p}", "not valid YAML"),
     ("yaml-not-a-mapping", [*MT, "-c", "{p}"], _yaml("- 1\n"), "{p}", "mapping"),
     ("yaml-wrong-type", [*MT, "-c", "{p}"], _yaml("batch_size: many\n"), "batch_size",

@@ -167,3 +167,13 @@ def test_the_untimed_warm_up_changes_no_result(tmp_path, capsys) -> None:
     drop = ("epoch_seconds", "img_per_s")
     assert [{k: v for k, v in r.items() if k not in drop} for r in rows[0]] == \
         [{k: v for k, v in r.items() if k not in drop} for r in rows[1]]
+
+
+def test_a_last_batch_of_one_sample_on_a_1x1_feature_map_trains(tmp_path, capsys) -> None:
+    """86 samples in batches of 85 would leave one sample alone, which BatchNorm cannot
+    normalise on ResNet-18's 1x1 map at 8 px: it joins the batch before instead."""
+    code, _, err = run_cli(["mixtrain", "--data", "digits", "--data-fraction", "0.05",
+                            "--val-fraction", "0.05", "-b", "85", "--img-size", "8", "--op",
+                            "mixup", "--model", "resnet18", "--epochs", "1", "--no-baseline",
+                            "--output", str(tmp_path), "--experiment", "B"], capsys)
+    assert code == 0, err

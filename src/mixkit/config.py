@@ -324,15 +324,29 @@ def check_experiment(name: str | None, where: str) -> None:
                         "folder with --output.")
 
 
+def _command_with(key: str, cls: type) -> str | None:
+    """The other training command whose config has ``key`` (a config given to the wrong
+    command), or None."""
+    for name, other in (("mixtrain", MixtrainConfig), ("mixtraining", MixtrainingConfig)):
+        if other is not cls and key in {f.name for f in fields(other)}:
+            return name
+    return None
+
+
 def build_config(cls: type, values: dict[str, Any], where: str) -> Any:
     """Build and validate a config of type ``cls`` from a mapping; raise UserError if bad."""
     types_ = field_types(cls)
     unknown = [k for k in values if k not in types_]
     if unknown:
         key = unknown[0]
+        other = _command_with(str(key), cls)
+        if other:
+            raise UserError(f"{where}: `{key}` is an option of `mixkit {other}`, not of this "
+                            "command: this looks like a config for the other command.",
+                            hint=f"Run it with `mixkit {other} -c {where}`.")
         close = difflib.get_close_matches(str(key), list(types_), n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise UserError(f"{where}: unknown config key `{key}`.{hint}",
+        raise UserError(f"{where}: unknown config key `{_short(key)}`.{hint}",
                         hint="Run with --help to see every option; each flag --a-b is YAML "
                         "key a_b.")
     kwargs = {k: _coerce(k, v, *types_[k], where) for k, v in values.items()}
