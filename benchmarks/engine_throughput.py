@@ -50,13 +50,18 @@ class PilDataset(Dataset):
         return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
 
 
-def plain_epoch(model, loader, opt, device) -> tuple[float, int]:
+def plain_epoch(model, loader, opt, device, amp: bool = False,
+                channels_last: bool = False) -> tuple[float, int]:
+    """One epoch of the loop a user writes (with autocast / channels_last if asked)."""
     model.train()
     sync(device)
     start, n, running_loss = time.perf_counter(), 0, 0.0
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
     for x, y in loader:
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        loss = F.cross_entropy(model(x), y)
+        x = x.to(device, non_blocking=True).contiguous(memory_format=fmt)
+        y = y.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            loss = F.cross_entropy(model(x), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -71,6 +76,78 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def train_flops_per_image(model: torch.nn.Module, img_size: int, device: torch.device) -> float:
+    """Forward FLOPs of one image (torch's FLOP counter) x 3 for forward + backward."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.zeros(2, 3, img_size, img_size, device=device)
+    with FlopCounterMode(display=False) as counter:
+        model(x)
+    return 3 * counter.get_total_flops() / 2
+
+
+def compare(data, model_name: str, batch_size: int, device: torch.device, *, amp: bool = False,
+            channels_last: bool = False, compile: bool = False, workers: int = 2,
+            repeats: int = 3, patch_size: int | None = None, log=print) -> dict:
+    """mixkit's engine vs the plain loop on the same model, data, device and options: img/s
+    per repeat (alternating which runs first) and the median ratio."""
+    n = len(data.train)
+    mean, std = data.train.prep.mean.cpu(), data.train.prep.std.cpu()
+    images = data.train.images.cpu().permute(0, 2, 3, 1).numpy()
+    tfm = [T.RandomCrop(data.img_size, padding=4)]
+    tfm += [T.RandomHorizontalFlip()] if data.hflip else []
+    tfm += [T.ToTensor(), T.Normalize(mean.tolist(), std.tolist())]
+    loader = DataLoader(PilDataset(images, data.train.labels.cpu().numpy(), T.Compose(tfm)),
+                        batch_size=batch_size, shuffle=True, num_workers=workers,
+                        pin_memory=device.type == "cuda", persistent_workers=workers > 0,
+                        drop_last=True)
+
+    def fresh_model():
+        torch.manual_seed(0)
+        return create_model(model_name, data.num_classes, data.img_size, patch_size)[0]
+
+    plain_model = fresh_model().to(device)
+    if channels_last:
+        plain_model = plain_model.to(memory_format=torch.channels_last)
+    plain_opt = torch.optim.AdamW(plain_model.parameters(), lr=1e-3, weight_decay=0.05,
+                                  fused=device.type == "cuda" or None)
+    if compile:
+        plain_model.compile()
+    runtime = Runtime(device, amp=amp, channels_last=channels_last, compile=compile)
+    data.train.prep.channels_last = channels_last
+    engine = Engine(fresh_model(), runtime, data.train, data.val, batch_size=batch_size,
+                    log_interval=10**9, progress=TrainingProgress(enabled=False))
+    arm = SupervisedArm("sl", 10**6, n, Recipe("sl", 1e-3, 1e-6, 0.05, 0, 10**6),
+                        torch.Generator().manual_seed(0))
+
+    def run_mixkit(epoch: int) -> float:
+        return n / engine.train_epoch(arm, epoch)["epoch_seconds"]
+
+    def run_plain() -> float:
+        seconds, seen = plain_epoch(plain_model, loader, plain_opt, device, amp, channels_last)
+        return seen / seconds
+
+    log(f"device {runtime.describe()}; {data.name} {n} images at {data.img_size}px; "
+        f"{model_name}; batch {batch_size}; plain loop workers {workers}")
+    run_mixkit(0), run_plain()  # warm-up (allocator, oneDNN/cuDNN kernels, compile, workers)
+    rows = []
+    for r in range(repeats):
+        order = ("mixkit", "plain") if r % 2 == 0 else ("plain", "mixkit")
+        ips = {k: run_mixkit(r + 1) if k == "mixkit" else run_plain() for k in order}
+        rows.append(ips)
+        log(f"repeat {r}: mixkit {ips['mixkit']:8.1f} img/s   plain {ips['plain']:8.1f} img/s"
+            f"   ratio {ips['mixkit'] / ips['plain']:.3f}")
+    ratios = [r["mixkit"] / r["plain"] for r in rows]
+    out = {"amp": amp, "channels_last": channels_last, "compile": compile,
+           "mixkit_img_s": statistics.median(r["mixkit"] for r in rows),
+           "plain_img_s": statistics.median(r["plain"] for r in rows),
+           "ratio_median": statistics.median(ratios), "ratio_min": min(ratios),
+           "ratio_max": max(ratios), "repeats": repeats}
+    log(f"median ratio mixkit/plain = {out['ratio_median']:.3f} (min {min(ratios):.3f}, "
+        f"max {max(ratios):.3f}, {repeats} repeats)")
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", default="digits")
@@ -83,56 +160,19 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2, help="plain loop's DataLoader workers")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--device", default="auto")
-    p.add_argument("--channels-last", action="store_true",
-                   help="mixkit arm only (the engine option); the plain loop stays NCHW")
+    p.add_argument("--amp", action="store_true", help="bf16 autocast in both loops")
+    p.add_argument("--channels-last", action="store_true", help="in both loops")
+    p.add_argument("--compile", action="store_true", help="torch.compile in both loops")
     args = p.parse_args()
 
     device = resolve_device(args.device)
     cfg = build_config(MixtrainConfig, {
         "data_dir": args.data_dir, "img_size": args.img_size, "data_fraction": args.data_fraction,
-        "workers": 0, "channels_last": args.channels_last}, "benchmark")
+        "workers": 0}, "benchmark")
     data = load_data(args.data, cfg, device, "benchmark")
-    n = len(data.train)
-    mean, std = data.train.prep.mean.cpu(), data.train.prep.std.cpu()
-    images = data.train.images.cpu().permute(0, 2, 3, 1).numpy()
-    tfm = [T.RandomCrop(data.img_size, padding=4)]
-    tfm += [T.RandomHorizontalFlip()] if data.hflip else []
-    tfm += [T.ToTensor(), T.Normalize(mean.tolist(), std.tolist())]
-    loader = DataLoader(PilDataset(images, data.train.labels.cpu().numpy(), T.Compose(tfm)),
-                        batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
-                        pin_memory=device.type == "cuda", persistent_workers=args.workers > 0)
-
-    def fresh_model():
-        torch.manual_seed(0)
-        return create_model(args.model, data.num_classes, data.img_size, args.patch_size)[0]
-
-    plain_model = fresh_model().to(device)
-    plain_opt = torch.optim.AdamW(plain_model.parameters(), lr=1e-3, weight_decay=0.05)
-    runtime = Runtime(device, channels_last=args.channels_last)
-    engine = Engine(fresh_model(), runtime, data.train, data.val, batch_size=args.batch_size,
-                    log_interval=10**9, progress=TrainingProgress(enabled=False))
-    arm = SupervisedArm("sl", 10**6, n, Recipe("sl", 1e-3, 1e-6, 0.05, 0, 10**6),
-                        torch.Generator().manual_seed(0))
-
-    def run_mixkit(epoch: int) -> float:
-        return n / engine.train_epoch(arm, epoch)["epoch_seconds"]
-
-    def run_plain() -> float:
-        seconds, seen = plain_epoch(plain_model, loader, plain_opt, device)
-        return seen / seconds
-
-    print(f"device {runtime.describe()}; {args.data} {n} images at {data.img_size}px; "
-          f"{args.model}; batch {args.batch_size}; plain loop workers {args.workers}")
-    run_mixkit(0), run_plain()  # warm-up (allocator, oneDNN/cuDNN kernels, worker start)
-    ratios = []
-    for r in range(args.repeats):
-        order = ("mixkit", "plain") if r % 2 == 0 else ("plain", "mixkit")
-        ips = {k: run_mixkit(r + 1) if k == "mixkit" else run_plain() for k in order}
-        ratios.append(ips["mixkit"] / ips["plain"])
-        print(f"repeat {r}: mixkit {ips['mixkit']:8.1f} img/s   plain {ips['plain']:8.1f} img/s"
-              f"   ratio {ratios[-1]:.3f}")
-    print(f"median ratio mixkit/plain = {statistics.median(ratios):.3f} "
-          f"(min {min(ratios):.3f}, max {max(ratios):.3f}, {args.repeats} repeats)")
+    compare(data, args.model, args.batch_size, device, amp=args.amp,
+            channels_last=args.channels_last, compile=args.compile, workers=args.workers,
+            repeats=args.repeats, patch_size=args.patch_size)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mixkit.config import MixtrainConfig, build_config
-from mixkit.data import load_data
+from mixkit.data import load_data, shuffled
 from mixkit.engine.checkpoint import atomic_write, save_checkpoint
 from mixkit.engine.loop import Engine
 from mixkit.engine.optim import Recipe, build_optimizer, cosine_lr
@@ -128,3 +128,36 @@ def test_failed_checkpoint_write_leaves_previous_one_loadable(tmp_path: Path) ->
     state = torch.load(path, weights_only=True)
     assert state["epoch"] == 1 and torch.equal(state["w"], torch.ones(3))
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]   # no temp file left behind
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_a_non_finite_loss_skips_the_whole_update_fused_or_not(fused, monkeypatch) -> None:
+    """Fused AdamW skips on the device (found_inf); a plain AdamW (no fused kernel for the
+    device, e.g. MPS on an older torch) must neither crash on found_inf nor update: weights
+    and the optimiser's step count stay as they were."""
+    from mixkit.engine import loop
+    from mixkit.engine.loop import EpochSpec
+    from mixkit.methods.supervised import cross_entropy_loss
+
+    if not fused:
+        real = loop.build_optimizer
+
+        def plain(model, recipe):
+            opt = real(model, recipe)
+            return torch.optim.AdamW(opt.param_groups, lr=recipe.lr_at(0.0))
+        monkeypatch.setattr(loop, "build_optimizer", plain)
+    eng, data = _engine(batch_size=20)
+    recipe = Recipe("sl", 1e-3, 0, 0.05, 0, 1)
+    opt = eng._optimizer_for(recipe)
+    assert loop.is_fused(opt) is fused
+    batch = next(iter(data.train.batches(shuffled(len(data.train),
+                                                  torch.Generator().manual_seed(0)), 20)))
+    good = EpochSpec("sl", None, recipe, cross_entropy_loss)
+    eng._step(good, batch, opt, 0.1)
+    before = {k: v.detach().clone() for k, v in eng.model.named_parameters()}
+    steps = [float(s["step"]) for s in opt.state.values()]
+    bad = EpochSpec("sl", None, recipe, lambda m, b: cross_entropy_loss(m, b) * float("nan"))
+    eng._step(bad, batch, opt, 0.2)
+    for k, v in eng.model.named_parameters():
+        assert torch.equal(v, before[k]), k
+    assert [float(s["step"]) for s in opt.state.values()] == steps

@@ -95,9 +95,13 @@ class TrainConfig:
     seed: int = opt(0, "Random seed (model init, data subset, plans, augmentation).", min=0,
                     max=2**63 - 1)
     device: str = opt("auto", "auto, cpu, cuda, cuda:N or mps.")
-    amp: bool = opt(False, "Automatic mixed precision (autocast).")
+    amp: Optional[bool] = opt(
+        None, "Automatic mixed precision (autocast). Default: on with bfloat16 on a CUDA GPU that "
+        "supports it, off on CPU and MPS (--no-amp turns it off).")
     amp_dtype: str = opt("bfloat16", "AMP dtype.", choices=("bfloat16", "float16"))
-    channels_last: bool = opt(False, "Use channels_last memory format (CNNs on CUDA).")
+    channels_last: Optional[bool] = opt(
+        None, "channels_last memory format. Default: on for CNNs on CUDA, off elsewhere "
+        "(--no-channels-last turns it off).")
     torchcompile: bool = opt(False, "Compile the model with torch.compile.")
     timing_warmup: int = opt(
         2, "Untimed warm-up steps before the first arm, so one-time costs (thread pools, "
@@ -346,7 +350,7 @@ def build_config(cls: type, values: dict[str, Any], where: str) -> Any:
                             hint=f"Run it with `mixkit {other} -c {where}`.")
         close = difflib.get_close_matches(str(key), list(types_), n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise UserError(f"{where}: unknown config key `{_short(key)}`.{hint}",
+        raise UserError(f"{where}: unknown config key `{str(key)[:60]}`.{hint}",
                         hint="Run with --help to see every option; each flag --a-b is YAML "
                         "key a_b.")
     kwargs = {k: _coerce(k, v, *types_[k], where) for k, v in values.items()}

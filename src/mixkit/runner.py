@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -30,6 +30,7 @@ from mixkit.engine.signals import Interrupted, stop_on_signals
 from mixkit.engine.runtime import Runtime
 from mixkit.errors import RunFailed, UserError
 from mixkit.models import ModelInfo, create_model
+from mixkit.models.factory import family_of
 from mixkit.report import speedup_table
 
 
@@ -93,9 +94,11 @@ def default_experiment(command: str, cfg: Any) -> str:
 
 def prepare(cfg: Any, command: CommandSpec, dist: D.Dist = D.Dist()) -> RunContext:
     """Everything that can fail on user input, before any file is written."""
-    runtime = Runtime.from_config(cfg)
+    fam = family_of(cfg.model)
+    runtime = Runtime.from_config(cfg, fam.kind if fam is not None else "cnn")
     D.init_process_group(dist, runtime.device)
-    data = load_data(cfg.data, cfg, runtime.device, command.name)
+    data = load_data(cfg.data, replace(cfg, channels_last=runtime.channels_last),
+                     runtime.device, command.name)
     _check(cfg, data)
     _, info = create_model(cfg.model, data.num_classes, data.img_size, cfg.patch_size,
                            data.spec.native_size)

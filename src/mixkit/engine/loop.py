@@ -20,7 +20,7 @@ from mixkit.data.plan import EpochPlan
 from mixkit.data.sources import Batch
 from mixkit.engine import distributed as D
 from mixkit.engine.checkpoint import CHECKPOINT_FORMAT, rng_state, set_rng_state
-from mixkit.engine.optim import Recipe, build_optimizer, set_lr
+from mixkit.engine.optim import Recipe, build_optimizer, is_fused, set_lr
 from mixkit.engine.progress import TrainingProgress
 from mixkit.engine.rundir import RunDir
 from mixkit.engine.runtime import Runtime
@@ -206,11 +206,12 @@ class Engine:
         self._bad = torch.maximum(self._bad, (~torch.isfinite(loss.detach())).float())
         if self.dist.enabled:
             D.all_reduce_max(self._bad)         # every rank skips together (async on NCCL)
-        if not self.scaler.is_enabled():        # fp16's GradScaler sets its own found_inf
+        if not self.scaler.is_enabled() and is_fused(opt):   # fp16's GradScaler owns found_inf
             opt.found_inf = self._bad           # fused AdamW: skip the update on the device
         self.scaler.scale(loss).backward()
-        self.scaler.step(opt)
-        self.scaler.update()
+        if self.scaler.is_enabled() or is_fused(opt) or not bool(self._bad):
+            self.scaler.step(opt)               # (a plain AdamW, e.g. an older torch on MPS,
+        self.scaler.update()                    # cannot skip on the device: one read a step)
         opt.zero_grad(set_to_none=True)
         return loss.detach()
 

@@ -66,15 +66,23 @@ def weight_decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dic
 def build_optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
     """AdamW without weight decay on norms, biases and 1-d parameters (timm's grouping).
 
-    The fused implementation (CUDA and CPU) is used: besides being the fastest, it accepts a
-    device-side ``found_inf`` flag and then skips the whole update on the device, which is how
-    the engine stops at a NaN/Inf loss without a host sync per step.
+    The fused implementation is used wherever this torch has it for the device (CUDA and CPU;
+    MPS in recent releases): besides being the fastest, it accepts a device-side ``found_inf``
+    flag and then skips the whole update on the device, which is how the engine stops at a
+    NaN/Inf loss without a host sync per step. Elsewhere the plain implementation is returned
+    and :func:`is_fused` tells the engine to skip a bad step itself.
     """
     groups = weight_decay_groups(model, recipe.weight_decay)
-    device = next(model.parameters()).device
-    fused = device.type in ("cuda", "cpu")
-    return torch.optim.AdamW(groups, lr=recipe.lr_at(recipe.start), betas=recipe.betas,
-                             fused=fused or None)
+    kw = dict(lr=recipe.lr_at(recipe.start), betas=recipe.betas)
+    try:
+        return torch.optim.AdamW(groups, fused=True, **kw)
+    except (RuntimeError, ValueError, TypeError):      # no fused kernel for this device
+        return torch.optim.AdamW(groups, **kw)
+
+
+def is_fused(optimizer: torch.optim.Optimizer) -> bool:
+    """Does ``optimizer.step`` honour a device-side ``found_inf`` (the fused kernels do)?"""
+    return bool(optimizer.defaults.get("fused"))
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

@@ -40,6 +40,12 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
+def _bf16_ok(dev: torch.device, dtype: torch.dtype) -> bool:
+    """Automatic AMP only where it is fast and safe: bf16 on a GPU with bf16 (Ampere and
+    later); fp16 needs a loss scaler and is only used when asked for."""
+    return dtype == torch.bfloat16 and torch.cuda.is_bf16_supported()
+
+
 @dataclass
 class Runtime:
     device: torch.device
@@ -49,13 +55,20 @@ class Runtime:
     compile: bool = False
 
     @classmethod
-    def from_config(cls, cfg) -> "Runtime":
+    def from_config(cls, cfg, model_kind: str = "cnn") -> "Runtime":
+        """The runtime of ``cfg``, with the fast defaults of the device where a flag is unset:
+        on CUDA, bf16 autocast (where the GPU has bf16) and channels_last for CNNs; on CPU and
+        MPS neither (``docs/engine.md``)."""
         dev = resolve_device(cfg.device)
         dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}[cfg.amp_dtype]
-        if cfg.amp and dtype == torch.float16 and dev.type == "cpu":
+        cuda = dev.type == "cuda"
+        amp = cfg.amp if cfg.amp is not None else cuda and _bf16_ok(dev, dtype)
+        if amp and dtype == torch.float16 and dev.type == "cpu":
             raise UserError("--amp-dtype float16 is not supported on the CPU.",
                             hint="Use --amp-dtype bfloat16 on the CPU, or drop --amp.")
-        return cls(dev, cfg.amp, dtype, cfg.channels_last, cfg.torchcompile)
+        channels_last = (cfg.channels_last if cfg.channels_last is not None
+                         else cuda and model_kind == "cnn")
+        return cls(dev, bool(amp), dtype, bool(channels_last), cfg.torchcompile)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if not self.amp:
