@@ -36,16 +36,16 @@ import torch.nn.functional as F
 import yaml
 
 from common import mean_sd
-from mixkit.commands import MIXTRAIN, mixtrain, mixtrain_recipe, supervised
+from mixkit.arms import MIXTRAIN, mixtrain, mixtrain_recipe, supervised
 from mixkit.config import MixtrainConfig, build_config
+from mixkit.data.plan import pair_plan
 from mixkit.engine.loop import ArmResult
 from mixkit.engine.progress import TrainingProgress
 from mixkit.methods.mixtrain import ops
 from mixkit.methods.mixtrain.method import MixTrainArm
-from mixkit.methods.mixtrain.selection import pair_plan
 from mixkit.models import create_model
 from mixkit.models.split import region_logits
-from mixkit.runner import prepare, run_arm, seed_everything
+from mixkit.orchestrate import prepare, run_arm, seed_everything
 
 
 def iso_time_accuracy(base_rows: list[dict], budget: float) -> float | None:

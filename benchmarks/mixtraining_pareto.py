@@ -28,13 +28,13 @@ from pathlib import Path
 
 from common import (add_run_options, apply_threads, config_options, load_rows, mean_sd,
                     save_rows)
-from mixkit.commands import MIXTRAINING, SCHEDULES, _mixtraining_finish, mixtraining_arm
+from mixkit.arms import MIXTRAINING, SCHEDULES, _mixtraining_finish, mixtraining_arm
 from mixkit.config import MixtrainingConfig
 from mixkit.engine.loop import ArmResult
 from mixkit.engine.progress import TrainingProgress
 from mixkit.engine.rundir import RunDir
 from mixkit.methods.mixtraining.schedule import Schedule
-from mixkit.runner import prepare, run_arm
+from mixkit.orchestrate import prepare, run_arm
 
 
 def run_seed(cfg, progress: TrainingProgress, recon_dir: str | None) -> dict[str, ArmResult]:

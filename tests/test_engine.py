@@ -148,7 +148,7 @@ def test_a_non_finite_loss_skips_the_whole_update_fused_or_not(fused, monkeypatc
         monkeypatch.setattr(loop, "build_optimizer", plain)
     eng, data = _engine(batch_size=20)
     recipe = Recipe("sl", 1e-3, 0, 0.05, 0, 1)
-    opt = eng._optimizer_for(recipe)
+    opt = eng.optimizer_for(recipe)
     assert loop.is_fused(opt) is fused
     batch = next(iter(data.train.batches(shuffled(len(data.train),
                                                   torch.Generator().manual_seed(0)), 20)))

@@ -11,9 +11,10 @@ import torch
 
 from conftest import run_cli
 from mixkit.methods.mixtrain import ops
+from mixkit.data.plan import pair_plan
 from mixkit.methods.mixtrain.selection import (NONE, R1, R2, R3, MixState, below_mid,
-                                               next_mix, pair_plan, regions, thresholds)
-from mixkit.commands import mixtrain_recipe
+                                               next_mix, regions, thresholds)
+from mixkit.arms import mixtrain_recipe
 from mixkit.models import create_model
 from mixkit.models.split import region_logits
 
@@ -267,12 +268,12 @@ def test_mixtrain_step_reads_the_host_once_per_epoch_not_per_step(op, monkeypatc
     import sys
     from dataclasses import replace
 
-    from mixkit.commands import MIXTRAIN
+    from mixkit.arms import MIXTRAIN
     from mixkit.config import MixtrainConfig, build_config
     from mixkit.engine.loop import Engine
     from mixkit.engine.progress import TrainingProgress
     from mixkit.methods.mixtrain.method import MixTrainArm
-    from mixkit.runner import prepare
+    from mixkit.orchestrate import prepare
 
     reads = {"n": 0}
     for name in ("item", "tolist", "__float__", "__int__", "__bool__", "cpu"):
@@ -336,3 +337,10 @@ def test_r1_entry_correct_through_the_state() -> None:
     paper = MixState(3, CPU)
     _epoch(paper, [0.1, 0.5, 2.0], [True, False, False])
     assert paper.mix_mask().tolist() == [True, True, False]
+
+
+def test_split_propagation_loss_is_the_mean_over_samples_by_hand() -> None:
+    """Rows 0 and 2 are pairs, row 1 a single: samples are 1, 4 | 2 | 3, 6 -> 16 / 5."""
+    ce_a, ce_b = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([4.0, 5.0, 6.0])
+    paired = torch.tensor([True, False, True])
+    assert float(ops.split_propagation_loss(ce_a, ce_b, paired)) == pytest.approx(16 / 5)

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from conftest import run_cli
-from mixkit.engine import loop
+from mixkit.engine import loop, resume
 from mixkit.engine.loop import Engine
 from mixkit.engine.signals import STOP
 
@@ -142,9 +142,10 @@ def test_negative_control_without_rng_or_plan_restore(control, tmp_path, monkeyp
     code, _, _ = run_cli([*args, "--output", str(tmp_path), "--experiment", "U"], capsys)
     assert code == 0
     if control == "rng":
-        monkeypatch.setattr(loop, "set_rng_state", lambda state, gens: None)
+        monkeypatch.setattr(resume, "set_rng_state", lambda state, gens: None)
     else:
-        monkeypatch.setattr(Engine, "_saved_plan", lambda self, spec, resume: spec.plan)
+        monkeypatch.setattr(resume.Checkpointer, "_saved_plan",
+                            lambda self, spec, state: spec.plan)
     resumed = _interrupted_then_resumed(args, tmp_path, [("mixtrain", "sl", 1.4)],
                                         monkeypatch, capsys)
     a, b = _final(tmp_path / "U")[0], _final(resumed)[0]

@@ -64,17 +64,17 @@ def training_command(config_cls: type,
 
 def _run(command_name: str) -> Callable[[type, Optional[Path], dict[str, Any]], None]:
     def run(config_cls: type, path: Optional[Path], overrides: dict[str, Any]) -> None:
-        from mixkit import commands, runner
+        from mixkit import arms, orchestrate, resume_run
 
-        spec = {"mixtrain": commands.MIXTRAIN, "mixtraining": commands.MIXTRAINING}[command_name]
+        spec = {"mixtrain": arms.MIXTRAIN, "mixtraining": arms.MIXTRAINING}[command_name]
         if "resume" in overrides:
             if path is not None:
                 raise UserError("--resume uses the run's own config.yaml; drop -c/--config.")
-            cfg, checkpoint = runner.resume_config(config_cls, spec, overrides)
-            runner.run(cfg, spec, strict_experiment=True, checkpoint=checkpoint)
+            cfg, checkpoint = resume_run.resume_config(config_cls, spec, overrides)
+            orchestrate.run(cfg, spec, strict_experiment=True, checkpoint=checkpoint)
             return
         cfg = load_config(config_cls, path, overrides)
-        runner.run(cfg, spec, strict_experiment="experiment" in overrides)
+        orchestrate.run(cfg, spec, strict_experiment="experiment" in overrides)
     return run
 
 

@@ -65,3 +65,21 @@ class EpochPlan:
 def shuffled(num_samples: int, generator: torch.Generator) -> EpochPlan:
     """Every sample once, in a random order: the plan of a plain supervised epoch."""
     return EpochPlan(torch.randperm(num_samples, generator=generator))
+
+
+def pair_plan(mix: torch.Tensor, generator: torch.Generator) -> EpochPlan:
+    """mixTrain's epoch plan (§4.2): the samples in ``mix`` paired at random, everything else single.
+
+    With an odd number of eligible samples, one of them stays single. Rows are shuffled, so
+    pairs and singles are spread over the epoch's batches. One host read (the eligible ids).
+    """
+    mix = mix.cpu()
+    eligible = torch.nonzero(mix).flatten()
+    eligible = eligible[torch.randperm(eligible.numel(), generator=generator)]
+    p = eligible.numel() // 2
+    a, b = eligible[:p], eligible[p: 2 * p]
+    singles = torch.cat([torch.nonzero(~mix).flatten(), eligible[2 * p:]])
+    first = torch.cat([singles, a])
+    second = torch.cat([torch.full_like(singles, -1), b])
+    order = torch.randperm(first.numel(), generator=generator)
+    return EpochPlan(first[order], second[order], p)

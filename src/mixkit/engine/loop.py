@@ -7,61 +7,24 @@ between trainer and algorithms).
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any
 
 import torch
 
-from mixkit.data.plan import EpochPlan
 from mixkit.data.sources import Batch
 from mixkit.engine import distributed as D
-from mixkit.engine.checkpoint import CHECKPOINT_FORMAT, rng_state, set_rng_state
+from mixkit.engine.arm import Arm, EpochSpec, LossFn
+from mixkit.engine.resume import Checkpointer
 from mixkit.engine.optim import Recipe, build_optimizer, is_fused, set_lr
 from mixkit.engine.progress import TrainingProgress
 from mixkit.engine.rundir import RunDir
 from mixkit.engine.runtime import Runtime
 from mixkit.engine.signals import STOP, Interrupted
 from mixkit.engine.timing import DeviceMeter, EpochTimer
-from mixkit.errors import RunFailed, UserError
-
-LossFn = Callable[[torch.nn.Module, Batch], torch.Tensor]
-
-
-@dataclass
-class EpochSpec:
-    """What one epoch trains: ``loss(model, batch)`` returns the batch's mean loss (scalar)."""
-
-    phase: str
-    plan: EpochPlan
-    recipe: Recipe
-    loss: LossFn
-    evaluate: bool = True
-    note: str = ""          # shown beside the progress bar (e.g. "mixed 42%")
-    source: Any = None      # the epoch's data source, if not the training split (SSL data)
-    frozen: tuple[str, ...] = ()   # parameter-name prefixes this epoch does not train
-
-
-class Arm(Protocol):
-    """A method as the engine sees it."""
-
-    name: str
-    epochs: int
-
-    def epoch(self, epoch: int) -> EpochSpec: ...
-
-    def end_epoch(self, epoch: int) -> dict[str, Any]:
-        """The method's end-of-epoch work and metrics for the row (may read the device once).
-
-        Runs inside the timed region: per-epoch bookkeeping is part of the method's cost.
-        An arm may also define ``finish(model) -> dict`` (untimed, after its last epoch) for
-        artifacts such as MixTraining's reconstructions.
-        """
-        ...
-
+from mixkit.errors import RunFailed
 
 @dataclass
 class ArmResult:
@@ -160,17 +123,19 @@ class Engine:
         self._rows: list[dict[str, Any]] = []       # the current arm's finished epochs
         self.scaler = runtime.grad_scaler()
         self.optimizer: torch.optim.Optimizer | None = None
-        self._recipe: Recipe | None = None
+        self.recipe: Recipe | None = None                      # the optimiser's recipe
         self._bad = torch.zeros((), device=runtime.device)    # 1.0 once a loss was non-finite
         self.dist = dist
         self._step_module = _Step(self.model)
         self._ddp: torch.nn.Module | None = None
         self._frozen: tuple[str, ...] | None = None
+        self.checkpoints = Checkpointer(self)
 
     # --- optimiser -----------------------------------------------------------------------
-    def _optimizer_for(self, recipe: Recipe) -> torch.optim.Optimizer:
-        if self.optimizer is None or recipe != self._recipe:
-            self.optimizer, self._recipe = build_optimizer(self.model, recipe), recipe
+    def optimizer_for(self, recipe: Recipe) -> torch.optim.Optimizer:
+        """The optimiser of ``recipe``: a fresh AdamW whenever the recipe changes."""
+        if self.optimizer is None or recipe != self.recipe:
+            self.optimizer, self.recipe = build_optimizer(self.model, recipe), recipe
         return self.optimizer
 
     # --- what trains this epoch ---------------------------------------------------------------
@@ -218,7 +183,7 @@ class Engine:
     def warm_up(self, arm: Arm, steps: int) -> None:
         """Up to ``steps`` untimed steps of the arm's first epoch; nothing is logged or saved."""
         spec = arm.epoch(0)
-        opt = self._optimizer_for(spec.recipe)
+        opt = self.optimizer_for(spec.recipe)
         plan = spec.plan if not self.dist.enabled else D.shard_plan(
             spec.plan, self.dist.rank, self.dist.world, self.batch_size)
         steps = min(steps, plan.num_batches(self.batch_size))
@@ -237,37 +202,17 @@ class Engine:
                      ) -> tuple[EpochSpec, int, DeviceMeter, float]:
         """The epoch's spec, first batch, loss meter and seconds already spent (on resume)."""
         meter = DeviceMeter(self.runtime.device)
-        if resume is None or resume["batch"] == 0:
-            if resume is not None:                       # epoch boundary: state, then plan
-                self._restore_streams(arm, resume)
+        if resume is None:
             return arm.epoch(epoch), 0, meter, 0.0
-        spec = arm.epoch(epoch)                          # mid-epoch: rebuild the spec, then
-        self._restore_streams(arm, resume)               # restore the state it consumed
-        with self._restoring():
-            spec.plan = self._saved_plan(spec, resume)
-            source = spec.source if spec.source is not None else self.train_source
-            ids = spec.plan.first if spec.plan.second is None else torch.cat(
-                [spec.plan.first, spec.plan.second])
-            if ids.dtype != torch.int64 or ids.numel() and not (
-                    -1 <= int(ids.min()) and int(ids.max()) < len(source)):
-                raise ValueError("the saved epoch plan names samples this data does not have")
-            mine = resume["ranks"][self.dist.rank]
-            meter.total.fill_(float(mine["meter"][0]))
-            meter.weight = mine["meter"][1]
-        return spec, resume["batch"], meter, resume["seconds"]
-
-    @staticmethod
-    def _saved_plan(spec: EpochSpec, resume: dict[str, Any]) -> EpochPlan:
-        """The plan of the interrupted epoch, as it was (not the one just rebuilt)."""
-        p = resume["plan"]
-        return EpochPlan(p["first"], p["second"], p["num_pairs"])
+        spec, start, before = self.checkpoints.resume_epoch(arm, epoch, resume, meter)
+        return spec, start, meter, before
 
     def _train_epoch(self, arm: Arm, epoch: int, resume: dict[str, Any] | None = None
                      ) -> tuple[dict[str, Any], EpochSpec]:
         self.model.train()
         with EpochTimer(self.runtime) as timer:
             spec, start, meter, before = self._begin_epoch(arm, epoch, resume)
-            opt = self._optimizer_for(spec.recipe)
+            opt = self.optimizer_for(spec.recipe)
             plan = spec.plan if not self.dist.enabled else D.shard_plan(
                 spec.plan, self.dist.rank, self.dist.world, self.batch_size)
             nb = plan.num_batches(self.batch_size)
@@ -304,7 +249,7 @@ class Engine:
         rows: list[dict[str, Any]] = []
         first = 0
         if resume is not None:
-            self._restore_training(resume)
+            self.checkpoints.restore_training(resume)
             rows, first = list(resume["rows"]), resume["epoch"]
         self._rows = rows
         for epoch in range(first, arm.epochs):
@@ -319,79 +264,11 @@ class Engine:
             if self.rundir is not None:
                 self.rundir.log(row)
             if self.rundir is not None or self.dist.enabled:   # every rank: RNGs are gathered
-                self.save(arm, epoch + 1, 0, rows)
+                self.checkpoints.save(arm, epoch + 1, 0, rows)
             if self._stop_requested(0, 0):
                 raise Interrupted(STOP.signum or 15,
                                   self._stopped_message(arm, epoch + 1, 0))
-        finish = getattr(arm, "finish", None)
-        return ArmResult.from_rows(arm.name, arm.epochs, rows,
-                                   finish(self.model) if finish is not None else {})
-
-    # --- checkpoints -------------------------------------------------------------------------
-    def _streams(self, arm: Arm) -> dict[str, torch.Generator]:
-        return {"augment": self.train_source.generator, **getattr(arm, "generators", {})}
-
-    def save(self, arm: Arm, epoch: int, batch: int, rows: list[dict[str, Any]],
-             plan: EpochPlan | None = None, meter: DeviceMeter | None = None,
-             seconds: float = 0.0) -> None:
-        """``last.pt``: everything needed to continue at (``epoch``, ``batch``) (atomic)."""
-        arm_state = getattr(arm, "state_dict", None)
-        mine = {"rng": rng_state(self._streams(arm)),          # per rank: each draws its own
-                "arm_state": arm_state() if arm_state is not None else {},
-                "meter": None if meter is None else [float(meter.total), meter.weight]}
-        ranks = D.all_gather_object(mine)
-        if not self.dist.main or self.rundir is None:
-            return
-        state = {
-            "format": CHECKPOINT_FORMAT, **self.meta, "world_size": self.dist.world,
-            "arm": arm.name, "epoch": epoch, "batch": batch, "rows": rows, "ranks": ranks,
-            "done": {n: r.to_state() for n, r in self.done.items()},
-            "model": self.model.state_dict(),
-            "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
-            "recipe": None if self._recipe is None else dataclasses.asdict(self._recipe),
-            "scaler": self.scaler.state_dict(),
-            "plan": None if plan is None else {"first": plan.first, "second": plan.second,
-                                               "num_pairs": plan.num_pairs},
-            "seconds": seconds,
-        }
-        self.rundir.save_checkpoint(state)
-
-    @contextmanager
-    def _restoring(self) -> Iterator[None]:
-        """A checkpoint whose contents do not fit this run (crafted, or from another model) is
-        an exit-2 message naming it, not a KeyError/RuntimeError from deep in a restore."""
-        try:
-            yield
-        except (KeyError, IndexError, RuntimeError, ValueError, TypeError, AttributeError) as exc:
-            where = self.rundir.checkpoint_path if self.rundir is not None else "the checkpoint"
-            detail = str(exc).splitlines()[0][:200] if str(exc) else ""
-            raise UserError(f"{where} does not fit this run and cannot be restored "
-                            f"({type(exc).__name__}: {detail}).",
-                            hint="Restore last.pt and config.yaml from a backup, or start a "
-                            "new run.") from None
-
-    def _restore_training(self, state: dict[str, Any]) -> None:
-        """Model, optimiser (for its recipe), AMP scaler."""
-        with self._restoring():
-            self._load_training(state)
-
-    def _load_training(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        if state["recipe"] is not None:
-            recipe = dict(state["recipe"])
-            recipe["betas"] = tuple(recipe["betas"])
-            self._optimizer_for(Recipe(**recipe))
-            self.optimizer.load_state_dict(state["optimizer"])
-        self.scaler.load_state_dict(state["scaler"])
-
-    def _restore_streams(self, arm: Arm, state: dict[str, Any]) -> None:
-        """Every RNG and the arm's own state, as they were when the checkpoint was taken."""
-        with self._restoring():
-            mine = state["ranks"][self.dist.rank]
-            set_rng_state(mine["rng"], self._streams(arm))
-            load = getattr(arm, "load_state_dict", None)
-            if load is not None:
-                load(mine["arm_state"])
+        return ArmResult.from_rows(arm.name, arm.epochs, rows, arm.finish(self.model))
 
     def _interrupt(self, arm: Arm, epoch: int, batch: int, spec: EpochSpec,
                    meter: DeviceMeter, seconds: float) -> None:
@@ -400,7 +277,7 @@ class Engine:
             raise NonFiniteLoss(f"non-finite training loss in arm `{arm.name}`, epoch "
                                 f"{epoch + 1}; the last good checkpoint is kept.")
         if self.rundir is not None or self.dist.enabled:
-            self.save(arm, epoch, batch, self._rows, spec.plan, meter, seconds)
+            self.checkpoints.save(arm, epoch, batch, self._rows, spec.plan, meter, seconds)
         raise Interrupted(STOP.signum or 15, self._stopped_message(arm, epoch, batch))
 
     def _stop_requested(self, done_steps: int, steps: int) -> bool:

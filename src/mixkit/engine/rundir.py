@@ -91,7 +91,7 @@ def _claim(output: Path, experiment: str, strict: bool, overwrite: bool) -> Path
         shutil.rmtree(path)
         return path
     if strict:
-        interrupted = _status(path / "summary.json") == "interrupted" or (
+        interrupted = run_status(path / "summary.json") == "interrupted" or (
             (path / "last.pt").is_file() and not (path / "summary.json").is_file())
         hint = (f"It holds an unfinished run: continue it with `--resume {path}`, or pass "
                 "--overwrite to replace it." if interrupted else
@@ -104,7 +104,8 @@ def _claim(output: Path, experiment: str, strict: bool, overwrite: bool) -> Path
     return output / f"{experiment}-{n}"
 
 
-def _status(path: Path) -> str | None:
+def run_status(path: Path) -> str | None:
+    """``summary.json``'s ``status`` (completed, interrupted, failed), or None."""
     try:
         return json.loads(path.read_text()).get("status")
     except (OSError, ValueError, AttributeError):

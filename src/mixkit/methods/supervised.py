@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from mixkit.data.plan import shuffled
 from mixkit.data.sources import Batch
-from mixkit.engine.loop import EpochSpec
+from mixkit.engine.arm import Arm, EpochSpec
 from mixkit.engine.optim import Recipe
 
 
@@ -48,7 +48,7 @@ def cross_entropy_loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
     return supervised_loss_from_features(model, model.forward_features(batch.x), batch)
 
 
-class SupervisedArm:
+class SupervisedArm(Arm):
     """``epochs`` shuffled passes over the training set with one AdamW recipe."""
 
     def __init__(self, name: str, epochs: int, num_samples: int, recipe: Recipe,

@@ -12,14 +12,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from mixkit.data.plan import shuffled
+from mixkit.data.plan import pair_plan, shuffled
 from mixkit.data.sources import Batch
 from mixkit.engine.distributed import Dist, all_reduce_sum
-from mixkit.engine.loop import EpochSpec
+from mixkit.engine.arm import Arm, EpochSpec
 from mixkit.engine.optim import Recipe
 from mixkit.errors import UserError
 from mixkit.methods.mixtrain import ops
-from mixkit.methods.mixtrain.selection import MixState, pair_plan
+from mixkit.methods.mixtrain.selection import MixState
 from mixkit.models import ModelInfo
 from mixkit.models.split import region_logits
 
@@ -45,7 +45,7 @@ def check_op(op: str, info: ModelInfo, img_size: int) -> None:
             f"(e.g. {', '.join(map(str, good[:3])) or 32}), or --op mixup.")
 
 
-class MixTrainArm:
+class MixTrainArm(Arm):
     """mixTrain with ``op`` in {cutmix, mixup}; ablation switches as in Fig. 10A."""
 
     name = "mixtrain"
@@ -131,8 +131,7 @@ class MixTrainArm:
             ce1 = F.cross_entropy(la, batch.y, reduction="none")
             ce2 = F.cross_entropy(lb, batch.y2, reduction="none")
             self._record_pair(batch, ce1, la.argmax(-1) == batch.y, ce2, lb.argmax(-1) == batch.y2)
-            paired = batch.paired.to(ce2.dtype)
-            return (ce1.sum() + (ce2 * paired).sum()) / (batch.size + paired.sum())
+            return ops.split_propagation_loss(ce1, ce2, batch.paired)
         logits = model.forward_head(feats)
         lam = 1.0 - cells.flatten(1).float().mean(1)          # x1's share of the grid
         per_row, ce1, ce2 = ops.mixed_cross_entropy(logits, batch.y, batch.y2, lam)

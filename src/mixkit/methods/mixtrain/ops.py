@@ -88,3 +88,13 @@ def mixed_cross_entropy(logits: torch.Tensor, y1: torch.Tensor, y2: torch.Tensor
     ce2 = F.cross_entropy(logits, y2, reduction="none")
     r = r.to(ce1.dtype)
     return r * ce1 + (1 - r) * ce2, ce1, ce2
+
+
+def split_propagation_loss(ce_a: torch.Tensor, ce_b: torch.Tensor,
+                           paired: torch.Tensor) -> torch.Tensor:
+    """§4.1.1's loss for a batch of split-propagated CutMix inputs: every constituent is its own
+    training sample, so the loss is the mean over *samples* — each row's own cross-entropy
+    ``ce_a`` plus, for the paired rows, the pasted constituent's ``ce_b`` — divided by the
+    number of samples (rows + pairs), as an unmixed batch of the same samples would average."""
+    paired = paired.to(ce_b.dtype)
+    return (ce_a.sum() + (ce_b * paired).sum()) / (ce_a.shape[0] + paired.sum())

@@ -30,7 +30,6 @@ from typing import Any
 
 import torch
 
-from mixkit.data.plan import EpochPlan
 
 NONE, R1, R2, R3 = 0, 1, 2, 3
 
@@ -203,21 +202,3 @@ class MixState:
         why = torch.zeros(self.n + 1, dtype=torch.int8)
         why[pick] = R1
         self.why = why.to(self.why.device)
-
-
-def pair_plan(mix: torch.Tensor, generator: torch.Generator) -> EpochPlan:
-    """An epoch plan: the samples in ``mix`` paired at random, everything else single.
-
-    With an odd number of eligible samples, one of them stays single. Rows are shuffled, so
-    pairs and singles are spread over the epoch's batches. One host read (the eligible ids).
-    """
-    mix = mix.cpu()
-    eligible = torch.nonzero(mix).flatten()
-    eligible = eligible[torch.randperm(eligible.numel(), generator=generator)]
-    p = eligible.numel() // 2
-    a, b = eligible[:p], eligible[p: 2 * p]
-    singles = torch.cat([torch.nonzero(~mix).flatten(), eligible[2 * p:]])
-    first = torch.cat([singles, a])
-    second = torch.cat([torch.full_like(singles, -1), b])
-    order = torch.randperm(first.numel(), generator=generator)
-    return EpochPlan(first[order], second[order], p)

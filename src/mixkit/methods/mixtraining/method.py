@@ -25,13 +25,19 @@ from torch import nn
 from mixkit.data.plan import shuffled
 from mixkit.data.sources import Batch
 from mixkit.engine.distributed import Dist, all_reduce_sum
-from mixkit.engine.loop import EpochSpec
+from mixkit.engine.arm import Arm, EpochSpec
 from mixkit.engine.optim import Recipe
 from mixkit.methods.mixtraining.objectives import SSLObjective
 from mixkit.methods.mixtraining.schedule import MIX, SSL, Schedule
 from mixkit.methods.supervised import (cross_entropy_loss, supervised_loss_from_features,
                                        task_mean)
 from mixkit.models import Classifier
+
+
+def mix_objective(l_ssl: torch.Tensor, l_sl: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Eq. (3): the mix phase's one loss, ``alpha * l_ssl + (1 - alpha) * l_sl`` (LOSS-RATIO
+    ``alpha``), backpropagated once through the shared encoder."""
+    return alpha * l_ssl + (1.0 - alpha) * l_sl
 
 
 def recipes(cfg: Any, schedule: Schedule) -> tuple[Recipe, Recipe]:
@@ -43,7 +49,7 @@ def recipes(cfg: Any, schedule: Schedule) -> tuple[Recipe, Recipe]:
     return ssl, sl
 
 
-class MixTrainingArm:
+class MixTrainingArm(Arm):
     """An SSL -> mix -> SL schedule of epochs on one model."""
 
     def __init__(self, name: str, schedule: Schedule, ssl_recipe: Recipe, sl_recipe: Recipe,
@@ -135,7 +141,7 @@ class MixTrainingArm:
         l_ssl = task_mean(per_row, batch.task, self.num_tasks)
         self._parts += torch.stack([l_ssl.detach(), l_sl.detach()]).float() * batch.size
         self._seen += batch.size
-        return self.alpha * l_ssl + (1.0 - self.alpha) * l_sl
+        return mix_objective(l_ssl, l_sl, self.alpha)
 
     # --- after the last epoch ------------------------------------------------------------------
     def finish(self, model: nn.Module) -> dict[str, Any]:

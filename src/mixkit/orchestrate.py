@@ -1,16 +1,18 @@
-"""Run a training command: validate, build the shared cores, run each arm, write the summary.
+"""Orchestrate a training command: validate, build the shared cores once, run each arm side by
+side from the same starting point, and write the summary.
 
-Both subcommands come through :func:`run`; they differ only in the arms they ask for. Every
+Both subcommands come through :func:`run`; they differ only in the arms they ask for
+(:mod:`mixkit.arms`). ``summary.json`` is built by :mod:`mixkit.engine.summary`; the checks of
+``--resume`` live in :mod:`mixkit.resume_run`. Every
 check that can fail on user input (data present, model name, sizes, batch size) happens before
 the run directory is created, so a bad command line leaves nothing behind.
 """
 
 from __future__ import annotations
 
-import json
 import random
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -18,20 +20,21 @@ import numpy as np
 import torch
 from rich.console import Console
 
-import mixkit
 from mixkit.data import DataBundle, load_data
-from mixkit.config import load_config, recipe_dict
+from mixkit.data.core import Source
 from mixkit.engine import distributed as D
-from mixkit.engine.checkpoint import load_checkpoint
-from mixkit.engine.loop import Arm, ArmResult, Engine
+from mixkit.engine.arm import Arm
+from mixkit.engine.loop import ArmResult, Engine
 from mixkit.engine.progress import TrainingProgress
 from mixkit.engine.rundir import RunDir, WriteFailed
-from mixkit.engine.signals import Interrupted, stop_on_signals
 from mixkit.engine.runtime import Runtime
+from mixkit.engine.signals import Interrupted, stop_on_signals
+from mixkit.engine.summary import summarize
 from mixkit.errors import RunFailed, UserError
 from mixkit.models import ModelInfo, create_model
 from mixkit.models.factory import family_of
 from mixkit.report import speedup_table
+from mixkit.resume_run import recipe_fingerprint
 
 
 @dataclass
@@ -42,7 +45,7 @@ class RunContext:
     data: DataBundle
     runtime: Runtime
     model_info: ModelInfo
-    extras: dict[str, Any] = field(default_factory=dict)   # what a command's setup loaded
+    ssl_train: Source | None = None     # MixTraining's --ssl-data, loaded by its setup
     dist: D.Dist = D.Dist()                                  # this process's rank (torchrun)
 
     def new_model(self) -> torch.nn.Module:
@@ -119,9 +122,7 @@ def run_arm(ctx: RunContext, name: str, factory: ArmFactory, rundir: RunDir | No
     ctx.data.train.generator.manual_seed(ctx.dist.stream_seed(ctx.cfg.seed))
     model = ctx.new_model()
     arm = factory(ctx)
-    extend = getattr(arm, "extend_model", None)     # e.g. MixTraining attaches the MAE decoder
-    if extend is not None:
-        extend(model)
+    arm.extend_model(model)                         # e.g. MixTraining attaches the MAE decoder
     launch = (f"torchrun --nproc_per_node {ctx.dist.world} (in total) -m mixkit"
               if ctx.dist.enabled else "mixkit")
     hint = f"Resume with: {launch} {command} --resume {rundir.path}" if rundir else ""
@@ -131,145 +132,6 @@ def run_arm(ctx: RunContext, name: str, factory: ArmFactory, rundir: RunDir | No
                     meta={"command": command, "config_recipe": recipe_fingerprint(ctx.cfg)},
                     dist=ctx.dist)
     return engine.train_arm(arm, resume)
-
-
-def summarize(command: CommandSpec, ctx: RunContext, results: dict[str, ArmResult],
-              rundir: RunDir) -> dict[str, Any]:
-    method = results.get(command.method_arm or "")
-    base = results.get(command.baseline_arm)
-    both = method is not None and base is not None
-    return {
-        "command": command.name,
-        "status": "completed",
-        "experiment": rundir.path.name,
-        "run_dir": str(rundir.path),
-        "data": ctx.cfg.data,
-        "model": ctx.cfg.model,
-        "seed": ctx.cfg.seed,
-        "world_size": ctx.dist.world,
-        "device": ctx.runtime.describe(),
-        "method_arm": command.method_arm,
-        "baseline_arm": command.baseline_arm,
-        "compare_arms": [a for a in (command.compare_arms or (command.baseline_arm,))
-                         if a in results],
-        "arms": {n: _arm_summary(r) for n, r in results.items()},
-        **(command.describe(ctx) if command.describe is not None else {}),
-        "speedup": base.train_seconds / method.train_seconds if both else None,
-        "accuracy_delta": method.accuracy - base.accuracy if both else None,
-        "versions": {"mixkit": mixkit.__version__, "torch": torch.__version__,
-                     "timm": __import__("timm").__version__},
-    }
-
-
-def _arm_summary(r: ArmResult) -> dict[str, Any]:
-    out = {"accuracy": r.accuracy, "train_seconds": r.train_seconds, "inputs": r.inputs,
-           "samples": r.samples, "epochs": r.epochs,
-           "phase_seconds": _phase_seconds(r.rows)}
-    if r.task_accuracy:
-        out["task_accuracy"] = r.task_accuracy
-    return out
-
-
-def _phase_seconds(rows: list[dict[str, Any]]) -> dict[str, float]:
-    """Training seconds per phase (``sl``, ``ssl``, ``mix``): where an arm's time went."""
-    out: dict[str, float] = {}
-    for r in rows:
-        out[r["phase"]] = out.get(r["phase"], 0.0) + r["epoch_seconds"]
-    return out
-
-
-RESUMABLE = {"resume", "device", "log_interval", "workers", "data_dir", "download",
-             "timing_warmup"}
-COMMANDS = ("mixtrain", "mixtraining")
-# what a checkpoint must hold, and of which type, before anything in it is trusted
-CHECKPOINT_KEYS = {"command": str, "arm": str, "epoch": int, "batch": int, "rows": list,
-                   "ranks": list, "done": dict, "model": dict, "world_size": int}
-
-
-def recipe_fingerprint(cfg: Any) -> dict[str, Any]:
-    """The part of a config a resume must not change (everything but where it runs)."""
-    return {k: v for k, v in recipe_dict(cfg).items() if k not in RESUMABLE}
-
-
-def _check_checkpoint(path: Path, ckpt: dict[str, Any], command: CommandSpec) -> None:
-    """A checkpoint's structure, before any of it is used: a crafted or foreign file is an
-    exit-2 message, never a KeyError deep in the restore."""
-    for key, tp in CHECKPOINT_KEYS.items():
-        if not isinstance(ckpt.get(key), tp) or isinstance(ckpt.get(key), bool):
-            raise UserError(f"the checkpoint {path} is not a complete mixkit checkpoint "
-                            f"(`{key}` is missing or not a {tp.__name__}).",
-                            hint="Restore it from a backup, or start a new run with "
-                            f"--config {path.parent / 'config.yaml'}.")
-    if ckpt["command"] not in COMMANDS:
-        raise UserError(f"the checkpoint {path} names an unknown command "
-                        f"`{str(ckpt['command'])[:40]}`.", hint="Restore it from a backup.")
-    if ckpt["command"] != command.name:
-        launch = (f"torchrun --nproc_per_node {ckpt['world_size']} -m mixkit"
-                  if ckpt["world_size"] > 1 else "mixkit")
-        raise UserError(f"--resume {path.parent} is a `mixkit {ckpt['command']}` run, not "
-                        f"`mixkit {command.name}`.",
-                        hint=f"Run {launch} {ckpt['command']} --resume {path.parent}.")
-
-
-def _check_recipe(path: Path, ckpt: dict[str, Any], cfg: Any) -> None:
-    """``config.yaml`` must still describe the run the checkpoint belongs to."""
-    saved = ckpt.get("config_recipe")
-    if not isinstance(saved, dict):          # written before checkpoints kept the recipe
-        return
-    now = recipe_fingerprint(cfg)
-    differ = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
-    if differ:
-        shown = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in differ[:4])
-        raise UserError(f"--resume {path.parent}: config.yaml no longer matches the run its "
-                        f"checkpoint belongs to ({shown}); an exact resume needs the recipe "
-                        "it started with.",
-                        hint="Restore config.yaml, or start a new run with the edited file "
-                        f"(mixkit ... --config {path.parent / 'config.yaml'}).")
-
-
-def resume_config(cls: type, command: CommandSpec,
-                  overrides: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-    """The saved config and last checkpoint of ``--resume RUN_DIR``, or a UserError."""
-    path = Path(overrides["resume"])
-    if not (path / "config.yaml").is_file():
-        raise UserError(f"--resume {path} is not a mixkit run directory (no config.yaml).",
-                        hint="Pass the OUTPUT/EXPERIMENT directory of a stopped run.")
-    changed = sorted(set(overrides) - RESUMABLE)
-    if changed:
-        flag = "--" + changed[0].replace("_", "-")
-        raise UserError(f"--resume continues a run with its saved config; {flag} cannot be "
-                        "changed on resume.", hint="Drop it, or start a new run with "
-                        f"--config {path / 'config.yaml'}.")
-    if _status(path / "summary.json") == "completed":
-        raise UserError(f"--resume {path}: that run has already completed.",
-                        hint="Its results are in summary.json.")
-    checkpoint = load_checkpoint(path / "last.pt")
-    _check_checkpoint(path / "last.pt", checkpoint, command)
-    world = D.from_env().world
-    if checkpoint.get("world_size", 1) != world:
-        raise UserError(f"--resume {path}: the checkpoint was written by "
-                        f"{checkpoint.get('world_size', 1)} process(es), this job has {world}. "
-                        "Exact resume needs the same world size (every rank's random streams and "
-                        "plan shard are in the checkpoint).",
-                        hint=f"Relaunch with torchrun --nproc_per_node "
-                        f"{checkpoint.get('world_size', 1)} (in total), or start a new run with "
-                        f"--config {path / 'config.yaml'}.")
-    cfg = load_config(cls, path / "config.yaml", overrides)
-    _check_recipe(path / "last.pt", checkpoint, cfg)
-    names = [n for n, _ in command.arms(cfg)]
-    unknown = [a for a in [checkpoint["arm"], *checkpoint["done"]] if a not in names]
-    if unknown:
-        raise UserError(f"the checkpoint {path / 'last.pt'} names an arm `{unknown[0][:40]}` "
-                        f"that `mixkit {command.name}` with this config does not run "
-                        f"({', '.join(names)}).", hint="Restore it from a backup.")
-    return cfg, checkpoint
-
-
-def _status(path: Path) -> str | None:
-    try:
-        return json.loads(path.read_text()).get("status")
-    except (OSError, ValueError, AttributeError):
-        return None
 
 
 def _open_resumed(cfg: Any, checkpoint: dict[str, Any],
@@ -321,6 +183,18 @@ def _run(cfg: Any, command: CommandSpec, arms: list[tuple[str, ArmFactory]],
         rundir = _create(cfg, command, strict_experiment, dist.main)
     else:
         rundir, results = _open_resumed(cfg, checkpoint, dist.main)
+    try:
+        return _train(cfg, command, arms, ctx, rundir, results, console, checkpoint)
+    finally:
+        if rundir is not None:              # in-process callers (tests, notebooks) run again
+            rundir.lock.release()
+
+
+def _train(cfg: Any, command: CommandSpec, arms: list[tuple[str, ArmFactory]],
+           ctx: RunContext, rundir: RunDir | None, results: dict[str, ArmResult],
+           console: Console, checkpoint: dict[str, Any] | None) -> dict[str, Any]:
+    """Every arm not yet done, then the command's artifacts and ``summary.json``."""
+    dist = ctx.dist
     if dist.main:
         console.print(f"mixkit {command.name}: {cfg.data} ({len(ctx.data.train)} train / "
                       f"{len(ctx.data.val)} val, {ctx.data.img_size}px) · {cfg.model} · "
@@ -382,9 +256,7 @@ def warm_up(ctx: RunContext, factory: ArmFactory, steps: int) -> None:
     seed_everything(ctx.cfg.seed)
     model = ctx.new_model()
     arm = factory(ctx)
-    extend = getattr(arm, "extend_model", None)
-    if extend is not None:
-        extend(model)
+    arm.extend_model(model)
     engine = Engine(model, ctx.runtime, ctx.data.train, ctx.data.tasks,
                     batch_size=ctx.cfg.batch_size, log_interval=ctx.cfg.log_interval,
                     progress=TrainingProgress(enabled=False), dist=ctx.dist)

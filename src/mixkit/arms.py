@@ -1,4 +1,5 @@
-"""The two training commands as lists of arms on the shared cores.
+"""Each training command's arms: which arms it runs, in what order, and how each is built on
+the shared cores (the orchestrator, :mod:`mixkit.orchestrate`, runs them).
 
 ``mixtrain`` runs its baseline arm and the mixTrain arm. ``mixtraining`` runs ``sl``, ``ssl+sl``
 and ``mixtraining``: one arm class (:class:`MixTrainingArm`) with three schedules.
@@ -25,7 +26,7 @@ from mixkit.methods.mixtraining.recon import save_grid
 from mixkit.methods.mixtraining.schedule import Schedule
 from mixkit.methods.supervised import SupervisedArm
 from mixkit.models.mae import Mask, random_masking
-from mixkit.runner import ArmFactory, CommandSpec, RunContext
+from mixkit.orchestrate import ArmFactory, CommandSpec, RunContext
 
 # ------------------------------------------------------------------------------------------
 # mixtrain
@@ -84,7 +85,7 @@ def _mixtraining_setup(ctx: RunContext) -> None:
         if cfg.batch_size > len(ssl.train):
             raise UserError(f"--batch-size {cfg.batch_size} is larger than the SSL data "
                             f"`{cfg.ssl_data}` ({len(ssl.train)} samples).")
-        ctx.extras["ssl_train"] = ssl.train
+        ctx.ssl_train = ssl.train
 
 
 def _probe(ctx: RunContext, mae: MAE) -> tuple[torch.Tensor, Mask]:
@@ -105,7 +106,7 @@ def mixtraining_arm(name: str, schedule_of: Callable[[Any], Schedule]) -> ArmFac
                       cfg.decoder_depth, cfg.decoder_heads,
                       torch.Generator(device=device).manual_seed(
                           ctx.dist.stream_seed(cfg.seed, 1)))
-        ssl_train = ctx.extras.get("ssl_train")
+        ssl_train = ctx.ssl_train
         if ssl_train is not None:                 # every arm starts from the same streams
             ssl_train.generator.manual_seed(ctx.dist.stream_seed(cfg.seed))
         mix = None

@@ -1,0 +1,109 @@
+"""``--resume RUN_DIR``: every check before a stopped run continues, and its saved config.
+
+A resume must continue *the same run*: the run directory's ``config.yaml`` with only
+where-it-runs options changed, a checkpoint whose structure, command, arms and recipe match it,
+and the world size it was written with. Anything else is an exit-2 message naming the file
+(``docs/reliability.md``). The engine then restores the checkpoint
+(:mod:`mixkit.engine.resume`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mixkit.config import load_config, recipe_dict
+from mixkit.engine import distributed as D
+from mixkit.engine.checkpoint import load_checkpoint
+from mixkit.engine.rundir import run_status
+from mixkit.errors import UserError
+
+if TYPE_CHECKING:
+    from mixkit.orchestrate import CommandSpec
+
+
+RESUMABLE = {"resume", "device", "log_interval", "workers", "data_dir", "download",
+             "timing_warmup"}
+COMMANDS = ("mixtrain", "mixtraining")
+# what a checkpoint must hold, and of which type, before anything in it is trusted
+CHECKPOINT_KEYS = {"command": str, "arm": str, "epoch": int, "batch": int, "rows": list,
+                   "ranks": list, "done": dict, "model": dict, "world_size": int}
+
+
+def recipe_fingerprint(cfg: Any) -> dict[str, Any]:
+    """The part of a config a resume must not change (everything but where it runs)."""
+    return {k: v for k, v in recipe_dict(cfg).items() if k not in RESUMABLE}
+
+
+def _check_checkpoint(path: Path, ckpt: dict[str, Any], command: "CommandSpec") -> None:
+    """A checkpoint's structure, before any of it is used: a crafted or foreign file is an
+    exit-2 message, never a KeyError deep in the restore."""
+    for key, tp in CHECKPOINT_KEYS.items():
+        if not isinstance(ckpt.get(key), tp) or isinstance(ckpt.get(key), bool):
+            raise UserError(f"the checkpoint {path} is not a complete mixkit checkpoint "
+                            f"(`{key}` is missing or not a {tp.__name__}).",
+                            hint="Restore it from a backup, or start a new run with "
+                            f"--config {path.parent / 'config.yaml'}.")
+    if ckpt["command"] not in COMMANDS:
+        raise UserError(f"the checkpoint {path} names an unknown command "
+                        f"`{str(ckpt['command'])[:40]}`.", hint="Restore it from a backup.")
+    if ckpt["command"] != command.name:
+        launch = (f"torchrun --nproc_per_node {ckpt['world_size']} -m mixkit"
+                  if ckpt["world_size"] > 1 else "mixkit")
+        raise UserError(f"--resume {path.parent} is a `mixkit {ckpt['command']}` run, not "
+                        f"`mixkit {command.name}`.",
+                        hint=f"Run {launch} {ckpt['command']} --resume {path.parent}.")
+
+
+def _check_recipe(path: Path, ckpt: dict[str, Any], cfg: Any) -> None:
+    """``config.yaml`` must still describe the run the checkpoint belongs to."""
+    saved = ckpt.get("config_recipe")
+    if not isinstance(saved, dict):          # written before checkpoints kept the recipe
+        return
+    now = recipe_fingerprint(cfg)
+    differ = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+    if differ:
+        shown = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in differ[:4])
+        raise UserError(f"--resume {path.parent}: config.yaml no longer matches the run its "
+                        f"checkpoint belongs to ({shown}); an exact resume needs the recipe "
+                        "it started with.",
+                        hint="Restore config.yaml, or start a new run with the edited file "
+                        f"(mixkit ... --config {path.parent / 'config.yaml'}).")
+
+
+def resume_config(cls: type, command: "CommandSpec",
+                  overrides: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """The saved config and last checkpoint of ``--resume RUN_DIR``, or a UserError."""
+    path = Path(overrides["resume"])
+    if not (path / "config.yaml").is_file():
+        raise UserError(f"--resume {path} is not a mixkit run directory (no config.yaml).",
+                        hint="Pass the OUTPUT/EXPERIMENT directory of a stopped run.")
+    changed = sorted(set(overrides) - RESUMABLE)
+    if changed:
+        flag = "--" + changed[0].replace("_", "-")
+        raise UserError(f"--resume continues a run with its saved config; {flag} cannot be "
+                        "changed on resume.", hint="Drop it, or start a new run with "
+                        f"--config {path / 'config.yaml'}.")
+    if run_status(path / "summary.json") == "completed":
+        raise UserError(f"--resume {path}: that run has already completed.",
+                        hint="Its results are in summary.json.")
+    checkpoint = load_checkpoint(path / "last.pt")
+    _check_checkpoint(path / "last.pt", checkpoint, command)
+    world = D.from_env().world
+    if checkpoint.get("world_size", 1) != world:
+        raise UserError(f"--resume {path}: the checkpoint was written by "
+                        f"{checkpoint.get('world_size', 1)} process(es), this job has {world}. "
+                        "Exact resume needs the same world size (every rank's random streams and "
+                        "plan shard are in the checkpoint).",
+                        hint=f"Relaunch with torchrun --nproc_per_node "
+                        f"{checkpoint.get('world_size', 1)} (in total), or start a new run with "
+                        f"--config {path / 'config.yaml'}.")
+    cfg = load_config(cls, path / "config.yaml", overrides)
+    _check_recipe(path / "last.pt", checkpoint, cfg)
+    names = [n for n, _ in command.arms(cfg)]
+    unknown = [a for a in [checkpoint["arm"], *checkpoint["done"]] if a not in names]
+    if unknown:
+        raise UserError(f"the checkpoint {path / 'last.pt'} names an arm `{unknown[0][:40]}` "
+                        f"that `mixkit {command.name}` with this config does not run "
+                        f"({', '.join(names)}).", hint="Restore it from a backup.")
+    return cfg, checkpoint
