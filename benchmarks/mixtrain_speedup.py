@@ -12,6 +12,13 @@ over seeds (mean ± sd):
   at mixtrain's wall-clock (the last baseline epoch that ends within mixtrain's total time) —
   is mixtrain more accurate than simply training less?
 
+With ``--compare short,skip,infobatch`` the comparison arms of ``mixkit mixtrain --compare``
+run too, each matched to the *first* op's measured inputs in the same seed (what a user would do
+instead with the same compute: train fewer epochs, skip mini-batches, prune with InfoBatch).
+Speedups are printed from total seconds and from per-input median epoch costs (robust to one
+disturbed epoch); a seed whose per-input epoch costs scatter more than 10 % (median absolute
+deviation) in any arm is flagged, and its total-seconds ratio should not be quoted.
+
 and the two overheads, each timed on its own with and without the work (medians of many
 device-synced repeats, as shares of a CutMix step on a half-mixed plan):
 
@@ -20,7 +27,11 @@ device-synced repeats, as shares of a CutMix step on a half-mixed plan):
 * split propagation: CutMix forward+backward with region pooling vs plain CutMix (goal <= 2 %).
 
     python benchmarks/mixtrain_speedup.py                # digits, mobilenetv2_050, 20 epochs, 3 seeds
+    python benchmarks/mixtrain_speedup.py --data fashionmnist --data-fraction 0.05 --val-size 2000 \
+        --epochs 30 --compare short,skip,infobatch --rows-out rows.json      # 2-core CPU setting
     python benchmarks/mixtrain_speedup.py --data cifar10 --data-dir ~/data --model resnet18 --epochs 30
+
+Every option of ``mixkit mixtrain`` is an option here too (``--help``).
 """
 
 from __future__ import annotations
@@ -35,9 +46,10 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from common import mean_sd
-from mixkit.arms import MIXTRAIN, mixtrain, mixtrain_recipe, supervised
-from mixkit.config import MixtrainConfig, build_config
+from common import (add_run_options, apply_threads, config_options, load_rows, mean_sd,
+                    save_rows)
+from mixkit.arms import COMPARISONS, MIXTRAIN, mixtrain, mixtrain_recipe, supervised
+from mixkit.config import MixtrainConfig, build_config, recipe_dict
 from mixkit.data.plan import pair_plan
 from mixkit.engine.loop import ArmResult
 from mixkit.engine.progress import TrainingProgress
@@ -45,7 +57,8 @@ from mixkit.methods.mixtrain import ops
 from mixkit.methods.mixtrain.method import MixTrainArm
 from mixkit.models import create_model
 from mixkit.models.split import region_logits
-from mixkit.orchestrate import prepare, run_arm, seed_everything
+from mixkit.engine.summary import NOISY, best_at_cost, robust_speedup, timing_spread
+from mixkit.orchestrate import prepare, run_arm, seed_everything, warm_up
 
 
 def iso_time_accuracy(base_rows: list[dict], budget: float) -> float | None:
@@ -101,36 +114,44 @@ def print_trace(runs: list[dict], ops: list[str]) -> None:
                   f"{row.get('val_acc', float('nan')):.3f} ({b.get('val_acc', float('nan')):.3f})")
 
 
-def summarize(runs: list[dict], ops: list[str]) -> None:
-    """Speedup, accuracy delta (with the per-seed values, so that two arms can be compared
-    seed by seed), inputs and the iso-time comparison of each op, over the seeds that ran it."""
-    print(f"baseline accuracy {mean_sd([r['baseline'].accuracy for r in runs])}; "
-          f"seconds {mean_sd([r['baseline'].train_seconds for r in runs])}")
-    for op in ops:
-        rs = [r for r in runs if op in r]
-        speed = [r["baseline"].train_seconds / r[op].train_seconds for r in rs]
-        delta = [100 * (r[op].accuracy - r["baseline"].accuracy) for r in rs]
-        iso = [iso_time_accuracy(r["baseline"].rows, r[op].train_seconds) for r in rs]
-        iso_delta = [100 * (r[op].accuracy - a) for r, a in zip(rs, iso) if a is not None]
-        inputs = [r[op].inputs / r["baseline"].inputs for r in rs]
-        print(f"{op:7s} speedup {mean_sd(speed)}x  accuracy delta {mean_sd(delta)} pts "
-              f"(per seed {[round(d, 2) for d in delta]})  "
-              f"inputs {mean_sd(inputs)} of baseline  "
-              f"vs baseline stopped at its wall-clock: {mean_sd(iso_delta) if iso_delta else 'n/a'}"
-              f" pts (positive: mixtrain more accurate)")
+def summarize(runs: list[dict], arms: list[str]) -> None:
+    """Per arm over the seeds that ran it: speedup from totals and from per-input medians,
+    accuracy delta (per seed too, for paired comparisons), inputs, and the iso-time comparison;
+    then which arm is most accurate at the first op's cost, seed by seed."""
+    print(f"baseline accuracy {mean_sd([100 * r['baseline'].accuracy for r in runs], 2)} %; "
+          f"seconds {mean_sd([r['baseline'].train_seconds for r in runs], 1)}")
+    for arm in arms:
+        rs = [r for r in runs if arm in r]
+        speed = [r["baseline"].train_seconds / r[arm].train_seconds for r in rs]
+        robust = [robust_speedup(r["baseline"], r[arm]) for r in rs]
+        delta = [100 * (r[arm].accuracy - r["baseline"].accuracy) for r in rs]
+        iso = [iso_time_accuracy(r["baseline"].rows, r[arm].train_seconds) for r in rs]
+        iso_delta = [100 * (r[arm].accuracy - a) for r, a in zip(rs, iso) if a is not None]
+        inputs = [r[arm].inputs / r["baseline"].inputs for r in rs]
+        print(f"{arm:10s} accuracy {mean_sd([100 * r[arm].accuracy for r in rs], 2)} %  "
+              f"delta {mean_sd(delta, 2)} pts (per seed {[round(d, 2) for d in delta]})  "
+              f"speedup {mean_sd(speed)}x total, {mean_sd(robust)}x per-input medians  "
+              f"inputs {mean_sd(inputs)}  vs baseline stopped at its wall-clock: "
+              f"{mean_sd(iso_delta, 2) if iso_delta else 'n/a'} pts")
+    for i, r in enumerate(runs):
+        noisy = [a for a, res in r.items() if res.rows and timing_spread(res) > NOISY]
+        first = next((a for a in arms if a in r), None)
+        best = best_at_cost(r, r[first]) if first else None
+        print(f"seed #{i}: most accurate at {first}'s cost: "
+              f"{best['arm'] if best else '-'}"
+              + (f"; timing noisy in {', '.join(noisy)} (quote the per-input median speedup)"
+                 if noisy else ""))
 
 
 def pooled(paths: list[str]) -> tuple[list[dict], list[str]]:
     """Seeds from ``--rows-out`` files of earlier invocations, as arm results (each seed's arms
     were measured side by side in its own process)."""
-    runs, ops = [], []
-    for path in paths:
-        with open(path) as f:
-            for seed in json.load(f):
-                arms = {k: v for k, v in seed.items() if k != "seed"}
-                runs.append({k: ArmResult.from_rows(k, len(v), v) for k, v in arms.items()})
-                ops += [k for k in arms if k != "baseline" and k not in ops]
-    return runs, ops
+    seeds, _ = load_rows(paths)
+    runs = [{k: ArmResult.from_rows(k, len(v), v) for k, v in seed.items()} for seed in seeds]
+    arms = []
+    for r in runs:
+        arms += [k for k in r if k != "baseline" and k not in arms]
+    return runs, arms
 
 
 def arm_config(cfg, spec: str):
@@ -138,24 +159,31 @@ def arm_config(cfg, spec: str):
     YAML, then validated)."""
     op, _, rest = spec.partition(":")
     overrides = dict(kv.split("=", 1) for kv in rest.split(",") if kv)
-    values = {**vars(cfg), "op": op,
+    values = {**recipe_dict(cfg), "op": op,
               **{k: yaml.safe_load(v) for k, v in overrides.items()}}
     return build_config(MixtrainConfig, values, where=f"--ops {spec}")
 
 
-def run_seed(cfg, ops: list[str], progress: TrainingProgress, turn: int = 0) -> dict[str, dict]:
-    """Every arm of one seed. The order rotates with ``turn`` so that no arm is always the one
-    that runs last on a host whose speed drifts; each arm reseeds, so the order changes no
-    result but its seconds."""
+def run_seed(cfg, ops: list[str], progress: TrainingProgress, turn: int = 0,
+             compare: tuple[str, ...] = ()) -> dict[str, ArmResult]:
+    """Every arm of one seed. The order of the baseline and the ops rotates with ``turn`` so
+    that no arm is always the one that runs last on a host whose speed drifts (each arm
+    reseeds, so the order changes no result but its seconds); the comparison arms follow,
+    matched to the first op's measured inputs."""
     ctx = prepare(cfg, MIXTRAIN)
+    warm_up(ctx, supervised("baseline"), cfg.timing_warmup)
     arms = ["baseline", *ops]
-    out = {}
+    out: dict[str, ArmResult] = {}
     for name in arms[turn % len(arms):] + arms[: turn % len(arms)]:
         if name == "baseline":
+            ctx.cfg = cfg
             out[name] = run_arm(ctx, "baseline", supervised("baseline"), None, progress)
         else:
             ctx.cfg = arm_config(cfg, name)
             out[name] = run_arm(ctx, "mixtrain", mixtrain, None, progress)
+    ctx.cfg, ctx.done = cfg, {"mixtrain": out[ops[0]]}
+    for name in compare:
+        out[name] = run_arm(ctx, name, COMPARISONS[name], None, progress)
     return out
 
 
@@ -237,58 +265,39 @@ def overheads(cfg, repeats: int) -> tuple[float, float]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", default="digits")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--model", default="mobilenetv2_050")
-    p.add_argument("--img-size", type=int, default=None)
-    p.add_argument("--patch-size", type=int, default=None)
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("-b", "--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--data-fraction", type=float, default=1.0)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--ops", nargs="+", default=["cutmix", "mixup"])
-    p.add_argument("--device", default="auto")
-    p.add_argument("--amp", action="store_true")
-    p.add_argument("--thresholds", default="cumulative", choices=("cumulative", "last"))
-    p.add_argument("--final-unmixed-epochs", type=int, default=0,
-                   help="beyond the paper: the last K epochs unmixed")
+    build = config_options(p, MixtrainConfig, {"model": "mobilenetv2_050", "epochs": 20,
+                                               "batch_size": 64, "lr": 2e-3})
+    add_run_options(p)
+    p.add_argument("--ops", nargs="+", default=["cutmix", "mixup"],
+                   help="mixtrain arms: OP or OP:key=value,... (the first is what --compare "
+                   "arms are matched to)")
     p.add_argument("--overhead-repeats", type=int, default=10)
     p.add_argument("--no-overheads", action="store_true")
-    p.add_argument("--rows-out", default=None,
-                   help="write every arm's metrics rows, per seed, to this JSON file")
-    p.add_argument("--pool", nargs="+", default=None, metavar="ROWS_JSON",
-                   help="train nothing: summarise the seeds of earlier --rows-out files together")
     args = p.parse_args()
-
-    base = build_config(MixtrainConfig, {
-        "data": args.data, "data_dir": args.data_dir, "model": args.model,
-        "img_size": args.img_size, "patch_size": args.patch_size, "epochs": args.epochs,
-        "batch_size": args.batch_size, "lr": args.lr, "data_fraction": args.data_fraction,
-        "device": args.device, "amp": args.amp, "thresholds": args.thresholds,
-        "final_unmixed_epochs": args.final_unmixed_epochs},
-        where="benchmark")
+    apply_threads(args)
     if args.pool:
-        runs, ops = pooled(args.pool)
+        runs, arms = pooled(args.pool)
         print(f"\npooled {len(runs)} seeds from {', '.join(args.pool)}")
-        print_trace(runs, ops)
-        summarize(runs, ops)
+        print_trace(runs, [a for a in arms if a not in COMPARISONS])
+        summarize(runs, arms)
         return
+    base = build(args)
+    compare = tuple(base.compare_arms)
+    base = replace(base, compare="")
     progress = TrainingProgress(enabled=True)
+    device = prepare(base, MIXTRAIN).runtime.describe()
+    settings = (f"{base.data} (p={base.data_fraction}, val {base.val_size or 'all'}), "
+                f"{base.model}, {base.epochs} epochs, batch {base.batch_size}, lr {base.lr}, "
+                f"ops {args.ops}, compare {list(compare)} (matched to {args.ops[0]}), "
+                f"seeds {args.seeds}, {device}")
     runs = []
     for turn, seed in enumerate(args.seeds):
-        runs.append(run_seed(replace(base, seed=seed), args.ops, progress, turn))
-    device = prepare(base, MIXTRAIN).runtime.describe()
-    print(f"\nmixtrain vs baseline — {args.data}, {args.model}, {args.epochs} epochs, "
-          f"thresholds {args.thresholds}, "
-          f"final unmixed epochs {args.final_unmixed_epochs}, "
-          f"batch {args.batch_size}, seeds {args.seeds}, {device}")
+        runs.append(run_seed(replace(base, seed=seed), args.ops, progress, turn, compare))
+        if args.rows_out:          # after every seed: a stopped benchmark keeps what it ran
+            save_rows(args.rows_out, args.seeds[:len(runs)], runs, {"settings": settings})
+    print(f"\nmixtrain vs baseline — {settings}")
     print_trace(runs, args.ops)
-    if args.rows_out:
-        with open(args.rows_out, "w") as f:
-            json.dump([{"seed": seed, **{k: v.rows for k, v in r.items()}}
-                       for seed, r in zip(args.seeds, runs)], f)
-    summarize(runs, args.ops)
+    summarize(runs, [*args.ops, *compare])
     if not args.no_overheads:
         book, split = overheads(replace(base, seed=args.seeds[0]), args.overhead_repeats)
         print(f"overheads: selection bookkeeping {100 * book:+.2f} % of a mixtrain epoch's steps "

@@ -24,6 +24,7 @@ from mixkit.methods.mixtraining.method import MixTrainingArm, recipes
 from mixkit.methods.mixtraining.objectives import MAE, check_mae
 from mixkit.methods.mixtraining.recon import save_grid
 from mixkit.methods.mixtraining.schedule import Schedule
+from mixkit.methods.infobatch import InfoBatchArm, prune_targets
 from mixkit.methods.supervised import SupervisedArm
 from mixkit.models.mae import Mask, random_masking
 from mixkit.orchestrate import ArmFactory, CommandSpec, RunContext
@@ -49,9 +50,43 @@ def mixtrain(ctx: RunContext) -> MixTrainArm:
                        ctx.data.img_size, ctx.runtime.device, ctx.dist)
 
 
+def _method_inputs(ctx: RunContext) -> list[int]:
+    """The mixtrain arm's inputs per epoch, as measured in this run: what a comparison arm is
+    matched to."""
+    return [int(r["inputs"]) for r in ctx.done["mixtrain"].rows]
+
+
+def short(ctx: RunContext) -> SupervisedArm:
+    """Early termination done right (§5.3): the baseline recipe over fewer epochs, its whole
+    schedule (warmup, cosine to --min-lr) compressed into them; the epoch count is mixtrain's
+    total inputs in whole epochs, rounded to the nearest (at least 1)."""
+    n = len(ctx.data.train)
+    epochs = max(1, round(sum(_method_inputs(ctx)) / n))
+    recipe = replace(mixtrain_recipe(ctx.cfg), total=epochs)
+    return SupervisedArm("short", epochs, n, recipe, ctx.plan_generator())
+
+
+def skip(ctx: RunContext) -> SupervisedArm:
+    """Random mini-batch skipping (§5.3): every epoch of the baseline recipe, each trained on a
+    random subset as large as mixtrain's inputs in that same epoch."""
+    return SupervisedArm("skip", ctx.cfg.epochs, len(ctx.data.train), mixtrain_recipe(ctx.cfg),
+                         ctx.plan_generator(), budget=_method_inputs(ctx))
+
+
+def infobatch(ctx: RunContext) -> InfoBatchArm:
+    n, cfg = len(ctx.data.train), ctx.cfg
+    targets = prune_targets(cfg.epochs, n, _method_inputs(ctx), cfg.infobatch_delta)
+    return InfoBatchArm("infobatch", cfg.epochs, n, mixtrain_recipe(cfg), ctx.plan_generator(),
+                        targets, ctx.runtime.device, ctx.dist)
+
+
+COMPARISONS: dict[str, ArmFactory] = {"short": short, "skip": skip, "infobatch": infobatch}
+
+
 def _mixtrain_arms(cfg: Any) -> list[tuple[str, ArmFactory]]:
+    """baseline, mixtrain, then the --compare arms (they are matched to mixtrain's cost)."""
     base = [("baseline", supervised("baseline"))] if cfg.baseline else []
-    return base + [("mixtrain", mixtrain)]
+    return base + [("mixtrain", mixtrain)] + [(c, COMPARISONS[c]) for c in cfg.compare_arms]
 
 
 def _mixtrain_setup(ctx: RunContext) -> None:

@@ -121,6 +121,9 @@ class TrainConfig:
         recipe=False)
 
 
+COMPARE_ARMS = ("short", "skip", "infobatch")
+
+
 @dataclass
 class MixtrainConfig(TrainConfig):
     """`mixkit mixtrain` (Krithivasan et al. 2024)."""
@@ -154,11 +157,27 @@ class MixtrainConfig(TrainConfig):
     final_unmixed_epochs: int = opt(
         0, "Beyond the paper: train the last K epochs without mixing (losses are still "
         "recorded). 0 = the paper's method.", min=0, max=100000)
+    compare: str = opt(
+        "", "Comparison arms run after the mixtrain arm, each at mixtrain's measured cost "
+        "(inputs): short (fewer epochs, full schedule), skip (random mini-batch skipping), "
+        "infobatch (Qin et al. 2024). Comma-separated; empty = none.")
+    infobatch_delta: float = opt(
+        0.875, "InfoBatch's annealing: prune only in the first delta of the epochs, train the "
+        "rest on the full data (Qin et al.: 0.875).", gt=0.0, max=1.0)
 
 
     def check(self, where: str) -> None:
         if self.min_lr > self.lr:
             raise UserError(f"{where}: --min-lr ({self.min_lr}) is larger than --lr ({self.lr}).")
+        bad = [c for c in self.compare_arms if c not in COMPARE_ARMS]
+        if bad or len(set(self.compare_arms)) != len(self.compare_arms):
+            raise UserError(f"{where}: --compare {self.compare!r} must list distinct names "
+                            f"from {', '.join(COMPARE_ARMS)}.",
+                            hint="E.g. --compare short,skip,infobatch.")
+
+    @property
+    def compare_arms(self) -> list[str]:
+        return [c.strip() for c in self.compare.split(",") if c.strip()]
 
 
 @dataclass

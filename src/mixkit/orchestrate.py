@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -47,6 +47,8 @@ class RunContext:
     model_info: ModelInfo
     ssl_train: Source | None = None     # MixTraining's --ssl-data, loaded by its setup
     dist: D.Dist = D.Dist()                                  # this process's rank (torchrun)
+    # the arms finished so far, by name (comparison arms are matched to the method's cost)
+    done: dict[str, ArmResult] = field(default_factory=dict)
 
     def new_model(self) -> torch.nn.Module:
         """A freshly initialised model (from the global RNG: seed first)."""
@@ -195,6 +197,7 @@ def _train(cfg: Any, command: CommandSpec, arms: list[tuple[str, ArmFactory]],
            console: Console, checkpoint: dict[str, Any] | None) -> dict[str, Any]:
     """Every arm not yet done, then the command's artifacts and ``summary.json``."""
     dist = ctx.dist
+    ctx.done = results
     if dist.main:
         console.print(f"mixkit {command.name}: {cfg.data} ({len(ctx.data.train)} train / "
                       f"{len(ctx.data.val)} val, {ctx.data.img_size}px) · {cfg.model} · "

@@ -6,6 +6,8 @@ from typing import Any
 
 from rich.table import Table
 
+from mixkit.engine.summary import NOISY
+
 
 def _gain(arm: dict[str, Any], ref: dict[str, Any]) -> str:
     """Accuracy gain in points, and relative to the reference (the paper's Table 1 style)."""
@@ -45,4 +47,12 @@ def speedup_table(summary: dict[str, Any]) -> Table:
                                     arm["task_accuracy"].items()) + ")"
         table.add_row(name, acc, f"{arm['train_seconds']:.1f}", f"{arm['inputs']:,}",
                       str(arm["epochs"]), speed, *gains)
+    best = summary.get("best_at_method_cost")
+    if best and len(arms) > 2:
+        table.caption += (f"\nMost accurate at or below {summary['method_arm']}'s cost (inputs): "
+                          f"{best['arm']} ({100 * best['accuracy']:.2f}%)")
+    noisy = [n for n, a in arms.items() if (a.get("timing_spread") or 0) > NOISY]
+    if noisy:
+        table.caption += (f"\nTiming noise: {', '.join(noisy)} had epochs whose per-input cost "
+                          f"scattered more than {NOISY:.0%}; see speedup_median in summary.json")
     return table

@@ -6,6 +6,7 @@ which the baseline, the per-arm figures, the command's own entries and the speed
 
 from __future__ import annotations
 
+import statistics
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -37,18 +38,65 @@ def summarize(command: "CommandSpec", ctx: "RunContext", results: dict[str, ArmR
         "baseline_arm": command.baseline_arm,
         "compare_arms": [a for a in (command.compare_arms or (command.baseline_arm,))
                          if a in results],
-        "arms": {n: _arm_summary(r) for n, r in results.items()},
+        "arms": {n: _arm_summary(r, base) for n, r in results.items()},
         **(command.describe(ctx) if command.describe is not None else {}),
         "speedup": base.train_seconds / method.train_seconds if both else None,
         "accuracy_delta": method.accuracy - base.accuracy if both else None,
+        "speedup_median": robust_speedup(base, method) if both else None,
+        "best_at_method_cost": best_at_cost(results, method),
         "versions": {"mixkit": mixkit.__version__, "torch": torch.__version__,
                      "timm": __import__("timm").__version__},
     }
 
 
-def _arm_summary(r: ArmResult) -> dict[str, Any]:
-    out = {"accuracy": r.accuracy, "train_seconds": r.train_seconds, "inputs": r.inputs,
+COST_TOLERANCE = 0.02    # "at or below the method's cost": inputs within 2 % above it
+
+
+def seconds_per_input(r: ArmResult) -> float:
+    """Median over the arm's epochs of epoch seconds / epoch inputs: its cost per input, robust
+    to an epoch slowed by something else on the machine."""
+    return statistics.median(row["epoch_seconds"] / max(row["inputs"], 1) for row in r.rows)
+
+
+def timing_spread(r: ArmResult) -> float:
+    """Median absolute deviation of the per-input epoch cost, relative to its median: the
+    arm's timing noise (a clean CPU run is a few %; above ``NOISY`` a ratio is suspect)."""
+    costs = [row["epoch_seconds"] / max(row["inputs"], 1) for row in r.rows]
+    med = statistics.median(costs)
+    return statistics.median(abs(c - med) for c in costs) / med if med > 0 else 0.0
+
+
+NOISY = 0.10
+
+
+def robust_speedup(base: ArmResult, arm: ArmResult) -> float:
+    """The speedup from per-input median costs: ``base inputs * base cost`` over ``arm inputs *
+    arm cost``. Equal to the ratio of totals when every epoch ran undisturbed."""
+    return (base.inputs * seconds_per_input(base)) / max(arm.inputs * seconds_per_input(arm),
+                                                          1e-12)
+
+
+def best_at_cost(results: dict[str, ArmResult], method: ArmResult | None) -> dict | None:
+    """The most accurate arm whose inputs are at or below the method's (within
+    ``COST_TOLERANCE``), the method included: the user's question "for this compute, what
+    should I run?"."""
+    if method is None:
+        return None
+    limit = method.inputs * (1 + COST_TOLERANCE)
+    name, r = max(((n, r) for n, r in results.items() if r.inputs <= limit),
+                  key=lambda nr: nr[1].accuracy)
+    return {"arm": name, "accuracy": r.accuracy, "inputs": r.inputs}
+
+
+def _arm_summary(r: ArmResult, base: ArmResult | None) -> dict[str, Any]:
+    vals = [row["val_acc"] for row in r.rows if "val_acc" in row]
+    out = {"accuracy": r.accuracy, "best_accuracy": max(vals) if vals else None,
+           "train_seconds": r.train_seconds, "inputs": r.inputs,
            "samples": r.samples, "epochs": r.epochs,
+           "speedup": base.train_seconds / r.train_seconds if base is not None else None,
+           "speedup_median": robust_speedup(base, r) if base is not None else None,
+           "accuracy_delta": r.accuracy - base.accuracy if base is not None else None,
+           "timing_spread": timing_spread(r) if r.rows else None,
            "phase_seconds": _phase_seconds(r.rows)}
     if r.task_accuracy:
         out["task_accuracy"] = r.task_accuracy

@@ -7,12 +7,10 @@ side by side in the same invocation with the same seed, data, model and epochs.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 
-from mixkit.data.plan import shuffled
+from mixkit.data.plan import EpochPlan, shuffled
 from mixkit.data.sources import Batch
 from mixkit.engine.arm import Arm, EpochSpec
 from mixkit.engine.optim import Recipe
@@ -49,20 +47,26 @@ def cross_entropy_loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
 
 
 class SupervisedArm(Arm):
-    """``epochs`` shuffled passes over the training set with one AdamW recipe."""
+    """``epochs`` shuffled passes over the training set with one AdamW recipe.
+
+    ``budget`` (inputs per epoch) makes it *random mini-batch skipping* (mixTrain §5.3): epoch
+    ``e`` trains on a random ``budget[e]`` of the samples, i.e. the shuffled epoch with its
+    remaining batches skipped, on the same learning-rate curve (a function of progress).
+    """
 
     def __init__(self, name: str, epochs: int, num_samples: int, recipe: Recipe,
-                 plan_generator: torch.Generator, phase: str = "sl") -> None:
+                 plan_generator: torch.Generator, phase: str = "sl",
+                 budget: list[int] | None = None) -> None:
         self.name, self.epochs, self.num_samples = name, epochs, num_samples
         self.recipe, self.generator, self.phase = recipe, plan_generator, phase
+        self.budget = budget
 
     @property
     def generators(self) -> dict[str, torch.Generator]:
         return {"plan": self.generator}
 
     def epoch(self, epoch: int) -> EpochSpec:
-        return EpochSpec(self.phase, shuffled(self.num_samples, self.generator), self.recipe,
-                         cross_entropy_loss)
-
-    def end_epoch(self, epoch: int) -> dict[str, Any]:
-        return {}
+        plan = shuffled(self.num_samples, self.generator)
+        if self.budget is not None:
+            plan = EpochPlan(plan.first[: max(1, self.budget[epoch])])
+        return EpochSpec(self.phase, plan, self.recipe, cross_entropy_loss)

@@ -1,0 +1,118 @@
+"""InfoBatch (Qin et al., ICLR 2024): unbiased dynamic data pruning, as a comparison arm.
+
+What a user would most likely run instead of mixTrain to train on fewer inputs. Per epoch:
+
+* every sample's *score* is its loss from the last epoch it was trained in (recorded from the
+  training forward itself, no extra pass; 1.0 before the first, as the authors initialise);
+* samples scoring below the mean score are "well learned"; a random fraction ``r`` of them is
+  pruned from the epoch;
+* the kept well-learned samples' losses are scaled by ``1 / (1 - r)``, so the expected gradient
+  equals the full epoch's (the "unbiased" part);
+* the last ``1 - delta`` of the epochs (annealing, ``delta = 0.875``) train on the full data.
+
+Matched cost (``docs/mixtrain.md``): InfoBatch's own ``r`` is a fixed 0.5, and its saving then
+follows from how many samples score below the mean. Here ``r`` is set *per epoch* so that the
+epoch prunes its share of the inputs the mixtrain arm saved in the same run: the total saving
+is spread over the pruning epochs in proportion to mixtrain's per-epoch savings, and
+``r_e = min(target_e / below_e, r_max)``. The per-sample state is device tensors indexed by
+sample id (no host sync per batch); the plan is built with one host read per epoch.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from mixkit.data.plan import EpochPlan
+from mixkit.data.sources import Batch
+from mixkit.engine.arm import Arm, EpochSpec
+from mixkit.engine.distributed import Dist, all_reduce_sum
+from mixkit.engine.optim import Recipe
+
+R_MAX = 0.9        # 1 / (1 - r) = 10: beyond it the rescaled losses' variance explodes
+
+
+def prune_targets(epochs: int, num_samples: int, method_inputs: list[int],
+                  delta: float) -> list[int]:
+    """Samples to prune in each epoch so that the whole run trains on ``sum(method_inputs)``
+    inputs, with no pruning in epoch 0 (no scores yet) nor in the annealing epochs
+    ``>= ceil(delta * epochs)``; the saving is spread in proportion to the method's own
+    per-epoch savings (uniformly if it saved nothing in those epochs)."""
+    last = min(epochs, math.ceil(delta * epochs))
+    saving = max(0, epochs * num_samples - sum(method_inputs))
+    window = range(1, last)
+    if not window or saving == 0:
+        return [0] * epochs
+    weights = [max(0, num_samples - method_inputs[e]) for e in window]
+    if sum(weights) == 0:
+        weights = [1] * len(window)
+    out = [0] * epochs
+    for e, w in zip(window, weights):
+        out[e] = round(saving * w / sum(weights))
+    return out
+
+
+class InfoBatchArm(Arm):
+    """Supervised training with InfoBatch's pruning and rescaling (see the module doc)."""
+
+    def __init__(self, name: str, epochs: int, num_samples: int, recipe: Recipe,
+                 plan_generator: torch.Generator, targets: list[int], device: torch.device,
+                 dist: Dist = Dist()) -> None:
+        self.name, self.epochs, self.n, self.recipe = name, epochs, num_samples, recipe
+        self.generator, self.targets, self.dist = plan_generator, targets, dist
+        f32 = dict(device=device, dtype=torch.float32)
+        self.score = torch.ones(num_samples, **f32)         # InfoBatch initialises scores to 1
+        self.score_new = torch.zeros(num_samples, **f32)    # this epoch's losses
+        self.seen = torch.zeros(num_samples, device=device, dtype=torch.bool)
+        self.weight = torch.ones(num_samples, **f32)        # 1 / (1 - r) on kept low scorers
+        self.ratio, self.below, self.pruned = 0.0, 0, 0
+
+    @property
+    def generators(self) -> dict[str, torch.Generator]:
+        return {"plan": self.generator}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"score": self.score.clone(), "score_new": self.score_new.clone(),
+                "seen": self.seen.clone(), "weight": self.weight.clone(),
+                "stats": [self.ratio, self.below, self.pruned]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for k in ("score", "score_new", "seen", "weight"):
+            setattr(self, k, state[k].to(getattr(self, k).device))
+        self.ratio, self.below, self.pruned = state["stats"]
+
+    def epoch(self, epoch: int) -> EpochSpec:
+        self.score_new.zero_()
+        self.seen.zero_()
+        below = (self.score < self.score.mean()).cpu()       # the epoch's one host read
+        self.below = int(below.sum())
+        self.ratio = min(self.targets[epoch] / self.below, R_MAX) if self.below else 0.0
+        drop = below & (torch.rand(self.n, generator=self.generator) < self.ratio)
+        keep = torch.nonzero(~drop).flatten()
+        self.pruned = self.n - int(keep.numel())
+        weight = torch.where(below & ~drop, torch.tensor(1.0 / (1.0 - self.ratio)),
+                             torch.tensor(1.0))
+        self.weight = weight.to(self.weight.device)
+        plan = EpochPlan(keep[torch.randperm(keep.numel(), generator=self.generator)])
+        return EpochSpec("sl", plan, self.recipe, self.loss,
+                         note=f"pruned {self.pruned / self.n:.0%}")
+
+    def loss(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+        """Cross-entropy rescaled per row by ``weight[id]``; the rows' losses become scores."""
+        ce = F.cross_entropy(model(batch.x), batch.y, reduction="none")
+        self.score_new[batch.ids] = ce.detach().float()
+        self.seen[batch.ids] = True
+        return (ce * self.weight[batch.ids]).mean()
+
+    def end_epoch(self, epoch: int) -> dict[str, Any]:
+        """Trained samples take their new score (every rank's, under torchrun); pruned ones
+        keep the old one, as in InfoBatch."""
+        if self.dist.enabled:
+            seen = self.seen.to(torch.int32)
+            all_reduce_sum(self.score_new, seen)
+            self.seen = seen > 0
+        self.score = torch.where(self.seen, self.score_new, self.score)
+        return {"prune_ratio": self.ratio, "below_mean": self.below, "pruned": self.pruned}

@@ -1,0 +1,103 @@
+"""The comparison arms of `mixkit mixtrain --compare` (mixTrain §5.3, InfoBatch): each matched
+to the mixtrain arm's measured inputs in the same run; InfoBatch's pruning and rescaling by
+hand; the summary's answer to "what is the most accurate arm at mixtrain's cost?"."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import run_cli
+from mixkit.data.sources import Batch
+from mixkit.engine.loop import ArmResult
+from mixkit.engine.optim import Recipe
+from mixkit.engine.summary import best_at_cost, robust_speedup
+from mixkit.methods.infobatch import InfoBatchArm, prune_targets
+
+SMALL = ["--data", "digits", "--data-fraction", "0.1", "--val-fraction", "0.05",
+         "--img-size", "16", "-b", "16", "--model", "mobilenetv2_035"]
+
+
+def test_prune_targets_spread_the_saving_and_spare_epoch_0_and_the_annealing() -> None:
+    # 8 epochs of 100 samples; the method trained 100, 60, 70, 80, 90, 100, 100, 60 inputs
+    # (saving 140, 40 of it in the annealing epoch 7); pruning epochs are 1..6
+    # (ceil(0.875 * 8) = 7); the method's savings there are 40, 30, 20, 10, 0, 0 (sum 100), so
+    # all 140 are spread over them as 56, 42, 28, 14, 0, 0
+    t = prune_targets(8, 100, [100, 60, 70, 80, 90, 100, 100, 60], 0.875)
+    assert t == [0, 56, 42, 28, 14, 0, 0, 0]
+    assert prune_targets(4, 10, [10, 10, 10, 10], 0.875) == [0, 0, 0, 0]     # nothing saved
+
+
+def test_infobatch_prunes_below_mean_scores_and_rescales_the_kept_ones() -> None:
+    """Scores 0.1, 0.2 are below the mean (1.45) of [0.1, 0.2, 2.5, 3.0]; a target of 1 prunes
+    r = 1/2 of them; the kept low scorer's loss is weighted 1 / (1 - 1/2) = 2."""
+    arm = InfoBatchArm("infobatch", 2, 4, Recipe("sl", 1e-3, 0, 0, 0, 2),
+                       torch.Generator().manual_seed(0), [0, 1], torch.device("cpu"))
+    arm.score = torch.tensor([0.1, 0.2, 2.5, 3.0])
+    spec = arm.epoch(1)
+    kept = sorted(spec.plan.first.tolist())
+    assert arm.below == 2 and arm.ratio == pytest.approx(0.5)
+    assert len(kept) == 3 and {2, 3} <= set(kept)            # high scorers always kept
+    low = ({0, 1} & set(kept)).pop()
+    assert arm.weight.tolist() == [2.0 if i == low else 1.0 for i in range(4)]
+
+    class Fixed(torch.nn.Module):                            # logits that give known losses
+        def forward(self, x):
+            return x
+    x = torch.log(torch.tensor([[0.5, 0.5], [0.25, 0.75], [0.9, 0.1], [0.2, 0.8]]))
+    batch = Batch(x, torch.tensor([0, 1, 0, 1]), torch.tensor([0, 1, 2, 3]))
+    ce = -torch.log(torch.tensor([0.5, 0.75, 0.9, 0.8]))
+    assert float(arm.loss(Fixed(), batch)) == pytest.approx(float((ce * arm.weight).mean()))
+    arm.seen[low] = False                                    # as if pruned: keeps its score
+    arm.end_epoch(1)
+    assert arm.score[low] == pytest.approx([0.1, 0.2][low])
+
+
+def _arm(name, inputs, acc, seconds) -> ArmResult:
+    rows = [{"epoch": e, "inputs": i, "samples": i, "epoch_seconds": s, "val_acc": acc}
+            for e, (i, s) in enumerate(zip(inputs, seconds))]
+    return ArmResult.from_rows(name, len(rows), rows)
+
+
+def test_best_at_cost_and_the_robust_speedup_by_hand() -> None:
+    base = _arm("baseline", [100, 100, 100], 0.90, [10, 10, 40])    # one disturbed epoch
+    mix = _arm("mixtrain", [100, 50, 50], 0.85, [10, 5, 5])
+    short = _arm("short", [100, 100], 0.87, [10, 10])
+    skip = _arm("skip", [100, 50, 50], 0.84, [10, 5, 5])
+    best = best_at_cost({"baseline": base, "mixtrain": mix, "short": short, "skip": skip}, mix)
+    assert best["arm"] == "short" and best["accuracy"] == 0.87   # 200 inputs <= 200 * 1.02
+    # totals: 60 s / 20 s = 3.0x; per-input medians: 0.1 s each -> 300*0.1 / (200*0.1) = 1.5x
+    assert base.train_seconds / mix.train_seconds == pytest.approx(3.0)
+    assert robust_speedup(base, mix) == pytest.approx(1.5)
+
+
+def test_compare_arms_end_to_end_are_matched_to_mixtrain(tmp_path: Path, capsys) -> None:
+    code, out, err = run_cli(["mixtrain", *SMALL, "--epochs", "4", "--op", "mixup",
+                              "--compare", "short,skip,infobatch", "--infobatch-delta", "0.75",
+                              "--output", str(tmp_path), "--experiment", "C"], capsys)
+    assert code == 0, err
+    s = json.loads((tmp_path / "C" / "summary.json").read_text())
+    assert list(s["arms"]) == ["baseline", "mixtrain", "short", "skip", "infobatch"]
+    rows = [json.loads(x) for x in (tmp_path / "C" / "metrics.jsonl").open()]
+    by = {a: [r for r in rows if r["arm"] == a] for a in s["arms"]}
+    n = by["baseline"][0]["inputs"]
+    mix_inputs = [r["inputs"] for r in by["mixtrain"]]
+    assert [r["inputs"] for r in by["skip"]] == mix_inputs              # epoch by epoch
+    assert s["arms"]["short"]["epochs"] == round(sum(mix_inputs) / n)
+    assert all(r["inputs"] == n for r in by["short"])
+    ib = [r["inputs"] for r in by["infobatch"]]
+    assert ib[0] == n and ib[-1] == n     # no scores yet; the annealing epoch (>= 0.75 * 4)
+    assert s["best_at_method_cost"]["arm"] in {"mixtrain", "short", "skip", "infobatch"}
+    for a in s["arms"].values():
+        assert set(a) >= {"accuracy", "train_seconds", "inputs", "speedup", "accuracy_delta"}
+    assert "Most accurate at or below mixtrain's cost" in out
+
+
+def test_unknown_or_repeated_compare_names_are_refused(tmp_path: Path, capsys) -> None:
+    for bad in ("short,coreset", "skip,skip"):
+        code, _, err = run_cli(["mixtrain", *SMALL, "--compare", bad, "--output",
+                                str(tmp_path)], capsys)
+        assert code == 2 and "--compare" in err and "short, skip, infobatch" in err
