@@ -37,7 +37,6 @@ Every option of ``mixkit mixtrain`` is an option here too (``--help``).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from dataclasses import replace

@@ -162,3 +162,23 @@ def fashionmnist_root(tmp_path: Path) -> Path:
     """torchvision's layout: ROOT/FashionMNIST/raw/*-ubyte.gz."""
     write_idx_dataset(tmp_path / "FashionMNIST" / "raw")
     return tmp_path
+
+
+@pytest.fixture
+def host_reads(monkeypatch) -> dict[str, int]:
+    """Counts device->host reads made *by mixkit's code* (``.item()``, ``.tolist()``, ``float()``,
+    ``int()``, ``bool()``, ``.cpu()`` on a tensor; torch.optim internals are not counted):
+    ``host_reads["n"]``, reset it to 0 before the part to measure."""
+    import sys
+
+    import torch
+
+    reads = {"n": 0}
+    for name in ("item", "tolist", "__float__", "__int__", "__bool__", "cpu"):
+        orig = getattr(torch.Tensor, name)
+
+        def counted(self, *a, _orig=orig, **k):
+            reads["n"] += sys._getframe(1).f_globals.get("__name__", "").startswith("mixkit")
+            return _orig(self, *a, **k)
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    return reads

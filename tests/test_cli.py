@@ -109,9 +109,3 @@ def test_amp_bf16_and_channels_last_run_on_cpu(tmp_path: Path, capsys) -> None:
     summary = json.loads((tmp_path / "amp" / "summary.json").read_text())
     assert "amp bfloat16" in summary["device"] and "channels_last" in summary["device"]
     assert 0.0 <= summary["arms"]["baseline"]["accuracy"] <= 1.0
-
-
-def test_float16_amp_on_cpu_is_refused(tmp_path: Path, capsys) -> None:
-    code, _, err = run_cli(["mixtrain", *FAST, "--amp", "--amp-dtype", "float16", "--device",
-                            "cpu", "--output", str(tmp_path)], capsys)
-    assert code == 2 and "--amp-dtype" in err

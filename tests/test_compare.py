@@ -94,10 +94,3 @@ def test_compare_arms_end_to_end_are_matched_to_mixtrain(tmp_path: Path, capsys)
     for a in s["arms"].values():
         assert set(a) >= {"accuracy", "train_seconds", "inputs", "speedup", "accuracy_delta"}
     assert "Most accurate at or below mixtrain's cost" in out
-
-
-def test_unknown_or_repeated_compare_names_are_refused(tmp_path: Path, capsys) -> None:
-    for bad in ("short,coreset", "skip,skip"):
-        code, _, err = run_cli(["mixtrain", *SMALL, "--compare", bad, "--output",
-                                str(tmp_path)], capsys)
-        assert code == 2 and "--compare" in err and "short, skip, infobatch" in err

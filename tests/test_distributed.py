@@ -1,6 +1,6 @@
 """torchrun on the CPU (gloo): 2 processes per command. Both ranks end every epoch with identical
 parameters and per-sample state, each dataset index is trained exactly once per epoch across
-ranks, rank 0 alone writes one run dir, and it finishes well inside a minute."""
+ranks, and rank 0 alone writes one run dir."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -41,13 +40,11 @@ def test_shard_plan_covers_every_row_once_with_equal_steps(m, batch, world) -> N
         assert [plan.second[pos[v]].item() for v in s.first.tolist()] == s.second.tolist()
 
 
-def _torchrun(tmp: Path, args: list[str]) -> tuple[subprocess.CompletedProcess, float]:
+def _torchrun(tmp: Path, args: list[str]) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    t = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                            "--nproc_per_node", "2", str(WORKER), str(tmp), *args], env=env,
                           capture_output=True, text=True, timeout=240)
-    return proc, time.perf_counter() - t
 
 
 def _check_ranks(tmp: Path, num_samples: int) -> list[dict]:
@@ -72,10 +69,9 @@ def _check_ranks(tmp: Path, num_samples: int) -> list[dict]:
 ])
 def test_two_processes_stay_in_sync(cmd, extra, tmp_path: Path) -> None:
     runs = tmp_path / "runs"
-    proc, seconds = _torchrun(tmp_path, [cmd, *SMALL, *extra, "--output", str(runs),
-                                         "--experiment", "D"])
+    proc = _torchrun(tmp_path, [cmd, *SMALL, *extra, "--output", str(runs),
+                                "--experiment", "D"])
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert seconds < 60
     summary = json.loads((runs / "D" / "summary.json").read_text())
     assert summary["world_size"] == 2 and [p.name for p in runs.iterdir()] == ["D"]
     rows = [json.loads(x) for x in (runs / "D" / "metrics.jsonl").read_text().splitlines()]

@@ -237,7 +237,6 @@ def test_mixtrain_runs_and_reports(op, extra, tmp_path: Path, capsys) -> None:
     for r in mt:
         assert {"mixed_fraction", "region_counts", "l_corr", "l_incorr", "l_mid",
                 "correct_below_mid", "incorrect_below_mid"} <= r.keys()
-        assert sum(r["region_counts"].values()) == r["samples"] - 0
         pairs = r["samples"] - r["inputs"]
         assert r["mixed_fraction"] == pytest.approx(2 * pairs / r["samples"])
     if "--no-selective" in extra:
@@ -245,7 +244,11 @@ def test_mixtrain_runs_and_reports(op, extra, tmp_path: Path, capsys) -> None:
     else:
         assert mt[0]["mixed_fraction"] == 0 and mt[0]["inputs"] == mt[0]["samples"]
     summary = json.loads((tmp_path / "m" / "summary.json").read_text())
-    assert summary["speedup"] > 0 and summary["accuracy_delta"] is not None
+    arms = summary["arms"]
+    assert summary["speedup"] == pytest.approx(arms["baseline"]["train_seconds"]
+                                               / arms["mixtrain"]["train_seconds"])
+    assert summary["accuracy_delta"] == pytest.approx(arms["mixtrain"]["accuracy"]
+                                                      - arms["baseline"]["accuracy"])
     assert summary["arms"]["mixtrain"]["inputs"] == sum(r["inputs"] for r in mt)
 
 
@@ -263,9 +266,8 @@ def test_final_unmixed_epochs_train_the_last_epochs_plain(tmp_path: Path, capsys
 
 
 @pytest.mark.parametrize("op", ["cutmix", "mixup"])
-def test_mixtrain_step_reads_the_host_once_per_epoch_not_per_step(op, monkeypatch) -> None:
+def test_mixtrain_step_reads_the_host_once_per_epoch_not_per_step(op, host_reads) -> None:
     """Host reads in mixkit's code per epoch are the same for 2 and for 8 batches."""
-    import sys
     from dataclasses import replace
 
     from mixkit.arms import MIXTRAIN
@@ -274,15 +276,6 @@ def test_mixtrain_step_reads_the_host_once_per_epoch_not_per_step(op, monkeypatc
     from mixkit.engine.progress import TrainingProgress
     from mixkit.methods.mixtrain.method import MixTrainArm
     from mixkit.orchestrate import prepare
-
-    reads = {"n": 0}
-    for name in ("item", "tolist", "__float__", "__int__", "__bool__", "cpu"):
-        orig = getattr(torch.Tensor, name)
-
-        def counted(self, *a, _orig=orig, **k):
-            reads["n"] += sys._getframe(1).f_globals.get("__name__", "").startswith("mixkit")
-            return _orig(self, *a, **k)
-        monkeypatch.setattr(torch.Tensor, name, counted)
 
     cfg = build_config(MixtrainConfig, {"op": op, "data_fraction": 0.05, "img_size": 16,
                                         "epochs": 2, "device": "cpu"}, where="test")
@@ -296,9 +289,9 @@ def test_mixtrain_step_reads_the_host_once_per_epoch_not_per_step(op, monkeypatc
         arm = MixTrainArm(ctx.cfg, len(ctx.data.train), mixtrain_recipe(ctx.cfg), ctx.model_info, 16,
                           CPU)
         arm.state.why[: arm.state.n] = 1          # mix everything: a plan with pairs
-        reads["n"] = 0
+        host_reads["n"] = 0
         eng.train_epoch(arm, 1)
-        return reads["n"]
+        return host_reads["n"]
 
     assert reads_for(18) == reads_for(5)          # 2 batches vs 8 batches of 36 inputs
 

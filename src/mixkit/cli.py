@@ -96,6 +96,24 @@ def datasets_cmd(data_dir: Optional[Path] = typer.Option(
     Console().print(datasets_table(str(data_dir) if data_dir else None))
 
 
+@app.command("report")
+def report_cmd(
+        run_dirs: list[str] = typer.Argument(..., help="Run directories (or a quoted glob)."),
+        out: Optional[Path] = typer.Option(None, "--out", help="Where report.md, report.csv "
+                                           "and the figures go (default: <first run's "
+                                           "parent>/report)."),
+        target: Optional[float] = typer.Option(None, "--target", help="Target accuracy "
+                                               "(0-1) for time-to-target (default: the "
+                                               "baseline's final accuracy - 0.005).")) -> None:
+    """Tables (mean ± sd over seeds) and figures from finished or unfinished run directories."""
+    from mixkit.report import write_report
+
+    if target is not None and not 0.0 < target <= 1.0:
+        raise UserError(f"--target {target} must be an accuracy in (0, 1].", hint="E.g. 0.85.")
+    console = Console()
+    write_report(run_dirs, out, target, console if console.is_terminal else Console(width=130))
+
+
 @app.command("models")
 def models_cmd() -> None:
     """List the supported model families, how each is adapted, and the timm names."""

@@ -113,6 +113,8 @@ class TrainConfig:
     experiment: Optional[str] = opt(
         None, "Run name (default: <command>-<data>-<model>-<timestamp>).")
     baseline: bool = opt(True, "Run the baseline arm(s) side by side (--no-baseline skips).")
+    plots: bool = opt(True, "Write the run's figures into RUN_DIR/plots when it finishes "
+                      "(--no-plots skips).", recipe=False)
     overwrite: bool = opt(False, "Replace an existing run directory of the same name.",
                           recipe=False)
     resume: Optional[str] = opt(

@@ -246,7 +246,22 @@ def _train(cfg: Any, command: CommandSpec, arms: list[tuple[str, ArmFactory]],
                               f"{command.name} --resume {rundir.path}`.") from None
         raise
     console.print(speedup_table(summary))
+    if cfg.plots:
+        _plots(rundir, console)
+    console.print(f"run dir: {rundir.path}", highlight=False)
     return summary
+
+
+def _plots(rundir: RunDir, console: Console) -> None:
+    """The run's own figures (``RUN_DIR/plots``); a figure that fails warns, the run stands."""
+    from mixkit.report import write_run_plots
+
+    try:
+        made = write_run_plots(rundir.path)
+        console.print(f"figures: {rundir.path / 'plots'} ({len(made)})", highlight=False)
+    except Exception as exc:  # noqa: BLE001 - the run's results are already written
+        console.print(f"[yellow]warning:[/] the run's figures could not be drawn: {exc}",
+                      highlight=False)
 
 
 def warm_up(ctx: RunContext, factory: ArmFactory, steps: int) -> None:

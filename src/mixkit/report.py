@@ -1,7 +1,9 @@
-"""The speedup report: method vs baseline(s) in one Rich table, from ``summary.json`` data."""
+"""Reports: the end-of-run speedup table (``summary.json`` data), and ``mixkit report`` over
+run directories (tables with mean ± sd over seeds, ``report.md``, ``report.csv``, figures)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from rich.table import Table
@@ -56,3 +58,157 @@ def speedup_table(summary: dict[str, Any]) -> Table:
         table.caption += (f"\nTiming noise: {', '.join(noisy)} had epochs whose per-input cost "
                           f"scattered more than {NOISY:.0%}; see speedup_median in summary.json")
     return table
+
+
+# ------------------------------------------------------------------------------------------
+# mixkit report RUN_DIR [RUN_DIR ...]
+# ------------------------------------------------------------------------------------------
+
+
+def _pm(ms: tuple[float, float], scale: float = 1.0, digits: int = 2) -> str:
+    m, sd = ms
+    if m != m:                                    # NaN: nothing to average
+        return "—"
+    return f"{scale * m:.{digits}f} ± {scale * sd:.{digits}f}"
+
+
+def _ttt(values: list[float | None]) -> str:
+    hit = [v for v in values if v is not None]
+    if not hit:
+        return "never"
+    text = f"{sum(hit) / len(hit):.1f} s"
+    return text if len(hit) == len(values) else f"{text} ({len(hit)}/{len(values)} seeds)"
+
+
+COLUMNS = ("arm", "seeds", "accuracy (%)", "train s", "inputs", "speedup", "Δ accuracy (pts)",
+           "time to target")
+
+
+def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
+    return [[r["arm"] + ("" if r["finished"] else " (unfinished)"), str(r["seeds"]),
+             _pm(r["accuracy"], 100), _pm(r["seconds"], 1, 1), _pm(r["inputs"], 1, 0),
+             _pm(r["speedup"], 1, 3) + "x" if r["speedup"][0] == r["speedup"][0] else "—",
+             _pm(r["delta"], 100), _ttt(r["time_to_target"])] for r in rows]
+
+
+def group_title(runs: list[Any]) -> str:
+    c = runs[0].config
+    seeds = sorted(r.config.get("seed", 0) for r in runs)
+    return (f"mixkit {runs[0].command} — {c.get('data')} / {c.get('model')}, seeds "
+            f"{', '.join(map(str, seeds))}")
+
+
+def rich_table(runs: list[Any], rows: list[dict[str, Any]]) -> Table:
+    target = rows[0]["target"] if rows else None
+    table = Table(title=group_title(runs), caption=(
+        f"mean ± sd over seeds; speedup and Δ against {runs[0].baseline_arm}; time to target = "
+        f"training seconds to first reach {100 * target:.2f}% " if target is not None else ""))
+    for col in COLUMNS:
+        table.add_column(col, justify="left" if col == "arm" else "right", no_wrap=True)
+    for cells in table_rows(rows):
+        table.add_row(*cells)
+    return table
+
+
+def markdown(groups: list[tuple[list[Any], list[dict[str, Any]], list[str]]],
+             pareto: str | None) -> str:
+    """report.md: per group, its table and its figures (relative paths); then the Pareto."""
+    out = ["# mixkit report", ""]
+    for runs, rows, figs in groups:
+        target = rows[0]["target"] if rows else None
+        out += [f"## {group_title(runs)}", "",
+                f"Runs: {', '.join(f'`{r.path}`' for r in runs)}. Mean ± sd over seeds; "
+                f"speedup and Δ accuracy against `{runs[0].baseline_arm}`"
+                + (f"; time to target = training seconds until the validation accuracy first "
+                   f"reaches {100 * target:.2f}% (the baseline's final accuracy − 0.5 pts "
+                   "unless --target)." if target is not None else "."), "",
+                "| " + " | ".join(COLUMNS) + " |",
+                "| " + " | ".join(["---"] + ["---:"] * (len(COLUMNS) - 1)) + " |"]
+        out += ["| " + " | ".join(cells) + " |" for cells in table_rows(rows)]
+        out += [""] + [f"![{Path(f).stem.split('-', 1)[-1].replace('_', ' ')}]({f})"
+                        for f in figs] + [""]
+        recon = runs[0].path / "reconstruction.png"
+        if recon.is_file():
+            out += [f"![reconstructions]({recon.resolve()})", ""]
+    if pareto:
+        out += ["## Accuracy vs total training time", "", f"![pareto]({pareto})", ""]
+    return "\n".join(out)
+
+
+def csv_text(groups: list[tuple[list[Any], list[dict[str, Any]], list[str]]]) -> str:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["group", "command", "data", "model", "arm", "seeds", "accuracy_mean",
+                "accuracy_sd", "train_seconds_mean", "train_seconds_sd", "inputs_mean",
+                "speedup_mean", "speedup_sd", "delta_mean", "delta_sd", "time_to_target_mean",
+                "target"])
+    for g, (runs, rows, _) in enumerate(groups):
+        for r in rows:
+            hit = [t for t in r["time_to_target"] if t is not None]
+            w.writerow([g, runs[0].command, runs[0].config.get("data"),
+                        runs[0].config.get("model"), r["arm"], r["seeds"], *r["accuracy"],
+                        *r["seconds"], r["inputs"][0], *r["speedup"], *r["delta"],
+                        sum(hit) / len(hit) if len(hit) == len(r["time_to_target"]) and hit
+                        else "", r["target"]])
+    return buf.getvalue()
+
+
+def write_report(paths: list[str], out: Path | None, target: float | None,
+                 console: Any) -> Path:
+    """``mixkit report``: load, group by experiment (runs differing only in --seed), print a
+    table per group, write ``report.md``, ``report.csv`` and the figures into ``out``."""
+    from mixkit import plots
+    from mixkit.errors import UserError
+    from mixkit.runs import arm_table, expand, group, load_run
+
+    runs, skipped = [], []
+    for path in expand(paths):
+        try:
+            runs.append(load_run(path))
+        except UserError as err:
+            skipped.append(err.paragraph)
+    for why in skipped:
+        console.print(f"[yellow]skipped:[/] {why}", highlight=False, soft_wrap=True)
+    if not runs:
+        raise UserError("nothing to report: none of the paths is a mixkit run directory.",
+                        hint="Pass run directories, e.g. `mixkit report runs/*`.")
+    out = out or (runs[0].path.parent / "report")
+    out.mkdir(parents=True, exist_ok=True)
+    groups = []
+    for g, members in enumerate(group(runs)):
+        rows = arm_table(members, target)
+        unfinished = [str(r.path) for r in members if not r.finished]
+        if unfinished:
+            console.print(f"[yellow]note:[/] unfinished run(s), reported as far as they got: "
+                          f"{', '.join(unfinished)}", highlight=False, soft_wrap=True)
+        figs = plots.figures_for(members, rows[0]["target"] if rows else None)
+        names = [plots.save(f, out / f"g{g}-{k}.png").name for k, f in figs.items()]
+        console.print(rich_table(members, rows))
+        groups.append((members, rows, names))
+    commands = {r.command for r in runs}
+    pareto = None
+    if len(commands) == 1:
+        pareto = plots.save(plots.pareto([m for m, _, _ in groups]), out / "pareto.png").name
+    else:
+        console.print(f"note: runs of {len(commands)} commands ({', '.join(sorted(commands))}); "
+                      "no common accuracy-vs-time figure is drawn across them.")
+    (out / "report.md").write_text(markdown(groups, pareto))
+    (out / "report.csv").write_text(csv_text(groups))
+    console.print(f"report: {out / 'report.md'}, {out / 'report.csv'} and "
+                  f"{sum(len(n) for _, _, n in groups) + (pareto is not None)} figures in {out}",
+                  highlight=False)
+    return out
+
+
+def write_run_plots(path: Path) -> list[Path]:
+    """A finished run's own figures, into ``RUN_DIR/plots`` (``--no-plots`` skips)."""
+    from mixkit import plots
+    from mixkit.runs import arm_table, load_run
+
+    run = load_run(path)
+    rows = arm_table([run], None)
+    figs = plots.figures_for([run], rows[0]["target"] if rows else None)
+    return [plots.save(f, path / "plots" / f"{k}.png") for k, f in figs.items()]

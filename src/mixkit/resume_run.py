@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 
 RESUMABLE = {"resume", "device", "log_interval", "workers", "data_dir", "download",
-             "timing_warmup"}
+             "timing_warmup", "plots"}
 COMMANDS = ("mixtrain", "mixtraining")
 # what a checkpoint must hold, and of which type, before anything in it is trusted
 CHECKPOINT_KEYS = {"command": str, "arm": str, "epoch": int, "batch": int, "rows": list,

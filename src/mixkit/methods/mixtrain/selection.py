@@ -168,6 +168,8 @@ class MixState:
         l_corr, l_incorr, l_mid = thresholds(*self._threshold_sums())
         self.epoch_sums.zero_()
         self.region = regions(self.loss, l_mid, l_incorr)
+        reasons = torch.stack([(self.mixed & (self.why == R1))[: self.n].sum(),
+                               (self.mixed & (self.why == R3))[: self.n].sum()])
         gate = self.correct if self.r1_entry == "correct" else None
         self.why = next_mix(self.region, self.loss, self.prev_loss, self.why, self.mixed, gate,
                             self.r3_from)
@@ -175,10 +177,11 @@ class MixState:
         n, reg = self.n, self.region[: self.n]
         parts = [torch.stack([(reg == R1).sum(), (reg == R2).sum(), (reg == R3).sum()]),
                  below_mid(self.loss[:n], self.correct[:n], self.mixed[:n], l_mid),
-                 torch.stack([l_corr, l_incorr, l_mid])]
+                 torch.stack([l_corr, l_incorr, l_mid]), reasons]
         stats = torch.cat([t.to(torch.float64) for t in parts]).tolist()   # one host read
-        r1, r2, r3, ok_below, ok, bad_below, bad, l_corr, l_incorr, l_mid = stats
+        r1, r2, r3, ok_below, ok, bad_below, bad, l_corr, l_incorr, l_mid, m1, m3 = stats
         return {"region_counts": {"r1": int(r1), "r2": int(r2), "r3": int(r3)},
+                "mixed_counts": {"r1": int(m1), "r3": int(m3)},
                 "l_corr": l_corr, "l_incorr": l_incorr, "l_mid": l_mid,
                 "correct_below_mid": ok_below / ok if ok else None,
                 "incorrect_below_mid": bad_below / bad if bad else None}
