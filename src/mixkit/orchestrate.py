@@ -34,7 +34,7 @@ from mixkit.errors import RunFailed, UserError
 from mixkit.models import ModelInfo, create_model
 from mixkit.models.factory import family_of
 from mixkit.report import speedup_table
-from mixkit.resume_run import recipe_fingerprint
+from mixkit.resume_run import recipe_fingerprint, recipe_hash
 
 
 @dataclass
@@ -128,10 +128,12 @@ def run_arm(ctx: RunContext, name: str, factory: ArmFactory, rundir: RunDir | No
     launch = (f"torchrun --nproc_per_node {ctx.dist.world} (in total) -m mixkit"
               if ctx.dist.enabled else "mixkit")
     hint = f"Resume with: {launch} {command} --resume {rundir.path}" if rundir else ""
+    recipe = recipe_fingerprint(ctx.cfg)
     engine = Engine(model, ctx.runtime, ctx.data.train, ctx.data.tasks,
                     batch_size=ctx.cfg.batch_size, log_interval=ctx.cfg.log_interval,
                     progress=progress, rundir=rundir, done=done, resume_hint=hint,
-                    meta={"command": command, "config_recipe": recipe_fingerprint(ctx.cfg)},
+                    meta={"command": command, "config_recipe": recipe,
+                          "config_hash": recipe_hash(recipe)},
                     dist=ctx.dist)
     return engine.train_arm(arm, resume)
 

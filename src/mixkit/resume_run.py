@@ -9,6 +9,8 @@ and the world size it was written with. Anything else is an exit-2 message namin
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +35,11 @@ CHECKPOINT_KEYS = {"command": str, "arm": str, "epoch": int, "batch": int, "rows
 def recipe_fingerprint(cfg: Any) -> dict[str, Any]:
     """The part of a config a resume must not change (everything but where it runs)."""
     return {k: v for k, v in recipe_dict(cfg).items() if k not in RESUMABLE}
+
+
+def recipe_hash(recipe: dict[str, Any]) -> str:
+    """sha256 of the recipe part of a config (key-order independent)."""
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
 
 
 def _check_checkpoint(path: Path, ckpt: dict[str, Any], command: "CommandSpec") -> None:
@@ -61,6 +68,8 @@ def _check_recipe(path: Path, ckpt: dict[str, Any], cfg: Any) -> None:
     if not isinstance(saved, dict):          # written before checkpoints kept the recipe
         return
     now = recipe_fingerprint(cfg)
+    if ckpt.get("config_hash") == recipe_hash(now):
+        return
     differ = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
     if differ:
         shown = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in differ[:4])
