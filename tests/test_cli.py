@@ -109,3 +109,28 @@ def test_amp_bf16_and_channels_last_run_on_cpu(tmp_path: Path, capsys) -> None:
     summary = json.loads((tmp_path / "amp" / "summary.json").read_text())
     assert "amp bfloat16" in summary["device"] and "channels_last" in summary["device"]
     assert 0.0 <= summary["arms"]["baseline"]["accuracy"] <= 1.0
+
+
+def test_version_and_help_show_the_allowed_values(capsys) -> None:
+    import mixkit
+
+    code, out, _ = run_cli(["--version"], capsys)
+    assert code == 0 and out.startswith(f"mixkit {mixkit.__version__} (torch ")
+    code, out, _ = run_cli(["mixtrain", "--help"], capsys)
+    flat = " ".join(out.replace("│", " ").split())
+    assert code == 0 and "(one of: cutmix, mixup)" in flat
+    assert "(one of: cumulative, last)" in flat and "(one of: bfloat16, float16)" in flat
+
+
+def test_no_baseline_table_has_no_speedup_column(tmp_path: Path, capsys) -> None:
+    from mixkit.report import speedup_table
+
+    summary = {"command": "mixtrain", "data": "d", "model": "m", "device": "cpu",
+               "baseline_arm": "baseline", "compare_arms": ["baseline"],
+               "arms": {"mixtrain": {"accuracy": 0.5, "best_accuracy": 0.6, "train_seconds": 1.0,
+                                     "inputs": 10, "epochs": 1}}}
+    table = speedup_table(summary)
+    headers = [c.header for c in table.columns]
+    assert headers == ["arm", "accuracy", "best", "train s", "inputs", "epochs"]
+    assert "speedup" not in str(table.caption)
+    assert list(table.columns[2]._cells) == ["60.00%"]

@@ -24,12 +24,33 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   "speedup reports measured against baselines run side by side.")
 
 
+def _version(value: bool) -> None:
+    if value:
+        import timm
+        import torch
+
+        import mixkit
+
+        print(f"mixkit {mixkit.__version__} (torch {torch.__version__}, timm {timm.__version__})")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print mixkit's, torch's and timm's versions.")
+          ) -> None:
+    """Cheaper image-classifier training: MixTraining and mixTrain, with speedup reports
+    measured against baselines run side by side."""
+
+
 def _option(name: str, tp: Any, meta: dict) -> inspect.Parameter:
     flag = meta.get("flag") or "--" + name.replace("_", "-")
     decls = [f"{flag}/--no-{flag[2:]}"] if tp is bool else [flag]
     if meta.get("short"):
         decls.append(meta["short"])
-    help_ = meta["help"] + (f" [{'|'.join(meta['choices'])}]" if meta.get("choices") else "")
+    # "(one of: a, b)", not "[a|b]": square brackets are Rich markup and would vanish from --help
+    help_ = meta["help"] + (f" (one of: {', '.join(meta['choices'])})" if meta.get("choices")
+                            else "")
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=Optional[tp],
                              default=typer.Option(None, *decls, help=help_,
                                                   show_default=False))

@@ -29,26 +29,32 @@ def speedup_table(summary: dict[str, Any]) -> Table:
     arms = summary["arms"]
     base_name = summary.get("baseline_arm") or ""
     base = arms.get(base_name)
-    refs = [r for r in summary.get("compare_arms", [base_name]) if r in arms]
+    refs = [r for r in summary.get("compare_arms", [base_name]) if r in arms and len(arms) > 1]
+    caption = (f"speedup = {base_name} train s / arm train s; Δ X = accuracy gain over arm X "
+               "in points (relative %); best = the best epoch's accuracy (chosen on the "
+               "validation set: optimistic)" if base is not None and len(arms) > 1 else
+               "best = the best epoch's accuracy (chosen on the validation set: optimistic)")
     table = Table(title=f"mixkit {summary['command']} — {summary.get('data')} / "
-                  f"{summary.get('model')} on {summary.get('device')}",
-                  caption=f"speedup = {base_name} train s / arm train s; Δ X = accuracy "
-                  "gain over arm X in points (relative %)")
-    cols = ["arm", "accuracy", "train s", "inputs", "epochs", "speedup",
+                  f"{summary.get('model')} on {summary.get('device')}", caption=caption)
+    cols = ["arm", "accuracy", "best", "train s", "inputs", "epochs",
+            *(["speedup"] if base is not None and len(arms) > 1 else []),
             *(f"Δ {r}" for r in refs)]
     for col in cols:
         table.add_column(col, justify="left" if col == "arm" else "right")
     for name, arm in arms.items():
-        speed = "—"
-        if base is not None and name != base_name:
-            speed = f"{base['train_seconds'] / max(arm['train_seconds'], 1e-9):.2f}x"
+        speed = []
+        if base is not None and len(arms) > 1:
+            speed = ["—" if name == base_name else
+                     f"{base['train_seconds'] / max(arm['train_seconds'], 1e-9):.2f}x"]
         gains = ["—" if r == name else _gain(arm, arms[r]) for r in refs]
         acc = f"{100 * arm['accuracy']:.2f}%"
         if arm.get("task_accuracy"):
             acc += " (" + ", ".join(f"{t} {100 * a:.1f}" for t, a in
                                     arm["task_accuracy"].items()) + ")"
-        table.add_row(name, acc, f"{arm['train_seconds']:.1f}", f"{arm['inputs']:,}",
-                      str(arm["epochs"]), speed, *gains)
+        best = arm.get("best_accuracy")
+        table.add_row(name, acc, "—" if best is None else f"{100 * best:.2f}%",
+                      f"{arm['train_seconds']:.1f}", f"{arm['inputs']:,}", str(arm["epochs"]),
+                      *speed, *gains)
     best = summary.get("best_at_method_cost")
     if best and len(arms) > 2:
         table.caption += (f"\nMost accurate at or below {summary['method_arm']}'s cost (inputs): "
