@@ -217,8 +217,9 @@ def _train(cfg: Any, command: CommandSpec, arms: list[tuple[str, ArmFactory]],
                 resume = checkpoint if checkpoint and checkpoint["arm"] == name else None
                 results[name] = run_arm(ctx, name, factory, rundir, progress, resume,
                                         results, command.name)
-        if rundir is None:                  # not rank 0: rank 0 reports
-            return {}
+        if rundir is None:                  # not rank 0: rank 0 reports; the ranks leave together
+            D.barrier()                     # (a rank tearing down gloo while rank 0 still
+            return {}                       # writes its summary and figures can abort)
         if command.finish is not None:
             command.finish(ctx, results, rundir)
         summary = summarize(command, ctx, results, rundir)
@@ -251,6 +252,7 @@ def _train(cfg: Any, command: CommandSpec, arms: list[tuple[str, ArmFactory]],
     if cfg.plots:
         _plots(rundir, console)
     console.print(f"run dir: {rundir.path}", highlight=False)
+    D.barrier()                             # the other ranks wait here for rank 0's files
     return summary
 
 
