@@ -345,6 +345,8 @@ CASES = [
 
 # values outside an option's range: (id, command line, flag, value) -> "out of range"
 OUT_OF_RANGE = [
+    ("val-size-5", MT, "--val-size", "5"),
+    ("timing-warmup-negative", MT, "--timing-warmup", "-1"),
     ("epochs-0", MT, "--epochs", "0"),
     ("fraction-above-1", MT, "--data-fraction", "1.5"),
     ("fraction-0", MT, "--data-fraction", "0"),

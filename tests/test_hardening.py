@@ -177,3 +177,11 @@ def test_a_last_batch_of_one_sample_on_a_1x1_feature_map_trains(tmp_path, capsys
                             "mixup", "--model", "resnet18", "--epochs", "1", "--no-baseline",
                             "--output", str(tmp_path), "--experiment", "B"], capsys)
     assert code == 0, err
+
+
+def test_a_run_draws_its_figures_unless_no_plots(tmp_path, capsys) -> None:
+    assert _run(tmp_path, "P", capsys)[0] == 0
+    figs = sorted(p.name for p in (tmp_path / "runs" / "P" / "plots").iterdir())
+    assert figs == ["accuracy_vs_time.png", "mixing.png", "regions.png", "thresholds.png"]
+    assert _run(tmp_path, "Q", capsys, "--no-plots")[0] == 0
+    assert not (tmp_path / "runs" / "Q" / "plots").exists()

@@ -152,3 +152,15 @@ def test_mixtraining_with_mae_runs_on_mnist_at_the_default_size(tmp_path: Path, 
     rows = [json.loads(ln) for ln in (tmp_path / "runs" / "M" / "metrics.jsonl").open()]
     assert [r["phase"] for r in rows] == ["ssl", "mix", "sl"]
     assert (tmp_path / "runs" / "M" / "reconstruction.png").is_file()
+
+
+def test_val_size_scores_a_fixed_stratified_subset_of_the_test_split(tmp_path: Path) -> None:
+    """--val-size 20 of a 40-image test split with 10 balanced classes keeps 2 per class, the
+    same images whatever the seed; the training split is untouched."""
+    write_idx_dataset(tmp_path / "fashion-mnist", n_train=20, n_val=40)
+    a = load_data("fashionmnist", data_cfg(data_dir=str(tmp_path), img_size=28, val_size=20,
+                                           seed=0), CPU, "mixtrain")
+    b = load_data("fashionmnist", data_cfg(data_dir=str(tmp_path), img_size=28, val_size=20,
+                                           seed=5), CPU, "mixtrain")
+    assert len(a.val) == 20 and a.val.labels.bincount().tolist() == [2] * 10
+    assert torch.equal(a.val.images, b.val.images) and len(a.train) == 20
