@@ -105,7 +105,8 @@ def _stopped_run(damage: str) -> Callable:
         code, _, err = run_cli(["mixtrain", "--data", "digits", "--data-fraction", "0.05",
                                 "--img-size", "16", "--model", "mobilenetv2_035", "-b", "16",
                                 "--epochs", "1", "--no-baseline", "--output", str(tmp / "prep"),
-                                "--experiment", "D"], req.getfixturevalue("capsys"))
+                                "--experiment", "D", "--keep-checkpoint"],
+                               req.getfixturevalue("capsys"))
         assert code == 0, err
         run = tmp / "prep" / "D"
         (run / "summary.json").unlink()

@@ -25,10 +25,12 @@ def test_mixtrain_run_dir_and_config_rerun(tmp_path: Path, capsys) -> None:
     assert code == 0
     run = out / "E"
     assert {p.name for p in run.iterdir()} >= {"config.yaml", "metrics.jsonl", "summary.json",
-                                                 "summary.csv", "last.pt"}
+                                                 "summary.csv", "log.txt", "weights"}
+    assert not (run / "last.pt").exists()          # a completed run keeps weights, not state
+    assert [p.name for p in (run / "weights").iterdir()] == ["mixtrain.pt"]
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [(r["arm"], r["phase"], r["epoch"]) for r in rows] == [
-        ("baseline", "sl", 0), ("baseline", "sl", 1), ("mixtrain", "sl", 0), ("mixtrain", "sl", 1)]
+        ("baseline", "sl", 1), ("baseline", "sl", 2), ("mixtrain", "sl", 1), ("mixtrain", "sl", 2)]
     n = rows[0]["inputs"]
     assert 166 <= n <= 176                        # ~10 % of digits' 1,707 training images
     assert all(r["samples"] == n and 0 <= r["val_acc"] <= 1 for r in rows)
@@ -46,6 +48,13 @@ def test_mixtrain_run_dir_and_config_rerun(tmp_path: Path, capsys) -> None:
     assert "baseline" in stdout and "mixtrain" in stdout and "speedup" in stdout  # the table
     header = (run / "summary.csv").read_text().splitlines()[0]
     assert header.startswith("arm,phase,epoch,train_loss,val_acc")
+    log = (run / "log.txt").read_text().splitlines()        # what the console showed, plain
+    assert log[0].startswith("mixkit mixtrain: digits") and f"run dir {run}" in log[0]
+    assert [x.split(":")[0] for x in log[1:5]] == [
+        "baseline epoch 1/2", "baseline epoch 2/2", "mixtrain epoch 1/2", "mixtrain epoch 2/2"]
+    assert any("speedup" in x for x in log) and log[-1].startswith(f"run dir: {run}")
+    assert summary["weights"] == ["weights/mixtrain.pt"]
+    _check_weights_score_the_reported_accuracy(run, mt["accuracy"])
 
     # the saved config re-runs: same recipe, a fresh run dir beside the first
     code, _, _ = run_cli(["mixtrain", "--config", str(run / "config.yaml")], capsys)
@@ -134,3 +143,18 @@ def test_no_baseline_table_has_no_speedup_column(tmp_path: Path, capsys) -> None
     assert headers == ["arm", "accuracy", "best", "train s", "inputs", "epochs"]
     assert "speedup" not in str(table.caption)
     assert list(table.columns[2]._cells) == ["60.00%"]
+
+
+def _check_weights_score_the_reported_accuracy(run, accuracy: float) -> None:
+    """``weights/ARM.pt`` is the classifier that scored the run's reported accuracy: rebuilt
+    from the file alone and evaluated on the run's validation split (its saved config)."""
+    from mixkit.arms import MIXTRAIN
+    from mixkit.config import MixtrainConfig, load_config
+    from mixkit.engine.loop import evaluate
+    from mixkit.models.weights import load_weights
+    from mixkit.orchestrate import prepare
+
+    ctx = prepare(load_config(MixtrainConfig, run / "config.yaml", {}), MIXTRAIN)
+    model = load_weights(run / "weights" / "mixtrain.pt")
+    assert not any(k.startswith("ssl_head") for k in model.state_dict())
+    assert evaluate(model, ctx.data.val, ctx.runtime, 256) == accuracy

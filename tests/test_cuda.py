@@ -123,7 +123,8 @@ def test_resume_on_cuda_is_exact(tmp_path, capsys, monkeypatch) -> None:
     monkeypatch.setattr(Engine, "_step", orig)
     code, _, err = run_cli(["mixtrain", "--resume", str(tmp_path / "R")], capsys)
     assert code == 0, err
-    a, b = (torch.load(tmp_path / r / "last.pt", weights_only=True)["model"] for r in "UR")
+    a, b = (torch.load(tmp_path / r / "weights" / "mixtrain.pt", weights_only=True)["state_dict"]
+            for r in "UR")
     for k in a:
         assert torch.allclose(a[k].float(), b[k].float(), atol=1e-5), k
 

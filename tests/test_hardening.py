@@ -18,7 +18,8 @@ from mixkit.engine.checkpoint import atomic_write
 
 SMALL = ["--data", "digits", "--data-fraction", "0.05", "--val-fraction", "0.05",
          "--img-size", "16", "-b", "16"]
-MIXTRAIN = ["mixtrain", *SMALL, "--model", "mobilenetv2_035", "--epochs", "2", "--no-baseline"]
+MIXTRAIN = ["mixtrain", *SMALL, "--model", "mobilenetv2_035", "--epochs", "2", "--no-baseline",
+            "--keep-checkpoint"]                  # runs are made to look interrupted below
 
 
 def _run(tmp: Path, name: str, capsys, *extra: str) -> tuple[int, str]:
@@ -159,9 +160,10 @@ def test_reusing_an_interrupted_runs_name_suggests_resume(tmp_path, capsys) -> N
 def test_the_untimed_warm_up_changes_no_result(tmp_path, capsys) -> None:
     for name, steps in (("W0", "0"), ("W5", "5")):
         assert _run(tmp_path, name, capsys, "--timing-warmup", steps)[0] == 0
-    a, b = (torch.load(tmp_path / "runs" / n / "last.pt", weights_only=True) for n in ("W0", "W5"))
-    for k in a["model"]:
-        assert torch.equal(a["model"][k], b["model"][k]), k
+    a, b = (torch.load(tmp_path / "runs" / n / "weights" / "mixtrain.pt", weights_only=True)
+            for n in ("W0", "W5"))
+    for k in a["state_dict"]:
+        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
     rows = [[json.loads(x) for x in (tmp_path / "runs" / n / "metrics.jsonl").open()]
             for n in ("W0", "W5")]
     drop = ("epoch_seconds", "img_per_s")

@@ -24,9 +24,10 @@ from mixkit.engine.signals import STOP
 
 SMALL = ["--data", "digits", "--data-fraction", "0.05", "--val-fraction", "0.05",
          "--img-size", "16", "-b", "16"]                     # 72 train images: 5 batches
-MIXTRAIN = ["mixtrain", *SMALL, "--model", "mobilenetv2_035", "--epochs", "3"]
+MIXTRAIN = ["mixtrain", *SMALL, "--model", "mobilenetv2_035", "--epochs", "3",
+            "--keep-checkpoint"]                  # the final state is compared, not only weights
 MIXTRAINING = ["mixtraining", *SMALL, "--epochs-ssl", "2", "--epochs-sl", "2",
-               "--decoder-depth", "1"]
+               "--decoder-depth", "1", "--keep-checkpoint"]
 WALL_CLOCK = ("epoch_seconds", "img_per_s", "seconds")
 
 

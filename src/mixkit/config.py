@@ -115,6 +115,12 @@ class TrainConfig:
     baseline: bool = opt(True, "Run the baseline arm(s) side by side (--no-baseline skips).")
     plots: bool = opt(True, "Write the run's figures into RUN_DIR/plots when it finishes "
                       "(--no-plots skips).", recipe=False)
+    save_weights: str = opt(
+        "method", "Which arms' trained classifiers to keep in RUN_DIR/weights/ARM.pt: the "
+        "method's arm, every arm, or none.", choices=("method", "all", "none"), recipe=False)
+    keep_checkpoint: bool = opt(
+        False, "Keep last.pt (optimiser state, RNGs) after the run completes; by default it is "
+        "deleted then, as a completed run cannot be resumed.")
     overwrite: bool = opt(False, "Replace an existing run directory of the same name.",
                           recipe=False)
     resume: Optional[str] = opt(

@@ -33,6 +33,7 @@ from mixkit.engine.summary import summarize
 from mixkit.errors import RunFailed, UserError
 from mixkit.models import ModelInfo, create_model
 from mixkit.models.factory import family_of
+from mixkit.models.weights import weights_payload
 from mixkit.report import speedup_table
 from mixkit.resume_run import recipe_fingerprint, recipe_hash
 
@@ -135,7 +136,18 @@ def run_arm(ctx: RunContext, name: str, factory: ArmFactory, rundir: RunDir | No
                     meta={"command": command, "config_recipe": recipe,
                           "config_hash": recipe_hash(recipe)},
                     dist=ctx.dist)
-    return engine.train_arm(arm, resume)
+    result = engine.train_arm(arm, resume)
+    if rundir is not None and _keeps_weights(ctx.cfg.save_weights, name, command):
+        rundir.save_weights(name, weights_payload(
+            model, arm=name, model_name=ctx.cfg.model, num_classes=ctx.data.num_classes,
+            img_size=ctx.data.img_size, patch_size=ctx.cfg.patch_size,
+            native_size=ctx.data.spec.native_size))
+    return result
+
+
+def _keeps_weights(which: str, arm: str, command: str) -> bool:
+    """``--save-weights``: ``method`` keeps the command's own arm (named like the command)."""
+    return which == "all" or (which == "method" and arm == command)
 
 
 def _open_resumed(cfg: Any, checkpoint: dict[str, Any],
@@ -200,16 +212,56 @@ def _train(cfg: Any, command: CommandSpec, arms: list[tuple[str, ArmFactory]],
     """Every arm not yet done, then the command's artifacts and ``summary.json``."""
     dist = ctx.dist
     ctx.done = results
+    log = _open_log(rundir)
+    say = _Say(console, log)
     if dist.main:
-        console.print(f"mixkit {command.name}: {cfg.data} ({len(ctx.data.train)} train / "
-                      f"{len(ctx.data.val)} val, {ctx.data.img_size}px) · {cfg.model} · "
-                      f"{ctx.runtime.describe()}"
-                      + (f" · {dist.world} processes" if dist.enabled else "")
-                      + f" · run dir {rundir.path}"
-                      + (f" · resuming `{checkpoint['arm']}` at epoch {checkpoint['epoch'] + 1}"
-                         if checkpoint else ""), highlight=False)
+        say(f"mixkit {command.name}: {cfg.data} ({len(ctx.data.train)} train / "
+            f"{len(ctx.data.val)} val, {ctx.data.img_size}px) · {cfg.model} · "
+            f"{ctx.runtime.describe()}"
+            + (f" · {dist.world} processes" if dist.enabled else "")
+            + f" · run dir {rundir.path}"
+            + (f" · resuming `{checkpoint['arm']}` at epoch {checkpoint['epoch'] + 1}"
+               if checkpoint else ""))
     try:
-        with stop_on_signals(), TrainingProgress(console, enabled=dist.main) as progress:
+        return _train_arms(cfg, command, arms, ctx, rundir, results, say, checkpoint)
+    except (Interrupted, UserError, RunFailed) as err:
+        if log is not None:                 # the console gets it from the CLI
+            log.print(f"stopped: {err}", highlight=False)
+        raise
+    finally:
+        if log is not None:
+            log.file.close()
+
+
+def _open_log(rundir: RunDir | None) -> Console | None:
+    """``RUN_DIR/log.txt``: the console's lines, plain (rank 0 only)."""
+    if rundir is None:
+        return None
+    return Console(file=rundir.open_log(), width=120, color_system=None, force_terminal=False,
+                   force_interactive=False, soft_wrap=True)     # a log line is never wrapped
+
+
+class _Say:
+    """Print to the console and to ``log.txt``."""
+
+    def __init__(self, console: Console, log: Console | None) -> None:
+        self.console, self.log = console, log
+
+    def __call__(self, *objects: Any) -> None:
+        self.console.print(*objects, highlight=False)
+        if self.log is not None:
+            self.log.print(*objects, highlight=False)
+
+
+def _train_arms(cfg: Any, command: CommandSpec, arms: list[tuple[str, ArmFactory]],
+                ctx: RunContext, rundir: RunDir | None, results: dict[str, ArmResult],
+                say: _Say, checkpoint: dict[str, Any] | None) -> dict[str, Any]:
+    dist = ctx.dist
+    console = say.console
+    try:
+        with stop_on_signals(), TrainingProgress(console, enabled=dist.main,
+                                                 log=say.log) as progress:
+            progress.begin_job([name for name, _ in arms if name not in results])
             warm_up(ctx, arms[0][1], cfg.timing_warmup)
             for name, factory in arms:
                 if name in results:
@@ -223,7 +275,10 @@ def _train(cfg: Any, command: CommandSpec, arms: list[tuple[str, ArmFactory]],
         if command.finish is not None:
             command.finish(ctx, results, rundir)
         summary = summarize(command, ctx, results, rundir)
+        summary["weights"] = rundir.weights()
         rundir.write_summary(summary)
+        if not cfg.keep_checkpoint:         # a completed run cannot be resumed: 129 MB freed
+            rundir.drop_checkpoint()
     except Interrupted:
         if rundir is not None:
             rundir.write_summary({**summarize(command, ctx, results, rundir),
@@ -248,24 +303,24 @@ def _train(cfg: Any, command: CommandSpec, arms: list[tuple[str, ArmFactory]],
             raise WriteFailed(f"{err} Free some space, then continue with `mixkit "
                               f"{command.name} --resume {rundir.path}`.") from None
         raise
-    console.print(speedup_table(summary))
+    say(speedup_table(summary))
     if cfg.plots:
-        _plots(rundir, console)
-    console.print(f"run dir: {rundir.path}", highlight=False)
+        _plots(rundir, say)
+    say(f"run dir: {rundir.path}" + (f" (weights: {', '.join(summary['weights'])})"
+                                     if summary["weights"] else ""))
     D.barrier()                             # the other ranks wait here for rank 0's files
     return summary
 
 
-def _plots(rundir: RunDir, console: Console) -> None:
+def _plots(rundir: RunDir, say: _Say) -> None:
     """The run's own figures (``RUN_DIR/plots``); a figure that fails warns, the run stands."""
     from mixkit.report import write_run_plots
 
     try:
         made = write_run_plots(rundir.path)
-        console.print(f"figures: {rundir.path / 'plots'} ({len(made)})", highlight=False)
+        say(f"figures: {rundir.path / 'plots'} ({len(made)})")
     except Exception as exc:  # noqa: BLE001 - the run's results are already written
-        console.print(f"[yellow]warning:[/] the run's figures could not be drawn: {exc}",
-                      highlight=False)
+        say(f"[yellow]warning:[/] the run's figures could not be drawn: {exc}")
 
 
 def warm_up(ctx: RunContext, factory: ArmFactory, steps: int) -> None:

@@ -119,7 +119,7 @@ def mixing(runs: list[Run], arm: str = "mixtrain") -> Figure:
     r1, r3 = share("r1"), share("r3")
     fig, ax = _figure("Share of the dataset mixed, by region", "epoch",
                       "samples trained mixed (% of the dataset)")
-    epochs = list(range(len(r1)))
+    epochs = list(range(1, len(r1) + 1))        # epochs count from 1, as metrics.jsonl
     ax.bar(epochs, r1, color="#0072B2", label="mixed for Region 1 (easy)")
     ax.bar(epochs, r3, bottom=r1, color="#D55E00", label="mixed for Region 3 (hard, rising)")
     ax.set_ylim(0, 100)
@@ -134,7 +134,7 @@ def thresholds(runs: list[Run], arm: str = "mixtrain") -> Figure:
                           ("l_incorr", "#D55E00", "L_incorr (incorrect, unmixed)"),
                           ("l_mid", "#0072B2", "L_mid = (L_corr + L_incorr) / 2")):
         ys = _mean_by_epoch(runs, arm, lambda row, k=key: row.get(k, float("nan")))
-        ax.plot(range(len(ys)), ys, color=c, label=label, marker="o", markersize=3)
+        ax.plot(range(1, len(ys) + 1), ys, color=c, label=label, marker="o", markersize=3)
     ax.legend(loc="upper right")
     return fig
 
@@ -145,7 +145,7 @@ def regions(runs: list[Run], arm: str = "mixtrain") -> Figure:
     fig, ax = _figure("Samples by loss region", "epoch", "samples (% of the dataset)")
     shares = [_mean_by_epoch(runs, arm, lambda row, k=k: 100 * row.get("region_counts", {})
                              .get(k, 0) / n) for k in ("r1", "r2", "r3")]
-    ax.stackplot(range(len(shares[0])), *shares, colors=["#0072B2", "#F0E442", "#D55E00"],
+    ax.stackplot(range(1, len(shares[0]) + 1), *shares, colors=["#0072B2", "#F0E442", "#D55E00"],
                  labels=["Region 1 (< L_mid)", "Region 2", "Region 3 (> L_incorr)"])
     ax.set_ylim(0, 100)
     ax.legend(loc="lower right")
@@ -182,8 +182,8 @@ def losses(runs: list[Run]) -> Figure:
                              else r.get("ssl_loss", float("nan")))
         sl = _mean_by_epoch(runs, arm, lambda r: r["train_loss"] if r["phase"] == "sl"
                             else r.get("sl_loss", float("nan")))
-        top.plot(range(len(ssl)), ssl, color=colour(arm), label=arm)
-        bottom.plot(range(len(sl)), sl, color=colour(arm), label=arm)
+        top.plot(range(1, len(ssl) + 1), ssl, color=colour(arm), label=arm)
+        bottom.plot(range(1, len(sl) + 1), sl, color=colour(arm), label=arm)
     top.set_ylabel("MAE loss (MSE)")
     bottom.set_ylabel("cross-entropy (nats)")
     bottom.set_xlabel("epoch of the arm")

@@ -52,6 +52,7 @@ class Arm:
 
     name: str
     epochs: int
+    phased: bool = False    # several phases (MixTraining): the live view names each epoch's phase
 
     def epoch(self, epoch: int) -> EpochSpec:
         """Called at the start of each epoch (inside its timed region): the plan (which samples,

@@ -26,6 +26,8 @@ from mixkit.engine.signals import STOP, Interrupted
 from mixkit.engine.timing import DeviceMeter, EpochTimer
 from mixkit.errors import RunFailed
 
+REFRESH_S = 0.5     # the live view's refresh period inside an epoch (a peek, never a wait)
+
 @dataclass
 class ArmResult:
     name: str
@@ -216,7 +218,8 @@ class Engine:
             plan = spec.plan if not self.dist.enabled else D.shard_plan(
                 spec.plan, self.dist.rank, self.dist.world, self.batch_size)
             nb = plan.num_batches(self.batch_size)
-            self.progress.start_epoch(arm.name, spec.phase, epoch, arm.epochs, nb, spec.note)
+            self.progress.start_epoch(arm.name, spec.phase, epoch, arm.epochs, nb, spec.note,
+                                      arm.phased)
             tick, seen = time.perf_counter(), 0
             source = spec.source if spec.source is not None else self.train_source
             for k, batch in enumerate(source.batches(plan, self.batch_size, start),
@@ -226,8 +229,9 @@ class Engine:
                 seen += batch.size
                 if self._stop_requested(k + 1, nb):
                     self._interrupt(arm, epoch, k + 1, spec, meter, before + timer.elapsed())
-                if (k + 1) % self.log_interval == 0:
-                    now = time.perf_counter()
+                now = time.perf_counter()       # refresh every log_interval steps or 0.5 s
+                if self.progress.enabled and ((k + 1) % self.log_interval == 0
+                                              or now - tick >= REFRESH_S):
                     self.progress.update(k + 1, seen / max(now - tick, 1e-9), meter.peek())
                     tick, seen = now, 0
             method_metrics = arm.end_epoch(epoch)  # the method's per-epoch work is timed too
@@ -238,7 +242,7 @@ class Engine:
                                 "was skipped; the last good checkpoint is kept.")
         inputs = spec.plan.inputs
         seconds = before + timer.seconds
-        row = {"arm": arm.name, "phase": spec.phase, "epoch": epoch,
+        row = {"arm": arm.name, "phase": spec.phase, "epoch": epoch + 1,      # from 1
                "train_loss": train_loss, "epoch_seconds": seconds, "inputs": inputs,
                "samples": spec.plan.samples, "img_per_s": inputs / max(seconds, 1e-9),
                "lr": spec.recipe.lr_at(epoch + 1.0), **method_metrics}

@@ -36,7 +36,7 @@ CSV_COLUMNS = ("arm", "phase", "epoch", "train_loss", "val_acc", "epoch_seconds"
 # what mixkit writes into a run directory (anything else means: not ours to delete)
 RUN_FILES = {"config.yaml", "metrics.jsonl", "summary.json", "summary.csv", "last.pt",
              "reconstruction.png", "reconstruction.json", "log.txt", "model.pt", ".lock"}
-RUN_FOLDERS = {"plots"}
+RUN_FOLDERS = {"plots", "weights"}
 LOCK_NAME = ".lock"
 
 
@@ -213,6 +213,10 @@ class RunDir:
             except OSError:
                 pass
 
+    def open_log(self) -> "LogFile":
+        """``log.txt``: what the console showed, as plain lines (appended on resume)."""
+        return LogFile(self.path / "log.txt")
+
     @property
     def checkpoint_path(self) -> Path:
         return self.path / "last.pt"
@@ -253,9 +257,57 @@ class RunDir:
         writer.writerows(self.rows)
         self._atomic("summary.csv", lambda f: f.write(buf.getvalue().encode()))
 
+    def save_weights(self, arm: str, payload: dict[str, Any]) -> None:
+        """``weights/ARM.pt`` (atomic), see :mod:`mixkit.models.weights`."""
+        path = self.path / "weights" / f"{arm}.pt"
+        with writing(path):
+            path.parent.mkdir(exist_ok=True)
+            save_checkpoint(payload, path)
+
+    def weights(self) -> list[str]:
+        """The weights files saved so far, relative to the run dir."""
+        return sorted(f"weights/{p.name}" for p in (self.path / "weights").glob("*.pt"))
+
+    def drop_checkpoint(self) -> None:
+        """Delete ``last.pt`` once the run has completed (it is only good for resuming)."""
+        self.checkpoint_path.unlink(missing_ok=True)
+
     def write_json(self, name: str, obj: Any) -> None:
         with writing(self.path / name):
             write_json(self.path / name, obj)
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         self.write_json("summary.json", summary)
+
+
+class LogFile(io.TextIOBase):
+    """An append-only text file that never stops a run: a log line that cannot be written (a
+    full disk) is dropped, and the checkpoint's own write reports the problem (exit 1)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self._f: io.TextIOWrapper | None = open(path, "a", encoding="utf-8")
+        except OSError:
+            self._f = None
+
+    def write(self, text: str) -> int:
+        if self._f is not None:
+            try:
+                self._f.write(text)
+                self._f.flush()
+            except OSError:
+                self._f = None
+        return len(text)
+
+    def isatty(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        if self._f is not None:
+            try:
+                self._f.close()
+            except OSError:
+                pass
+            self._f = None
+        super().close()

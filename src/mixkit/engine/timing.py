@@ -45,22 +45,27 @@ class DeviceMeter:
     def __init__(self, device: torch.device) -> None:
         self.total = torch.zeros((), device=device, dtype=torch.float64)
         self.weight = 0  # host-side: batch sizes are known without the device
-        pin = device.type == "cuda"
-        self._host = torch.zeros((), dtype=torch.float64, pin_memory=pin)
+        self._async = device.type != "cpu"        # a float() of a device tensor would wait
+        self._host = torch.zeros((), dtype=torch.float64, pin_memory=device.type == "cuda")
+        self._host_weight = 0            # the weight the last asynchronous copy went with
 
     def add(self, value: torch.Tensor, weight: int) -> None:
         self.total += value.detach().to(torch.float64) * weight
         self.weight += weight
 
-    def peek(self) -> float:
-        """Latest *completed* running mean, without waiting for the device.
+    def peek(self) -> float | None:
+        """Latest *completed* running mean, without waiting for the device; None before any.
 
-        Copies the device sum to pinned host memory asynchronously and returns what the
-        previous copy brought back (one refresh stale on CUDA; exact on the CPU).
+        On the CPU the value is exact. On CUDA the device sum is copied to pinned host memory
+        asynchronously and the value returned is what the previous copy brought back, divided
+        by the weight *that* copy saw (one refresh stale, never biased by later batches).
         """
-        value = float(self._host)
+        if not self._async:
+            return float(self.total) / self.weight if self.weight else None
+        value = float(self._host) / self._host_weight if self._host_weight else None
         self._host.copy_(self.total, non_blocking=True)
-        return value / max(self.weight, 1)
+        self._host_weight = self.weight
+        return value
 
     def mean(self) -> float:
         """Exact running mean (one device read: call once per epoch)."""

@@ -61,6 +61,7 @@ class MixTrainingArm(Arm):
         if schedule.e_ssl and objective is None:
             raise ValueError("an arm with SSL epochs needs an SSL objective")
         self.name, self.schedule, self.epochs = name, schedule, schedule.epochs
+        self.phased = len(schedule.phases) > 1       # the live view names each epoch's phase
         self.ssl_recipe, self.sl_recipe, self.objective = ssl_recipe, sl_recipe, objective
         self.alpha, self.mix_forward, self.num_tasks = alpha, mix_forward, num_tasks
         self.num_samples, self.generator = num_samples, plan_generator
