@@ -265,7 +265,7 @@ CASES = [
      "--amp-dtype", "not supported on the CPU"),
     ("device-missing", [*MT, "--device", "cuda:7"], None, "--device", "cuda"),
     # what the model cannot do
-    ("cutmix-on-1x1-grid", [*MT, "--img-size", "8"], None, "--op cutmix", "1x1"),
+    ("cutmix-on-1x1-grid", [*MT, "--op", "cutmix", "--img-size", "8"], None, "--op cutmix", "1x1"),
     ("patch-not-dividing", [*MT, "--model", "vit_tiny_patch16_224", "--patch-size", "5"],
      None, "--patch-size", "multiple"),
     ("patch-on-a-cnn", [*MT, "--patch-size", "4"], None, "--patch-size", "ViT/Swin"),
@@ -339,7 +339,7 @@ CASES = [
     ("compare-unknown", [*MT, "--compare", "short,coreset"], None, "--compare",
      "short, skip, infobatch"),
     ("compare-repeated", [*MT, "--compare", "skip,skip"], None, "--compare", "distinct"),
-    ("cutmix-img-size-off-grid", [*MT, "--img-size", "30"], None, "--img-size 30",
+    ("cutmix-img-size-off-grid", [*MT, "--op", "cutmix", "--img-size", "30"], None, "--img-size 30",
      "not a multiple"),
 ]
 

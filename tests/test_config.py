@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mixkit.config import MixtrainConfig, dump_yaml, load_config
+from mixkit.config import MixtrainConfig, MixtrainingConfig, dump_yaml, load_config
 from mixkit.errors import UserError
 
 
@@ -18,7 +18,8 @@ def test_precedence_defaults_then_file_then_flags(tmp_path: Path) -> None:
     assert cfg.epochs == 7            # from the file
     assert cfg.lr == 0.5              # the flag beats the file
     assert cfg.model == "resnet50"    # from the file
-    assert cfg.batch_size == 128      # default
+    assert cfg.batch_size == 64       # default (mixtrain's own: the measured digits setting)
+    assert load_config(MixtrainingConfig, None, {}).batch_size == 128   # the shared default
 
 
 def test_saved_config_round_trips(tmp_path: Path) -> None:

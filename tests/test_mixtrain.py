@@ -337,3 +337,14 @@ def test_split_propagation_loss_is_the_mean_over_samples_by_hand() -> None:
     ce_a, ce_b = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([4.0, 5.0, 6.0])
     paired = torch.tensor([True, False, True])
     assert float(ops.split_propagation_loss(ce_a, ce_b, paired)) == pytest.approx(16 / 5)
+
+
+def test_share_weighted_split_loss_weighs_each_constituent_by_its_area_by_hand() -> None:
+    """``--split-loss share``: row 0 pastes a quarter (0.75·1 + 0.25·4 = 1.75), row 1 is a
+    single (2; its share is ignored), row 2 pastes a half (0.5·3 + 0.5·6 = 4.5): mean over the
+    3 inputs = 8.25 / 3."""
+    ce_a, ce_b = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([4.0, 5.0, 6.0])
+    paired = torch.tensor([True, False, True])
+    share_b = torch.tensor([0.25, 0.5, 0.5])
+    got = ops.split_propagation_loss(ce_a, ce_b, paired, share_b)
+    assert float(got) == pytest.approx(8.25 / 3)

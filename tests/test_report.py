@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from matplotlib.colors import to_rgba
 
 from conftest import run_cli
 from mixkit import plots
@@ -122,3 +123,60 @@ def test_report_of_nothing_usable_is_exit_2(tmp_path, capsys) -> None:
     code, out, err = run_cli(["report", str(tmp_path / "empty")], capsys)
     assert code == 2 and "nothing to report" in err and "Traceback" not in err
     assert f"{tmp_path / 'empty'} is not a mixkit run directory" in out
+
+
+def _phase_rows(arm: str, phases: list[tuple[str, float, float]]) -> list[dict]:
+    """``(phase, seconds, loss)`` per epoch; mix epochs carry Eq. 3's two terms as well."""
+    rows = []
+    for e, (phase, secs, loss) in enumerate(phases):
+        row = {"arm": arm, "phase": phase, "epoch": e + 1, "train_loss": loss,
+               "epoch_seconds": secs, "inputs": N, "samples": N}
+        if phase != "ssl":
+            row["val_acc"] = 0.5
+        if phase == "mix":
+            row |= {"ssl_loss": loss / 2, "sl_loss": loss * 2}
+        rows.append(row)
+    return rows
+
+
+def make_mixtraining_run(root: Path, name: str) -> Path:
+    path = root / name
+    path.mkdir(parents=True)
+    (path / "config.yaml").write_text(yaml.safe_dump(
+        {"data": "digits", "model": "vit_tiny_patch16_224", "epochs_ssl": 2, "epochs_sl": 2,
+         "rho": 0.5, "seed": 0, "output": str(root), "experiment": name}))
+    rows = (_phase_rows("sl", [("sl", 4, 2.0), ("sl", 4, 1.0)])
+            + _phase_rows("ssl+sl", [("ssl", 2, 0.9), ("ssl", 2, 0.7), ("sl", 4, 1.5),
+                                     ("sl", 4, 0.8)])
+            + _phase_rows("mixtraining", [("ssl", 2, 0.9), ("mix", 5, 1.2), ("sl", 4, 0.6)]))
+    (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (path / "summary.json").write_text(json.dumps(
+        {"command": "mixtraining", "status": "completed", "baseline_arm": "ssl+sl",
+         "method_arm": "mixtraining"}))
+    return path
+
+
+def test_phase_timeline_lays_each_arms_epochs_end_to_end_coloured_by_phase(tmp_path) -> None:
+    fig = plots.phases(load_run(make_mixtraining_run(tmp_path, "m")))
+    ax = fig.axes[0]
+    bars = [(round(p.get_y() + p.get_height() / 2), p.get_x(), p.get_width(),
+             p.get_facecolor()) for p in ax.patches]
+    colour = {k: to_rgba(v) for k, v in plots.PHASE_COLOURS.items()}
+    mt = [(x, w, c) for y, x, w, c in bars if y == 2]                # third row: mixtraining
+    assert mt == [(0, 2, colour["ssl"]), (2, 5, colour["mix"]), (7, 4, colour["sl"])]
+    assert [(x, w) for y, x, w, _ in bars if y == 1] == [(0, 2), (2, 2), (4, 4), (8, 4)]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["sl", "ssl+sl", "mixtraining"]
+    assert ax.get_xlabel() == "training time (s)"
+
+
+def test_losses_figure_plots_mae_and_cross_entropy_including_the_mix_terms(tmp_path) -> None:
+    fig = plots.losses([load_run(make_mixtraining_run(tmp_path, "m"))])
+    top, bottom = fig.axes
+    ssl = {ln.get_label(): list(ln.get_ydata()) for ln in top.lines}
+    sl = {ln.get_label(): list(ln.get_ydata()) for ln in bottom.lines}
+    nan = pytest.approx(float("nan"), nan_ok=True)
+    assert ssl["mixtraining"] == [0.9, 0.6, nan]          # MAE epoch, then Eq. 3's l_ssl
+    assert sl["mixtraining"] == [nan, 2.4, 0.6]           # Eq. 3's l_sl, then the SL epoch
+    assert ssl["ssl+sl"][:2] == [0.9, 0.7] and sl["sl"] == [2.0, 1.0]
+    assert list(top.lines[0].get_xdata()) == [1, 2]       # epochs count from 1
+    assert top.get_ylabel().startswith("MAE loss") and bottom.get_ylabel().startswith("cross")

@@ -131,7 +131,8 @@ class MixTrainArm(Arm):
             ce1 = F.cross_entropy(la, batch.y, reduction="none")
             ce2 = F.cross_entropy(lb, batch.y2, reduction="none")
             self._record_pair(batch, ce1, la.argmax(-1) == batch.y, ce2, lb.argmax(-1) == batch.y2)
-            return ops.split_propagation_loss(ce1, ce2, batch.paired)
+            share = cells.flatten(1).float().mean(1) if self.cfg.split_loss == "share" else None
+            return ops.split_propagation_loss(ce1, ce2, batch.paired, share)
         logits = model.forward_head(feats)
         lam = 1.0 - cells.flatten(1).float().mean(1)          # x1's share of the grid
         per_row, ce1, ce2 = ops.mixed_cross_entropy(logits, batch.y, batch.y2, lam)

@@ -90,11 +90,19 @@ def mixed_cross_entropy(logits: torch.Tensor, y1: torch.Tensor, y2: torch.Tensor
     return r * ce1 + (1 - r) * ce2, ce1, ce2
 
 
-def split_propagation_loss(ce_a: torch.Tensor, ce_b: torch.Tensor,
-                           paired: torch.Tensor) -> torch.Tensor:
+def split_propagation_loss(ce_a: torch.Tensor, ce_b: torch.Tensor, paired: torch.Tensor,
+                           share_b: torch.Tensor | None = None) -> torch.Tensor:
     """§4.1.1's loss for a batch of split-propagated CutMix inputs: every constituent is its own
     training sample, so the loss is the mean over *samples* — each row's own cross-entropy
     ``ce_a`` plus, for the paired rows, the pasted constituent's ``ce_b`` — divided by the
-    number of samples (rows + pairs), as an unmixed batch of the same samples would average."""
+    number of samples (rows + pairs), as an unmixed batch of the same samples would average.
+
+    ``share_b`` (beyond the paper, ``--split-loss share``): the pasted constituent's share of
+    the grid per row; each constituent's loss is weighted by the share of the image it owns and
+    the mean is over *inputs*, so a mixed input weighs what one unmixed input does (Eq. 2's
+    weighting, applied to the split logits)."""
     paired = paired.to(ce_b.dtype)
-    return (ce_a.sum() + (ce_b * paired).sum()) / (ce_a.shape[0] + paired.sum())
+    if share_b is None:
+        return (ce_a.sum() + (ce_b * paired).sum()) / (ce_a.shape[0] + paired.sum())
+    w_b = share_b.to(ce_b.dtype) * paired
+    return ((1 - w_b) * ce_a + w_b * ce_b).sum() / ce_a.shape[0]
