@@ -36,6 +36,7 @@ def run(out: str, args: list[str]) -> int:
     trace: dict[str, list] = {"steps": [], "params": [], "state": []}
     step, epoch, warm_up = Engine._step, Engine._train_epoch, Engine.warm_up
     warming = [False]
+    arm_name = [""]
 
     def untraced_warm_up(self, arm, steps):         # the untimed warm-up trains no epoch
         warming[0] = True
@@ -49,10 +50,11 @@ def run(out: str, args: list[str]) -> int:
             return step(self, spec, batch, opt, t)
         ids2 = None if batch.ids2 is None else torch.where(batch.paired, batch.ids2, -1)
         trace["steps"].append([int(t), spec.phase, batch.ids.tolist(),
-                               None if ids2 is None else ids2.tolist()])
+                               None if ids2 is None else ids2.tolist(), arm_name[0]])
         return step(self, spec, batch, opt, t)
 
     def traced_epoch(self, arm, e, resume=None):
+        arm_name[0] = arm.name
         result = epoch(self, arm, e, resume)
         trace["params"].append(digest(p for _, p in sorted(self.model.named_parameters())))
         state = getattr(arm, "state_dict", None)

@@ -19,6 +19,7 @@ from mixkit.engine.distributed import shard_plan
 WORKER = Path(__file__).with_name("ddp_worker.py")
 SMALL = ["--data", "digits", "--data-fraction", "0.05", "--val-fraction", "0.05",
          "--img-size", "16", "-b", "8", "--no-baseline"]
+PRUNING = ("skip", "infobatch")     # comparison arms that train a subset of the data per epoch
 
 
 @pytest.mark.parametrize("m,batch,world", [(72, 8, 2), (73, 8, 2), (17, 8, 2), (33, 16, 2),
@@ -51,14 +52,15 @@ def _check_ranks(tmp: Path, num_samples: int) -> list[dict]:
     ranks = [json.loads((tmp / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0]["params"] == ranks[1]["params"]          # identical after every epoch
     assert ranks[0]["state"] == ranks[1]["state"]            # identical per-sample state
-    epochs = {s[0] for s in ranks[0]["steps"]}
-    for e in epochs:
+    for arm, e in {(s[4], s[0]) for s in ranks[0]["steps"]}:
         ids = []
         for r in ranks:
-            steps = [s for s in r["steps"] if s[0] == e]
-            for _, _, first, second in steps:
+            for _, _, first, second, _ in (s for s in r["steps"] if (s[4], s[0]) == (arm, e)):
                 ids += first + [i for i in (second or []) if i >= 0]
-        assert sorted(ids) == list(range(num_samples)), f"epoch {e}"
+        if arm in PRUNING:                  # a subset, each sample on one rank only, once
+            assert len(set(ids)) == len(ids) and set(ids) <= set(range(num_samples)), (arm, e)
+        else:
+            assert sorted(ids) == list(range(num_samples)), (arm, e)
     assert len(ranks[0]["steps"]) == len(ranks[1]["steps"])  # same number of steps
     return ranks
 
@@ -66,6 +68,8 @@ def _check_ranks(tmp: Path, num_samples: int) -> list[dict]:
 @pytest.mark.parametrize("cmd,extra", [
     ("mixtrain", ["--model", "mobilenetv2_035", "--epochs", "3", "--op", "mixup"]),
     ("mixtraining", ["--epochs-ssl", "2", "--epochs-sl", "2", "--decoder-depth", "1"]),
+    ("mixtrain", ["--model", "mobilenetv2_035", "--epochs", "3", "--op", "mixup",
+                  "--compare", "short,skip,infobatch", "--infobatch-delta", "0.67"]),
 ])
 def test_two_processes_stay_in_sync(cmd, extra, tmp_path: Path) -> None:
     runs = tmp_path / "runs"
@@ -81,3 +85,10 @@ def test_two_processes_stay_in_sync(cmd, extra, tmp_path: Path) -> None:
         assert [r["phase"] for r in rows] == ["ssl", "mix", "sl"]
     else:
         assert any(s[3] and max(s[3]) >= 0 for s in ranks[0]["steps"])   # pairs were trained
+    if "--compare" in extra:            # the comparison arms under DDP: each epoch's logged
+        assert set(summary["arms"]) == {"mixtrain", *PRUNING, "short"}   # inputs are what
+        for row in rows:                # the two ranks trained together
+            trained = sum(len(s[2]) for r in ranks for s in r["steps"]
+                          if (s[4], s[0] + 1) == (row["arm"], row["epoch"]))
+            assert trained == row["inputs"], (row["arm"], row["epoch"])
+        assert summary["arms"]["skip"]["inputs"] < 3 * n      # skipping happened
