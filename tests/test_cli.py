@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -129,6 +130,17 @@ def test_version_and_help_show_the_allowed_values(capsys) -> None:
     flat = " ".join(out.replace("│", " ").split())
     assert code == 0 and "(one of: cutmix, mixup)" in flat
     assert "(one of: cumulative, last)" in flat and "(one of: bfloat16, float16)" in flat
+
+
+def test_help_piped_off_a_terminal_is_not_squeezed() -> None:
+    """Piped (a file, a pager, CI logs): 120 columns, so a short help line stays one line."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("COLUMNS", "TERMINAL_WIDTH")}
+    out = subprocess.run([sys.executable, "-m", "mixkit", "mixtrain", "--help"], env=env,
+                         capture_output=True, text=True, timeout=60).stdout
+    assert any("Dataset name (see `mixkit datasets`). (default: digits)" in line
+               for line in out.splitlines())
+    assert max(len(line) for line in out.splitlines()) == 120
 
 
 def test_no_baseline_table_has_no_speedup_column(tmp_path: Path, capsys) -> None:

@@ -143,11 +143,21 @@ def models_cmd() -> None:
     Console().print(models_table())
 
 
+def _wide_help_off_a_terminal() -> None:
+    """``--help`` piped to a file or a pager: Rich would assume 80 columns and squeeze each
+    option's help into ~20 characters; use 120 (``$TERMINAL_WIDTH`` or ``$COLUMNS`` win)."""
+    import typer.rich_utils as rich_utils
+
+    if rich_utils.MAX_WIDTH is None and not os.environ.get("COLUMNS") and not sys.stdout.isatty():
+        rich_utils.MAX_WIDTH = 120
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: UserError -> one paragraph on stderr and exit code 2."""
     from mixkit.engine.signals import Interrupted
     from mixkit.errors import EXIT_RUN_FAILED, RunFailed
 
+    _wide_help_off_a_terminal()
     try:
         app(args=argv, standalone_mode=True)
     except UserError as err:
