@@ -45,8 +45,8 @@ def test_a_resumed_arm_is_extrapolated_from_where_it_restarted() -> None:
 
 def test_off_a_terminal_each_epoch_prints_a_line_counting_from_1_and_heartbeats_inside() -> None:
     out, log = io.StringIO(), io.StringIO()
-    p = TrainingProgress(Console(file=out, width=200), log=Console(file=log, width=200),
-                         heartbeat_s=0.0)
+    p = TrainingProgress(Console(file=out, width=60), log=Console(file=log, width=200),
+                         heartbeat_s=0.0)             # narrow: log lines must not wrap
     p.begin_job(["baseline", "mixtrain"])
     with p:
         p.start_epoch("mixtrain", "sl", 0, 3, 10, "mixed 0%")

@@ -147,7 +147,8 @@ class TrainingProgress:
             self.console.print(
                 f"  {e['label']} epoch {e['epoch'] + 1}/{e['epochs']} batch "
                 f"{batches_done}/{e['batches']} · {img_per_s:.0f} img/s · loss "
-                f"{_loss(loss)} · job {self._job_info(batches_done, now)}", highlight=False)
+                f"{_loss(loss)} · job {self._job_info(batches_done, now)}", highlight=False,
+                soft_wrap=True)
 
     def end_epoch(self, row: dict[str, Any], extra: str = "") -> None:
         """One line per finished epoch (kept on a terminal, in logs and in ``log.txt``)."""
@@ -162,7 +163,7 @@ class TrainingProgress:
         line = (f"{e.get('label', row['arm'])} epoch {e.get('epoch', 0) + 1}/"
                 f"{e.get('epochs', '?')}: loss {row['train_loss']:.4f}{acc} "
                 f"{row['epoch_seconds']:.2f}s {row['img_per_s']:.0f} img/s {extra}").rstrip()
-        self.console.print(line, highlight=False)
+        self.console.print(line, highlight=False, soft_wrap=True)     # a log line, unwrapped
         if self.log is not None:
             self.log.print(line, highlight=False)
         if self._progress is not None and self._epoch:
