@@ -94,3 +94,12 @@ def test_peek_is_none_before_any_value_and_exact_on_the_cpu() -> None:
     m.add(torch.tensor(2.0), 3)
     m.add(torch.tensor(4.0), 1)
     assert m.peek() == (2.0 * 3 + 4.0) / 4 == m.mean()
+
+
+def test_two_arms_of_the_same_name_in_a_row_are_two_arms() -> None:
+    """Benchmarks run variants that share the arm name: a restart at epoch 1 is a new arm."""
+    p = TrainingProgress(Console(file=io.StringIO()), enabled=True)
+    p.start_epoch("mixtrain", "sl", 0, 2, 4)
+    p.start_epoch("mixtrain", "sl", 1, 2, 4)
+    p.start_epoch("mixtrain", "sl", 0, 2, 4)
+    assert p.job.index == 2 and len(p.job.finished) == 1 and p.job.arms == ["mixtrain"] * 2

@@ -47,18 +47,15 @@ class JobClock:
     current: str | None = None
     arm_start: float = 0.0
     arm_from: float = 0.0          # the arm's fraction done when it (re)started (resume)
+    index: int = 0                 # 1-based position of the current arm in the job
 
     def begin_arm(self, arm: str, fraction: float, now: float) -> None:
-        if arm not in self.arms:                  # a caller that announced no job
-            self.arms.append(arm)
         if self.current is not None:
             self.finished.append(now - self.arm_start)
+        self.index += 1
+        if self.index > len(self.arms):           # a caller that announced no job (or less)
+            self.arms.append(arm)
         self.current, self.arm_start, self.arm_from = arm, now, fraction
-
-    @property
-    def index(self) -> int:
-        """1-based position of the current arm in the job."""
-        return self.arms.index(self.current) + 1 if self.current in self.arms else 0
 
     def eta(self, fraction: float, now: float) -> float | None:
         """Seconds left in the job, or None before the current arm has made progress."""
@@ -112,7 +109,7 @@ class TrainingProgress:
         """``epoch`` is 0-based (the engine's index); everything shown counts from 1.
         ``phased``: the arm has several phases (MixTraining), so the phase is named."""
         now = time.perf_counter()
-        if arm != self.job.current:
+        if arm != self.job.current or epoch < self._epoch.get("epoch", -1):   # a new arm
             self.job.begin_arm(arm, epoch / max(epochs, 1), now)
         label = f"{arm} {phase}" if phased else arm
         self._epoch = {"label": label, "epoch": epoch, "epochs": epochs, "batches": batches,
