@@ -248,9 +248,10 @@ class _Say:
         self.console, self.log = console, log
 
     def __call__(self, *objects: Any) -> None:
-        self.console.print(*objects, highlight=False)
+        soft = all(isinstance(o, str) for o in objects)     # a line of text is never wrapped
+        self.console.print(*objects, highlight=False, soft_wrap=soft)
         if self.log is not None:
-            self.log.print(*objects, highlight=False)
+            self.log.print(*objects, highlight=False, soft_wrap=soft)
 
 
 def _train_arms(cfg: Any, command: CommandSpec, arms: list[tuple[str, ArmFactory]],

@@ -98,9 +98,13 @@ def pareto(groups: list[list[Run]]) -> Figure:
                 continue
             sd = (lambda v: statistics.stdev(v) if len(v) > 1 else 0.0)
             label = arm if len(groups) == 1 else f"{arm} ({runs[0].path.name})"
-            ax.errorbar(statistics.mean(secs), statistics.mean(accs), xerr=sd(secs),
-                        yerr=sd(accs), fmt="o", color=colour(arm), label=label, capsize=3)
-    ax.legend(loc="lower right", fontsize="small")
+            x, y = statistics.mean(secs), statistics.mean(accs)
+            ax.errorbar(x, y, xerr=sd(secs), yerr=sd(accs), fmt="o", color=colour(arm),
+                        label=label, capsize=3)
+            ax.annotate(label, (x, y), xytext=(6, 6), textcoords="offset points",
+                        fontsize="small", color=colour(arm))    # read without the legend
+    ax.margins(x=0.12, y=0.15)             # no point on the frame, room for the labels
+    ax.legend(loc="best", fontsize="small")
     return fig
 
 
@@ -135,7 +139,8 @@ def thresholds(runs: list[Run], arm: str = "mixtrain") -> Figure:
                           ("l_mid", "#0072B2", "L_mid = (L_corr + L_incorr) / 2")):
         ys = _mean_by_epoch(runs, arm, lambda row, k=key: row.get(k, float("nan")))
         ax.plot(range(1, len(ys) + 1), ys, color=c, label=label, marker="o", markersize=3)
-    ax.legend(loc="upper right")
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.3)          # headroom: the legend sits above the curves
+    ax.legend(loc="upper right", ncol=2, fontsize="small")
     return fig
 
 
