@@ -103,3 +103,14 @@ def test_two_arms_of_the_same_name_in_a_row_are_two_arms() -> None:
     p.start_epoch("mixtrain", "sl", 1, 2, 4)
     p.start_epoch("mixtrain", "sl", 0, 2, 4)
     assert p.job.index == 2 and len(p.job.finished) == 1 and p.job.arms == ["mixtrain"] * 2
+
+
+def test_save_weights_keeps_the_commands_own_arm_all_or_none() -> None:
+    from mixkit.orchestrate import _keeps_weights
+
+    assert [_keeps_weights("method", a, "mixtrain") for a in ("mixtrain", "baseline", "skip")] \
+        == [True, False, False]
+    assert _keeps_weights("method", "mixtraining", "mixtraining")
+    assert not _keeps_weights("method", "ssl+sl", "mixtraining")
+    assert _keeps_weights("all", "baseline", "mixtrain")
+    assert not _keeps_weights("none", "mixtrain", "mixtrain")
