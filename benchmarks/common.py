@@ -97,3 +97,21 @@ def load_rows(paths: list[str]) -> tuple[list[dict[str, list[dict]]], list[dict[
             data = data["seeds"]
         seeds += [{k: v for k, v in s.items() if k != "seed"} for s in data]
     return seeds, metas
+
+
+def load_rows_by_seed(paths: list[str]
+                      ) -> tuple[dict[int, dict[str, list[dict]]], list[dict[str, Any]]]:
+    """``--rows-out`` files as {seed: {arm: rows}} (a later file's arm replaces an earlier
+    one's) and each file's settings. Lets a benchmark that trains only some arms take the
+    others from an earlier run of the same seeds."""
+    out: dict[int, dict[str, list[dict]]] = {}
+    metas = []
+    for path in paths:
+        with open(path) as f:
+            data = json.load(f)
+        metas.append(data.get("meta", {}) if isinstance(data, dict) else {})
+        for s in data["seeds"] if isinstance(data, dict) else data:
+            if "seed" not in s:
+                raise SystemExit(f"{path}: rows without seed numbers cannot be matched by seed")
+            out.setdefault(s["seed"], {}).update({k: v for k, v in s.items() if k != "seed"})
+    return out, metas

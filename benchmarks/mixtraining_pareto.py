@@ -14,6 +14,12 @@ data and augmentation streams, and prints over seeds (mean ± sd):
 Warmups follow Table 7's *proportions* (SL 5 of 100 epochs, SSL 20 of 100) unless
 ``--paper-warmups`` keeps the absolute 5 / 20 epochs (which a 10-epoch run clips to half).
 
+A rho or alpha sweep (the paper's Tables 4-5) needs only the MixTraining arm per setting:
+``--arms mixtraining --reference ROWS.json`` takes SL and SSL+SL of the same seeds from an
+earlier ``--rows-out`` file (an arm trained alone is bit-identical to the same arm trained after
+the others: each starts from the seed's own weights and streams). Accuracy deltas are then
+exact; the measured latency ratio is across processes and says so.
+
     python benchmarks/mixtraining_pareto.py                          # digits, ViT-Tiny, 3 seeds
     python benchmarks/mixtraining_pareto.py --data cifar10 --data-dir ~/data --epochs-ssl 20 \\
         --epochs-sl 20 --data-fraction 0.1
@@ -26,8 +32,8 @@ import statistics
 from dataclasses import replace
 from pathlib import Path
 
-from common import (add_run_options, apply_threads, config_options, load_rows, mean_sd,
-                    save_rows)
+from common import (add_run_options, apply_threads, config_options, load_rows_by_seed,
+                    mean_sd, save_rows)
 from mixkit.arms import MIXTRAINING, SCHEDULES, _mixtraining_finish, mixtraining_arm
 from mixkit.config import MixtrainingConfig
 from mixkit.engine.loop import ArmResult
@@ -37,10 +43,13 @@ from mixkit.methods.mixtraining.schedule import Schedule
 from mixkit.orchestrate import prepare, run_arm
 
 
-def run_seed(cfg, progress: TrainingProgress, recon_dir: str | None) -> dict[str, ArmResult]:
+def run_seed(cfg, progress: TrainingProgress, recon_dir: str | None,
+             arms: list[str]) -> dict[str, ArmResult]:
+    """Train ``arms`` for one seed. Each arm starts from the seed's own initial weights and
+    streams, so training a subset gives the same arm results as training all three."""
     ctx = prepare(cfg, MIXTRAINING)
-    results = {name: run_arm(ctx, name, mixtraining_arm(name, sched), None, progress)
-               for name, sched in SCHEDULES.items()}
+    results = {name: run_arm(ctx, name, mixtraining_arm(name, SCHEDULES[name]), None, progress)
+               for name in arms}
     if recon_dir:                        # Fig. 4: the same grid `mixkit mixtraining` writes
         out = Path(recon_dir) / f"seed{cfg.seed}"
         out.mkdir(parents=True, exist_ok=True)
@@ -74,7 +83,26 @@ def ssl_curve(runs: list[dict[str, ArmResult]], arm: str) -> str:
     return " ".join(f"{m:.3f}" for m in means[::step]) + f" (last {means[-1]:.3f})"
 
 
-def report(runs: list[dict[str, ArmResult]], sched: Schedule) -> None:
+def complete(seeds: list[int], runs: list[dict[str, ArmResult]],
+             reference: dict[int, dict[str, list[dict]]],
+             trained: tuple[str, ...] = ()) -> list[dict[str, ArmResult]]:
+    """Each seed's arms, the ones not trained here taken from ``--reference`` rows of the same
+    seed; an arm found nowhere (nor about to be ``trained``) is an error naming the seed and the
+    arm. Called with empty ``runs`` and the arms to train, it checks before any training."""
+    out = []
+    for seed, run in zip(seeds, runs):
+        ref = {k: ArmResult.from_rows(k, len(v), v) for k, v in reference.get(seed, {}).items()
+               if k not in run}
+        full = {**ref, **run}
+        missing = [a for a in SCHEDULES if a not in full and a not in trained]
+        if missing:
+            raise SystemExit(f"seed {seed}: no rows for arm(s) {', '.join(missing)}; train them "
+                             "(--arms) or pass --reference rows files that hold this seed")
+        out.append({a: full[a] for a in SCHEDULES if a in full})
+    return out
+
+
+def report(runs: list[dict[str, ArmResult]], sched: Schedule, across: bool = False) -> None:
     for name in SCHEDULES:
         acc = [100 * r[name].accuracy for r in runs]
         best = [100 * max(row.get("val_acc", 0.0) for row in r[name].rows) for r in runs]
@@ -92,7 +120,8 @@ def report(runs: list[dict[str, ArmResult]], sched: Schedule) -> None:
         if any(ph in c for c in costs)))
     print(f"mix epoch / SL epoch {mean_sd(ratio('mix'))} (goal <= 1.2); "
           f"SSL epoch / SL epoch {mean_sd(ratio('ssl'))}")
-    print(f"speedup vs SSL+SL: predicted {mean_sd(pred)}x, measured {mean_sd(meas)}x, "
+    where = " (SSL+SL from --reference: another process, so not side by side)" if across else ""
+    print(f"speedup vs SSL+SL: predicted {mean_sd(pred)}x, measured{where} {mean_sd(meas)}x, "
           f"measured/predicted {mean_sd([m / q for m, q in zip(meas, pred)])} (goal within 5 %)")
     gain = [100 * (r["mixtraining"].accuracy - r["ssl+sl"].accuracy) for r in runs]
     gain_sl = [100 * (r["mixtraining"].accuracy - r["sl"].accuracy) for r in runs]
@@ -113,6 +142,13 @@ def main() -> None:
                    help="absolute Table-7 warmups (5 SL / 20 SSL epochs) instead of 5 %% / 20 %%")
     p.add_argument("--recon-out", default=None, metavar="DIR",
                    help="write each seed's reconstruction grid (Fig. 4) under DIR/seed<N>/")
+    p.add_argument("--arms", nargs="+", choices=list(SCHEDULES), default=list(SCHEDULES),
+                   help="train only these arms (a rho/alpha sweep needs only mixtraining); the "
+                   "others come from --reference")
+    p.add_argument("--reference", nargs="+", default=[], metavar="ROWS_JSON",
+                   help="earlier --rows-out files: the arms not trained (or pooled) here, "
+                   "matched by seed. Their latencies come from another process: the report "
+                   "says so next to the measured speedup")
     args = p.parse_args()
     apply_threads(args)
     base = build(args)
@@ -120,12 +156,16 @@ def main() -> None:
         base = replace(base, warmup_epochs=args.warmup_epochs or 0.05 * base.epochs_sl,
                        ssl_warmup_epochs=args.ssl_warmup_epochs or 0.2 * base.epochs_ssl)
     sched = Schedule(base.epochs_ssl, base.epochs_sl, base.rho)
+    reference, _ = load_rows_by_seed(args.reference)
     if args.pool:
-        seeds, metas = load_rows(args.pool)
-        runs = [{k: ArmResult.from_rows(k, len(v), v) for k, v in s.items()} for s in seeds]
-        print(f"\npooled {len(runs)} seeds from {', '.join(args.pool)}: {metas}")
+        pooled, metas = load_rows_by_seed(args.pool)
+        runs = [{k: ArmResult.from_rows(k, len(v), v) for k, v in r.items()}
+                for r in pooled.values()]
+        across = any("ssl+sl" not in r for r in runs)
+        runs = complete(list(pooled), runs, reference)
+        print(f"\npooled seeds {list(pooled)} from {', '.join(args.pool)}: {metas}")
         report(runs, Schedule(**{k: metas[0]["schedule"][k] for k in ("e_ssl", "e_sl", "rho")})
-               if metas and "schedule" in metas[0] else sched)
+               if metas and "schedule" in metas[0] else sched, across)
         return
     progress = TrainingProgress(enabled=True)
     device = prepare(base, MIXTRAINING).runtime.describe()
@@ -134,16 +174,18 @@ def main() -> None:
                 f"e_ssl {sched.e_ssl}, e_sl {sched.e_sl}, rho {base.rho} (e_mix {sched.e_mix}), "
                 f"alpha {base.alpha}, {base.mix_forward} forward, mask {base.mask_ratio}, "
                 f"norm_pix {base.norm_pix_loss}, ssl lr {base.ssl_peak_lr:g}, sl lr "
-                f"{base.sl_lr:g}, batch {base.batch_size}, seeds {args.seeds}, {device}")
+                f"{base.sl_lr:g}, batch {base.batch_size}, seeds {args.seeds}, arms "
+                f"{' '.join(args.arms)}, {device}")
     meta = {"settings": settings, "schedule": {"e_ssl": sched.e_ssl, "e_sl": sched.e_sl,
                                                "rho": base.rho}}
+    complete(args.seeds, [{}] * len(args.seeds), reference, tuple(args.arms))  # fail before training
     runs = []
     for seed in args.seeds:
-        runs.append(run_seed(replace(base, seed=seed), progress, args.recon_out))
+        runs.append(run_seed(replace(base, seed=seed), progress, args.recon_out, args.arms))
         if args.rows_out:          # after every seed: a stopped benchmark keeps what it ran
             save_rows(args.rows_out, args.seeds[:len(runs)], runs, meta)
     print(f"\nMixTraining vs SSL+SL vs SL — {settings}")
-    report(runs, sched)
+    report(complete(args.seeds, runs, reference), sched, "ssl+sl" not in args.arms)
 
 
 if __name__ == "__main__":
