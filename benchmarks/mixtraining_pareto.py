@@ -28,6 +28,7 @@ exact; the measured latency ratio is across processes and says so.
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 from dataclasses import replace
 from pathlib import Path
@@ -133,6 +134,80 @@ def report(runs: list[dict[str, ArmResult]], sched: Schedule, across: bool = Fal
           f"Pareto improvement over SSL+SL in {pareto}/{len(runs)} seeds")
 
 
+def setting_label(meta: dict) -> str:
+    """``rho R, alpha A`` of a rows file (older files name alpha only in their settings line)."""
+    sch = meta.get("schedule", {})
+    alpha = sch.get("alpha") or next(iter(re.findall(r"alpha ([0-9.e-]+)",
+                                                     meta.get("settings", ""))), "?")
+    return f"rho {sch.get('rho', '?')}, alpha {alpha}"
+
+
+def sweep(paths: list[str], reference: dict[int, dict[str, list[dict]]],
+          figure: str | None) -> None:
+    """Tables 4-5: MixTraining at each setting of a rho/alpha sweep against SL and SSL+SL of the
+    same seeds (``--reference``). Files of the same setting (seeds run at different times) are
+    pooled; a setting's rows come from ``--arms mixtraining`` runs or from full runs.
+
+    Accuracy deltas are paired by seed and exact (an arm trained alone is bit-identical to the
+    same arm trained after the others). The speedup is given two ways: predicted from the epoch
+    costs (SSL and SL epochs from the same seed's SSL+SL arm, mix epochs from the setting's own
+    arm; Section 2.2), and measured as latency(SSL+SL) / latency(MixTraining), which for an
+    ``--arms mixtraining`` file is across processes.
+    """
+    settings: dict[str, tuple[dict, dict[int, list[dict]]]] = {}
+    for path in paths:
+        by_seed, metas = load_rows_by_seed([path])
+        meta, rows = settings.setdefault(setting_label(metas[0]), (metas[0], {}))
+        rows.update({seed: r["mixtraining"] for seed, r in by_seed.items()})
+    groups: dict[str, dict[int, dict[str, ArmResult]]] = {}
+    for label, (meta, rows) in settings.items():
+        seeds = sorted(rows)
+        runs = complete(seeds, [{"mixtraining": ArmResult.from_rows("mixtraining", len(v), v)}
+                                for v in (rows[s] for s in seeds)], reference)
+        sch = meta["schedule"]
+        sched = Schedule(sch["e_ssl"], sch["e_sl"], sch["rho"])
+        gain = [100 * (r["mixtraining"].accuracy - r["ssl+sl"].accuracy) for r in runs]
+        gain_sl = [100 * (r["mixtraining"].accuracy - r["sl"].accuracy) for r in runs]
+        meas = [r["ssl+sl"].train_seconds / r["mixtraining"].train_seconds for r in runs]
+        pred = [predicted_speedup(sched, {**phase_costs({"ssl+sl": r["ssl+sl"]}),
+                                          **phase_costs({"m": r["mixtraining"]})})
+                for r in runs]
+        pareto = sum(g > 0 and q > 1 for g, q in zip(gain, pred))
+        acc = [100 * r["mixtraining"].accuracy for r in runs]
+        print(f"{label}, seeds {seeds}: accuracy {mean_sd(acc, 2)} %; vs SSL+SL "
+              f"{mean_sd(gain, 2)} pts (per seed {[round(g, 2) for g in gain]}), vs SL "
+              f"{mean_sd(gain_sl, 2)} pts; speedup vs SSL+SL predicted {mean_sd(pred)}x, "
+              f"measured {mean_sd(meas)}x; Pareto over SSL+SL in {pareto}/{len(runs)} seeds")
+        groups[label] = dict(zip(seeds, runs))
+    if figure:
+        save_sweep_figure(groups, figure)
+
+
+def save_sweep_figure(groups: dict[str, dict[int, dict[str, ArmResult]]], path: str) -> None:
+    """Accuracy against training time: SL, SSL+SL and MixTraining at each setting, mean ± sd
+    over the seeds every setting has (``mixkit report``'s Pareto figure, fed from rows)."""
+    from mixkit.plots import pareto
+    from mixkit.runs import Run
+
+    seeds = sorted(set.intersection(*(set(g) for g in groups.values())))
+    alphas = {label.split("alpha ")[1] for label in groups}
+    short = {label: "MixTraining " + label.replace("rho ", "ρ=").replace(", alpha ", " α=")
+             if len(alphas) > 1 else "MixTraining ρ=" + label.split(",")[0][4:]
+             for label in groups}
+    runs = []
+    for seed in seeds:
+        base = next(iter(groups.values()))[seed]
+        rows = [dict(row, arm=arm) for arm in ("sl", "ssl+sl") for row in base[arm].rows]
+        for label, by_seed in groups.items():
+            rows += [dict(row, arm=short[label])
+                     for row in by_seed[seed]["mixtraining"].rows]
+        runs.append(Run(Path(path), {}, rows))
+    fig = pareto([runs])
+    fig.axes[0].set_title(f"SL, SSL+SL and MixTraining settings (mean ± sd of seeds {seeds})")
+    fig.savefig(path)
+    print(f"figure: {path}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     build = config_options(p, MixtrainingConfig, {
@@ -149,6 +224,11 @@ def main() -> None:
                    help="earlier --rows-out files: the arms not trained (or pooled) here, "
                    "matched by seed. Their latencies come from another process: the report "
                    "says so next to the measured speedup")
+    p.add_argument("--sweep", nargs="+", default=None, metavar="ROWS_JSON",
+                   help="train nothing: one --arms mixtraining rows file per rho/alpha setting, "
+                   "each against --reference SL and SSL+SL of the same seeds (Tables 4-5)")
+    p.add_argument("--figure", default=None, metavar="PNG",
+                   help="with --sweep: accuracy vs training time of every arm and setting")
     args = p.parse_args()
     apply_threads(args)
     base = build(args)
@@ -157,6 +237,9 @@ def main() -> None:
                        ssl_warmup_epochs=args.ssl_warmup_epochs or 0.2 * base.epochs_ssl)
     sched = Schedule(base.epochs_ssl, base.epochs_sl, base.rho)
     reference, _ = load_rows_by_seed(args.reference)
+    if args.sweep:
+        sweep(args.sweep, reference, args.figure)
+        return
     if args.pool:
         pooled, metas = load_rows_by_seed(args.pool)
         runs = [{k: ArmResult.from_rows(k, len(v), v) for k, v in r.items()}
@@ -177,7 +260,7 @@ def main() -> None:
                 f"{base.sl_lr:g}, batch {base.batch_size}, seeds {args.seeds}, arms "
                 f"{' '.join(args.arms)}, {device}")
     meta = {"settings": settings, "schedule": {"e_ssl": sched.e_ssl, "e_sl": sched.e_sl,
-                                               "rho": base.rho}}
+                                               "rho": base.rho, "alpha": base.alpha}}
     complete(args.seeds, [{}] * len(args.seeds), reference, tuple(args.arms))  # fail before training
     runs = []
     for seed in args.seeds:
