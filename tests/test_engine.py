@@ -12,7 +12,7 @@ from mixkit.config import MixtrainConfig, build_config
 from mixkit.data import load_data, shuffled
 from mixkit.engine.checkpoint import atomic_write, save_checkpoint
 from mixkit.engine.loop import Engine
-from mixkit.engine.optim import Recipe, build_optimizer, cosine_lr
+from mixkit.engine.optim import Recipe, build_optimizer, cosine_lr, set_lr
 from mixkit.engine.progress import TrainingProgress
 from mixkit.engine.runtime import Runtime
 from mixkit.engine.timing import DeviceMeter
@@ -51,6 +51,33 @@ def test_no_weight_decay_on_norms_and_biases() -> None:
     held = {id(p) for g in build_optimizer(model, Recipe("sl", 1e-3, 0, 0.05, 0, 1))
             .param_groups for p in g["params"]}
     assert held == {id(p) for p in model.parameters()}
+
+
+def test_layer_decay_scales_each_vit_block_by_its_depth() -> None:
+    """BEiT/MAE layer decay, hand-computed for ViT-Tiny (12 blocks, so 14 layers 0..13):
+    patch embedding and positions d^13, block i d^(12-i), the pooling norm and heads d^0."""
+    model, _ = create_model("vit_tiny_patch16_224", 10, 32, patch_size=8)
+    opt = build_optimizer(model, Recipe("sl", 1e-3, 0, 0.05, 0, 1, layer_decay=0.5))
+    set_lr(opt, 1e-3)
+    lr_of = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+    bb = model.backbone
+    expect = {bb.patch_embed.proj.weight: 0.5 ** 13, bb.pos_embed: 0.5 ** 13,
+              bb.blocks[0].attn.qkv.weight: 0.5 ** 12, bb.blocks[11].mlp.fc2.bias: 0.5 ** 1,
+              bb.fc_norm.weight: 1.0, model.heads[0].weight: 1.0}
+    for p, scale in expect.items():
+        assert lr_of[id(p)] == pytest.approx(1e-3 * scale)
+    assert len(lr_of) == len(list(model.parameters()))         # every parameter, once
+    decayed = {id(p) for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]}
+    assert id(bb.blocks[0].attn.qkv.weight) in decayed
+    assert id(bb.blocks[0].norm1.weight) not in decayed
+
+
+def test_no_layer_decay_keeps_two_groups_at_the_recipe_lr() -> None:
+    model, _ = create_model("vit_tiny_patch16_224", 10, 32, patch_size=8)
+    opt = build_optimizer(model, Recipe("sl", 1e-3, 0, 0.05, 0, 1))
+    set_lr(opt, 2e-3)
+    assert [g["weight_decay"] for g in opt.param_groups] == [0.0, 0.05]
+    assert all(g["lr"] == 2e-3 for g in opt.param_groups)
 
 
 def test_device_meter_weighted_mean() -> None:

@@ -297,6 +297,15 @@ def test_recipes_follow_table7_scaled_by_batch() -> None:
     assert sl.lr_at(10.0) == pytest.approx(2e-3)
     # SSL: warmup 20 clipped to half of its 10-epoch span
     assert ssl.lr_at(2.5) == pytest.approx(1.5e-4) and ssl.lr_at(5.0) == pytest.approx(3e-4)
+    assert ssl.layer_decay == sl.layer_decay == 1.0                 # Table 7 has none
+
+
+def test_layer_decay_is_the_sl_recipes_only() -> None:
+    """MAE decays layers when fine-tuning, never when pre-training: the SL recipe (which also
+    drives the mix phase) carries --layer-decay, the SSL recipe does not."""
+    cfg = build_config(MixtrainingConfig, {"layer_decay": 0.65}, "test")
+    ssl, sl = recipes(cfg, Schedule(10, 10, 0.5))
+    assert (ssl.layer_decay, sl.layer_decay) == (1.0, 0.65)
 
 
 # --- the command end to end --------------------------------------------------------------------

@@ -244,6 +244,9 @@ class MixtrainingConfig(TrainConfig):
     warmup_epochs: float = opt(5.0, "SL warmup epochs (Table 7; clipped to half the SL span).",
                                min=0.0, max=100000)
     beta2: float = opt(0.95, "SL AdamW beta2 (Table 7).", gt=0.0, max=0.99999)
+    layer_decay: float = opt(1.0, "SL layer-wise lr decay (MAE fine-tuning, BEiT): ViT block i "
+                             "of L trains at lr * d^(L+1-i), the patch embedding at d^(L+1), "
+                             "the heads at lr. 1 = off (Table 7 has none).", gt=0.0, max=1.0)
     ssl_lr: Optional[float] = opt(None, "SSL peak learning rate. Default: --ssl-lr-base * "
                                   "batch / 256.", gt=0.0, max=10.0)
     ssl_lr_base: float = opt(1.5e-4, "SSL base learning rate per 256 images (Table 7).", gt=0.0,

@@ -44,23 +44,49 @@ class Recipe:
     total: float
     start: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
+    layer_decay: float = 1.0
 
     def lr_at(self, t: float) -> float:
         return cosine_lr(t - self.start, self.lr, self.min_lr, self.warmup, self.total)
 
 
-def weight_decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """timm's grouping (no decay on 1-d parameters and biases) over *every* parameter.
+def layer_scales(model: torch.nn.Module, layer_decay: float) -> dict[str, float]:
+    """Layer-wise learning-rate decay (BEiT §2.5; MAE's fine-tuning recipe, App. A.1): the lr
+    scale of each backbone parameter, ``layer_decay ** (top - layer)``.
+
+    Layers are timm's fine-grained groups (``group_matcher(coarse=False)``: for a ViT the patch
+    embedding and positions are layer 0, block ``i`` is layer ``i + 1``), numbered as
+    ``timm.optim.param_groups_layer_decay`` numbers them; parameters no group names (the
+    pooling norm, timm's head) sit at the top with scale 1, as do the task heads and the SSL
+    head outside the backbone. Empty for ``layer_decay == 1`` (every scale 1).
+    """
+    backbone = getattr(model, "backbone", None)
+    if layer_decay == 1.0 or backbone is None or not hasattr(backbone, "group_matcher"):
+        return {}
+    from timm.models import group_parameters
+
+    ids = group_parameters(backbone, backbone.group_matcher(coarse=False), reverse=True)
+    top = max(ids.values())
+    return {f"backbone.{n}": layer_decay ** (top - i) for n, i in ids.items()}
+
+
+def weight_decay_groups(model: torch.nn.Module, weight_decay: float,
+                        layer_decay: float = 1.0) -> list[dict]:
+    """timm's grouping (no decay on 1-d parameters and biases) over *every* parameter, split
+    further by :func:`layer_scales` (each group's ``lr_scale``) when ``layer_decay < 1``.
 
     Unlike ``timm.optim.param_groups_weight_decay`` it keeps parameters that are frozen right
     now: a phase may freeze a head (MixTraining), and the optimiser built for a recipe must
     hold the same parameters whatever was frozen when it was built (exact resume).
     """
-    decay, no_decay = [], []
+    scales = layer_scales(model, layer_decay)
+    groups: dict[tuple[float, bool], list[torch.nn.Parameter]] = {}
     for name, p in model.named_parameters():
-        (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
-    return [{"params": no_decay, "weight_decay": 0.0},
-            {"params": decay, "weight_decay": weight_decay}]
+        decayed = not (p.ndim <= 1 or name.endswith(".bias"))
+        groups.setdefault((scales.get(name, 1.0), decayed), []).append(p)
+    return [{"params": ps, "weight_decay": weight_decay if decayed else 0.0, "lr_scale": scale}
+            for (scale, decayed), ps in sorted(groups.items(), key=lambda kv: (kv[0][0],
+                                                                                kv[0][1]))]
 
 
 def build_optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
@@ -72,7 +98,7 @@ def build_optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optim
     NaN/Inf loss without a host sync per step. Elsewhere the plain implementation is returned
     and :func:`is_fused` tells the engine to skip a bad step itself.
     """
-    groups = weight_decay_groups(model, recipe.weight_decay)
+    groups = weight_decay_groups(model, recipe.weight_decay, recipe.layer_decay)
     kw = dict(lr=recipe.lr_at(recipe.start), betas=recipe.betas)
     try:
         return torch.optim.AdamW(groups, fused=True, **kw)
@@ -86,5 +112,6 @@ def is_fused(optimizer: torch.optim.Optimizer) -> bool:
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """The recipe's lr, times each group's layer-decay ``lr_scale``."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)

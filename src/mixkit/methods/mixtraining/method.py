@@ -45,7 +45,8 @@ def recipes(cfg: Any, schedule: Schedule) -> tuple[Recipe, Recipe]:
     ssl = Recipe("ssl", cfg.ssl_peak_lr, cfg.min_lr, cfg.ssl_weight_decay, cfg.ssl_warmup_epochs,
                  total=max(schedule.e_ssl, 1), start=0.0, betas=(0.9, cfg.ssl_beta2))
     sl = Recipe("sl", cfg.sl_lr, cfg.min_lr, cfg.weight_decay, cfg.warmup_epochs,
-                total=schedule.e_sl, start=float(schedule.sl_start), betas=(0.9, cfg.beta2))
+                total=schedule.e_sl, start=float(schedule.sl_start), betas=(0.9, cfg.beta2),
+                layer_decay=cfg.layer_decay)
     return ssl, sl
 
 
