@@ -257,7 +257,8 @@ def main() -> None:
                 f"e_ssl {sched.e_ssl}, e_sl {sched.e_sl}, rho {base.rho} (e_mix {sched.e_mix}), "
                 f"alpha {base.alpha}, {base.mix_forward} forward, mask {base.mask_ratio}, "
                 f"norm_pix {base.norm_pix_loss}, ssl lr {base.ssl_peak_lr:g}, sl lr "
-                f"{base.sl_lr:g}, batch {base.batch_size}, seeds {args.seeds}, arms "
+                f"{base.sl_lr:g}, layer decay {base.layer_decay:g}, batch {base.batch_size}, "
+                f"seeds {args.seeds}, arms "
                 f"{' '.join(args.arms)}, {device}")
     meta = {"settings": settings, "schedule": {"e_ssl": sched.e_ssl, "e_sl": sched.e_sl,
                                                "rho": base.rho, "alpha": base.alpha}}
