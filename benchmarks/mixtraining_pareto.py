@@ -242,6 +242,10 @@ def main() -> None:
         return
     if args.pool:
         pooled, metas = load_rows_by_seed(args.pool)
+        if len({setting_label(m) for m in metas}) > 1:
+            raise SystemExit("--pool files hold different settings (" + "; ".join(
+                sorted({setting_label(m) for m in metas})) + "): pool one setting at a time "
+                "(the others as --reference), or compare settings with --sweep")
         runs = [{k: ArmResult.from_rows(k, len(v), v) for k, v in r.items()}
                 for r in pooled.values()]
         across = any("ssl+sl" not in r for r in runs)
