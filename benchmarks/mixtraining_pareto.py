@@ -203,7 +203,8 @@ def save_sweep_figure(groups: dict[str, dict[int, dict[str, ArmResult]]], path: 
                      for row in by_seed[seed]["mixtraining"].rows]
         runs.append(Run(Path(path), {}, rows))
     fig = pareto([runs])
-    fig.axes[0].set_title(f"SL, SSL+SL and MixTraining settings (mean ± sd of seeds {seeds})")
+    fig.axes[0].set_title(f"MixTraining vs SL and SSL+SL, mean ± sd of {len(seeds)} seeds "
+                          "(up-left is better)")
     fig.savefig(path)
     print(f"figure: {path}")
 

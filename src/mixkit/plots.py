@@ -31,7 +31,7 @@ SIZE, DPI = (7.0, 4.2), 110
 
 
 def colour(arm: str) -> str:
-    spare = ["#CC79A7", "#56B4E9", "#F0E442"]
+    spare = ["#CC79A7", "#56B4E9", "#009E73"]        # Okabe-Ito's yellow is unreadable on white
     return ARM_COLOURS.get(arm, spare[sum(map(ord, arm)) % len(spare)])
 
 
