@@ -85,8 +85,7 @@ def weight_decay_groups(model: torch.nn.Module, weight_decay: float,
         decayed = not (p.ndim <= 1 or name.endswith(".bias"))
         groups.setdefault((scales.get(name, 1.0), decayed), []).append(p)
     return [{"params": ps, "weight_decay": weight_decay if decayed else 0.0, "lr_scale": scale}
-            for (scale, decayed), ps in sorted(groups.items(), key=lambda kv: (kv[0][0],
-                                                                                kv[0][1]))]
+            for (scale, decayed), ps in sorted(groups.items())]   # keys (scale, decayed)
 
 
 def build_optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
