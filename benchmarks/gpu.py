@@ -66,8 +66,8 @@ def run_cuda_tests(timeout: int) -> dict:
 
 def throughput(args, device: torch.device) -> list[dict]:
     cfg = build_config(MixtrainConfig, {"data": args.data, "data_dir": args.data_dir,
-                                        "data_fraction": args.fraction, "workers": 0},
-                       "gpu benchmark")
+                                        "data_fraction": args.fraction, "workers": 0,
+                                        "img_size": args.img_size}, "gpu benchmark")
     data = load_data(args.data, cfg, device, "benchmark")
     model = create_model("resnet18", data.num_classes, data.img_size)[0].to(device)
     flops = engine_throughput.train_flops_per_image(model, data.img_size, device)
@@ -87,17 +87,16 @@ def throughput(args, device: torch.device) -> list[dict]:
 def mixtrain_short(args) -> dict:
     base = build_config(MixtrainConfig, {
         "data": args.data, "data_dir": args.data_dir, "data_fraction": args.fraction,
-        "model": "resnet18", "epochs": args.mixtrain_epochs, "batch_size": args.batch,
-        "lr": 2e-3, "device": args.device, "val_size": 2000}, "gpu benchmark")
-    runs = [mixtrain_speedup.run_seed(base, ["cutmix", "mixup"], TrainingProgress(enabled=False))]
-    out = {}
-    for op in ("cutmix", "mixup"):
-        r = runs[0]
-        out[op] = {"speedup": r["baseline"].train_seconds / r[op].train_seconds,
-                   "accuracy_delta": r[op].accuracy - r["baseline"].accuracy,
-                   "inputs": r[op].inputs / r["baseline"].inputs}
-    out["baseline_accuracy"] = runs[0]["baseline"].accuracy
-    book, split = mixtrain_speedup.overheads(base, repeats=10)
+        "img_size": args.img_size, "model": "resnet18", "epochs": args.mixtrain_epochs,
+        "batch_size": args.batch, "lr": 2e-3, "device": args.device, "val_size": 2000},
+        "gpu benchmark")
+    r = mixtrain_speedup.run_seed(base, ["cutmix", "mixup"], TrainingProgress(enabled=False))
+    out: dict = {op: {"speedup": r["baseline"].train_seconds / r[op].train_seconds,
+                      "accuracy_delta": r[op].accuracy - r["baseline"].accuracy,
+                      "inputs": r[op].inputs / r["baseline"].inputs}
+                 for op in ("cutmix", "mixup")}
+    out["baseline_accuracy"] = r["baseline"].accuracy
+    book, split = mixtrain_speedup.overheads(base, repeats=10 if not args.quick else 2)
     out["overhead_bookkeeping"], out["overhead_split_propagation"] = book, split
     return out
 
@@ -105,10 +104,12 @@ def mixtrain_short(args) -> dict:
 def mixtraining_costs(args) -> dict:
     cfg = build_config(MixtrainingConfig, {
         "data": args.data, "data_dir": args.data_dir, "data_fraction": args.fraction,
-        "patch_size": 4 if not args.quick else 8, "epochs_ssl": args.mixtraining_epochs,
-        "epochs_sl": args.mixtraining_epochs, "batch_size": args.batch // 2,
+        "img_size": args.img_size, "patch_size": 8 if args.quick else 4,
+        "epochs_ssl": args.mixtraining_epochs, "epochs_sl": args.mixtraining_epochs,
+        "batch_size": args.batch // 2,
         "device": args.device, "val_size": 2000, "decoder_depth": 2}, "gpu benchmark")
-    results = mixtraining_pareto.run_seed(cfg, TrainingProgress(enabled=False), None)
+    results = mixtraining_pareto.run_seed(cfg, TrainingProgress(enabled=False), None,
+                                          list(mixtraining_pareto.SCHEDULES))
     costs = mixtraining_pareto.phase_costs(results)
     sched = Schedule(cfg.epochs_ssl, cfg.epochs_sl, cfg.rho)
     return {"phase_seconds": costs, "mix_over_sl": costs.get("mix", 0) / costs["sl"],
@@ -130,7 +131,8 @@ def main() -> None:
     args = p.parse_args()
     device = resolve_device(args.device)
     full = not args.quick
-    args.fraction = 0.5 if full else 0.3
+    args.fraction = 0.5 if full else 0.05
+    args.img_size = 32 if full else 16      # --quick: a smoke test (the suite runs it)
     args.batch = 512 if full else 32
     args.repeats = 3 if full else 1
     args.workers = min(16, os.cpu_count() or 1) if full else 0

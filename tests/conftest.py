@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import pickle
+import traceback
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from mixkit.cli import main
 
@@ -171,8 +174,6 @@ def host_reads(monkeypatch) -> dict[str, int]:
     ``host_reads["n"]``, reset it to 0 before the part to measure."""
     import sys
 
-    import torch
-
     reads = {"n": 0}
     for name in ("item", "tolist", "__float__", "__int__", "__bool__", "cpu"):
         orig = getattr(torch.Tensor, name)
@@ -182,3 +183,74 @@ def host_reads(monkeypatch) -> dict[str, int]:
             return _orig(self, *a, **k)
         monkeypatch.setattr(torch.Tensor, name, counted)
     return reads
+
+
+# aten ops after which a CUDA host waits for the device (what torch.cuda.set_sync_debug_mode
+# rejects), recognisable on any device: the data-dependent shapes and the scalar reads
+SYNCING_OPS = {"_local_scalar_dense": "a scalar read (.item(), float(), int(), bool(), if t:)",
+               "nonzero": "nonzero / torch.where(cond) / argwhere",
+               "masked_select": "masked_select", "_unique": "unique", "_unique2": "unique",
+               "unique_dim": "unique", "unique_consecutive": "unique_consecutive",
+               "bincount": "bincount (its length is data-dependent)",
+               "equal": "torch.equal", "is_nonzero": "a truth test of a tensor"}
+INDEXING_OPS = {"index", "index_put", "index_put_", "_index_put_impl_"}
+
+
+def _sync_reason(func, args: tuple, kwargs: dict) -> str | None:
+    """Why ``func(*args, **kwargs)`` would block the host on CUDA, or None."""
+    name = func.overloadpacket.__name__
+    if name in SYNCING_OPS:
+        return SYNCING_OPS[name]
+    if name == "repeat_interleave" and func._overloadname == "Tensor" \
+            and kwargs.get("output_size") is None:
+        return "repeat_interleave with tensor repeats and no output_size"
+    if name in INDEXING_OPS and any(isinstance(i, torch.Tensor) and i.dtype in (torch.bool,
+                                                                                 torch.uint8)
+                                    for i in args[1] if i is not None):
+        return "boolean-mask indexing (a hidden nonzero)"
+    if name in ("lift_fresh", "lift_fresh_copy") and args[0].dim() > 0:
+        return "a tensor built from Python data (a blocking host-to-device copy on CUDA)"
+    return None
+
+
+class SyncDetector(TorchDispatchMode):
+    """A dispatch mode that appends to ``found`` each op :func:`_sync_reason` names, with the
+    mixkit frames it came from (``with SyncDetector(found): ...``)."""
+
+    def __init__(self, found: list[str]) -> None:
+        super().__init__()
+        self.found = found
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        why = _sync_reason(func, args, kwargs)
+        if why:
+            frames = [f for f in traceback.extract_stack()[:-1] if "mixkit" in f.filename]
+            self.found.append(f"{func}: {why} at " + " <- ".join(
+                f"{Path(f.filename).name}:{f.lineno}" for f in frames[::-1][:4]))
+        return func(*args, **kwargs)
+
+
+@pytest.fixture
+def syncing_ops(monkeypatch) -> list[str]:
+    """CUDA's sync debug mode, emulated on the CPU: every aten op run inside ``Engine._step`` or
+    ``_Source._assemble`` (the places ``tests/test_cuda.py`` guards with the real thing) that
+    would make a CUDA host wait is appended to the returned list, with where it came from.
+
+    What it cannot see on a CPU: ``.cpu()`` / ``.tolist()`` (no-ops here; ``host_reads`` counts
+    them) and a CPU tensor copied to the device (one device here; ``test_cuda.py`` catches it).
+    """
+    from mixkit.data.sources import _Source
+    from mixkit.engine.loop import Engine
+
+    found: list[str] = []
+
+    def guarded(fn):
+        def wrapped(*a, **k):
+            with SyncDetector(found):
+                return fn(*a, **k)
+        return wrapped
+
+    monkeypatch.setattr(Engine, "_step", guarded(Engine._step))
+    monkeypatch.setattr(_Source, "_assemble", guarded(_Source._assemble))
+    return found
