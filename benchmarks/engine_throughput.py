@@ -33,6 +33,7 @@ from mixkit.engine.loop import Engine
 from mixkit.engine.optim import Recipe
 from mixkit.engine.progress import TrainingProgress
 from mixkit.engine.runtime import Runtime, resolve_device
+from mixkit.engine.timing import compile_seconds
 from mixkit.methods.supervised import SupervisedArm
 from mixkit.models import create_model
 
@@ -124,8 +125,10 @@ def compare(data, model_name: str, batch_size: int, device: torch.device, *, amp
         return n / engine.train_epoch(arm, epoch)["epoch_seconds"]
 
     def run_plain() -> float:
+        """The engine's epochs exclude compilation (``docs/engine.md``); so do these."""
+        before = compile_seconds() if compile else 0.0
         seconds, seen = plain_epoch(plain_model, loader, plain_opt, device, amp, channels_last)
-        return seen / seconds
+        return seen / (seconds - (compile_seconds() - before if compile else 0.0))
 
     log(f"device {runtime.describe()}; {data.name} {n} images at {data.img_size}px; "
         f"{model_name}; batch {batch_size}; plain loop workers {workers}")

@@ -264,6 +264,13 @@ CASES = [
     ("fp16-on-cpu", [*MT, "--amp", "--amp-dtype", "float16", "--device", "cpu"], None,
      "--amp-dtype", "not supported on the CPU"),
     ("device-missing", [*MT, "--device", "cuda:7"], None, "--device", "cuda"),
+    ("compile-backend-unknown", [*MT, "--torchcompile", "--compile-backend", "nope"], None,
+     "--compile-backend", "not a torch.compile backend"),
+    ("compile-mode-needs-inductor", [*MT, "--torchcompile", "--compile-backend", "aot_eager",
+                                     "--compile-mode", "max-autotune"], None, "--compile-mode",
+     "needs --compile-backend inductor"),
+    ("compile-mode-choice", [*MT, "--compile-mode", "fast"], None, "--compile-mode",
+     "must be one of"),
     # what the model cannot do
     ("cutmix-on-1x1-grid", [*MT, "--op", "cutmix", "--img-size", "8"], None, "--op cutmix", "1x1"),
     ("patch-not-dividing", [*MT, "--model", "vit_tiny_patch16_224", "--patch-size", "5"],

@@ -121,6 +121,32 @@ def test_amp_bf16_and_channels_last_run_on_cpu(tmp_path: Path, capsys) -> None:
     assert 0.0 <= summary["arms"]["baseline"]["accuracy"] <= 1.0
 
 
+def test_torchcompile_trains_like_eager_and_bills_compiling_to_no_arm(tmp_path: Path,
+                                                                     capsys) -> None:
+    """--torchcompile on the CPU (aot_eager: Dynamo and AOTAutograd trace the model, the
+    backbone's forward_features and the backward, without inductor's code generation): the
+    same accuracy as the eager run; the compile of the first step and the recompiles that
+    mixing brings (split propagation's first call, new batch shapes) are in compile_seconds,
+    not in the epochs' seconds — an epoch that compiled has more compile than training time."""
+    args = ["mixtrain", *FAST, "--epochs", "2", "--data-fraction", "0.05", "-b", "32",
+            "--op", "cutmix", "--no-baseline", "--device", "cpu", "--output", str(tmp_path)]
+    assert run_cli([*args, "--experiment", "eager"], capsys)[0] == 0
+    code, _, err = run_cli([*args, "--torchcompile", "--compile-backend", "aot_eager",
+                            "--experiment", "c"], capsys)
+    assert code == 0, err
+    eager, comp = (json.loads((tmp_path / e / "summary.json").read_text()) for e in ("eager", "c"))
+    assert "torch.compile (aot_eager)" in comp["device"]
+    assert comp["arms"]["mixtrain"]["accuracy"] == pytest.approx(
+        eager["arms"]["mixtrain"]["accuracy"], abs=1.01 / 359)       # at most one image
+    rows = [json.loads(x) for x in (tmp_path / "c" / "metrics.jsonl").open()]
+    assert rows[1]["mixed_fraction"] > 0                              # epoch 2 trains pairs
+    assert rows[1]["compile_seconds"] > rows[1]["epoch_seconds"]      # compiled, not billed
+    arm = comp["arms"]["mixtrain"]
+    assert arm["compile_seconds"] == pytest.approx(sum(r["compile_seconds"] for r in rows))
+    assert arm["train_seconds"] == pytest.approx(sum(r["epoch_seconds"] for r in rows))
+    assert "compile_seconds" not in eager["arms"]["mixtrain"]
+
+
 def test_version_and_help_show_the_allowed_values(capsys) -> None:
     import mixkit
 

@@ -106,7 +106,7 @@ def test_resume_on_cuda_is_exact(tmp_path, capsys, monkeypatch) -> None:
     (CUDA RNG state and the device generators travel in the checkpoint)."""
     from mixkit.engine.signals import STOP
 
-    torch.backends.cudnn.deterministic = True
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)   # not left on for later
     args = [*MIXTRAIN, "--op", "mixup", "--no-baseline", "--device", "cuda", "--no-amp",
             "--output", str(tmp_path)]
     assert run_cli([*args, "--experiment", "U"], capsys)[0] == 0

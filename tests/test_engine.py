@@ -98,6 +98,29 @@ def _engine(batch_size: int, fraction: float = 0.1, runtime: Runtime | None = No
     return eng, data
 
 
+@pytest.mark.parametrize("compile", [True, False])
+def test_epoch_timer_bills_compilation_to_no_arm(compile, monkeypatch) -> None:
+    """An epoch of 0.2 s compiling (torch's compile clock: 10.0 -> 10.2) and 0.05 s training:
+    with --torchcompile it is a 0.05 s epoch and 0.2 compile seconds; without, 0.25 s and the
+    compile clock is not even read."""
+    import time
+
+    import mixkit.engine.timing as timing
+
+    clock = iter([10.0, 10.2])
+    monkeypatch.setattr(timing, "compile_seconds", lambda: next(clock))
+    with timing.EpochTimer(Runtime(CPU, compile=compile)) as t:
+        time.sleep(0.2)                  # "compiling"
+        time.sleep(0.05)                 # "training"
+    if compile:
+        assert t.compile_seconds == pytest.approx(0.2)
+        assert 0.05 <= t.seconds < 0.15
+        assert next(clock, None) is None
+    else:
+        assert t.compile_seconds == 0.0 and t.seconds >= 0.25
+        assert next(clock) == 10.0
+
+
 def test_supervised_training_learns_synthetic_patterns() -> None:
     eng, data = _engine(batch_size=20)
     arm = SupervisedArm("baseline", 4, len(data.train), Recipe("sl", 2e-3, 1e-5, 0.0, 0.5, 4),

@@ -102,7 +102,16 @@ class TrainConfig:
     channels_last: Optional[bool] = opt(
         None, "channels_last memory format. Default: on for CNNs on CUDA, off elsewhere "
         "(--no-channels-last turns it off).")
-    torchcompile: bool = opt(False, "Compile the model with torch.compile.")
+    torchcompile: bool = opt(False, "Compile the model with torch.compile (compilation time is "
+                             "billed to no arm: reported as compile_seconds).")
+    compile_mode: str = opt(
+        "default", "torch.compile mode (with --torchcompile, inductor only): default, "
+        "reduce-overhead (CUDA graphs), max-autotune, max-autotune-no-cudagraphs.",
+        choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"))
+    compile_backend: str = opt(
+        "inductor", "torch.compile backend (with --torchcompile): inductor, or another of "
+        "torch._dynamo.list_backends() (aot_eager / eager trace without code generation: to "
+        "tell a tracing problem from a code-generation one).")
     timing_warmup: int = opt(
         2, "Untimed warm-up steps before the first arm, so one-time costs (thread pools, "
         "allocator, kernel selection) are billed to no arm (0 disables).", min=0, max=10000)

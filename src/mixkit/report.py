@@ -59,6 +59,10 @@ def speedup_table(summary: dict[str, Any]) -> Table:
     if best and len(arms) > 2:
         table.caption += (f"\nMost accurate at or below {summary['method_arm']}'s cost (inputs): "
                           f"{best['arm']} ({100 * best['accuracy']:.2f}%)")
+    compiled = [a["compile_seconds"] for a in arms.values() if "compile_seconds" in a]
+    if compiled:
+        table.caption += (f"\ntrain s excludes torch.compile's compilation ({sum(compiled):.1f} s "
+                          "in all, billed to no arm; compile_seconds in summary.json)")
     noisy = [n for n, a in arms.items() if (a.get("timing_spread") or 0) > NOISY]
     if noisy:
         table.caption += (f"\nTiming noise: {', '.join(noisy)} had epochs whose per-input cost "

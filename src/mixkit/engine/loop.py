@@ -246,6 +246,8 @@ class Engine:
                "train_loss": train_loss, "epoch_seconds": seconds, "inputs": inputs,
                "samples": spec.plan.samples, "img_per_s": inputs / max(seconds, 1e-9),
                "lr": spec.recipe.lr_at(epoch + 1.0), **method_metrics}
+        if self.runtime.compile:
+            row["compile_seconds"] = timer.compile_seconds
         return row, spec
 
     def train_arm(self, arm: Arm, resume: dict[str, Any] | None = None) -> ArmResult:

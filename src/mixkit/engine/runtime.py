@@ -40,6 +40,21 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
+def _check_compile(backend: str, mode: str) -> None:
+    """Refuse an unknown backend, or a mode the backend does not take, before anything runs."""
+    from torch._dynamo import list_backends
+
+    known = list_backends(exclude_tags=())
+    if backend not in known:
+        raise UserError(f"--compile-backend {backend!r} is not a torch.compile backend of this "
+                        f"torch ({torch.__version__}).",
+                        hint=f"Use one of: {', '.join(list_backends())}; for debugging "
+                        "also aot_eager or eager.")
+    if mode != "default" and backend != "inductor":
+        raise UserError(f"--compile-mode {mode} needs --compile-backend inductor (got "
+                        f"{backend!r}).", hint="Drop --compile-mode, or use inductor.")
+
+
 def _bf16_ok(dev: torch.device, dtype: torch.dtype) -> bool:
     """Automatic AMP only where it is fast and safe: bf16 on a GPU with bf16 (Ampere and
     later); fp16 needs a loss scaler and is only used when asked for."""
@@ -53,6 +68,8 @@ class Runtime:
     amp_dtype: torch.dtype = torch.bfloat16
     channels_last: bool = False
     compile: bool = False
+    compile_mode: str = "default"
+    compile_backend: str = "inductor"
 
     @classmethod
     def from_config(cls, cfg, model_kind: str = "cnn") -> "Runtime":
@@ -68,7 +85,10 @@ class Runtime:
                             hint="Use --amp-dtype bfloat16 on the CPU, or drop --amp.")
         channels_last = (cfg.channels_last if cfg.channels_last is not None
                          else cuda and model_kind == "cnn")
-        return cls(dev, bool(amp), dtype, bool(channels_last), cfg.torchcompile)
+        if cfg.torchcompile:
+            _check_compile(cfg.compile_backend, cfg.compile_mode)
+        return cls(dev, bool(amp), dtype, bool(channels_last), cfg.torchcompile,
+                   cfg.compile_mode, cfg.compile_backend)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if not self.amp:
@@ -92,13 +112,20 @@ class Runtime:
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         if self.compile:
-            model.compile()  # in place: state_dict keys stay the same for checkpoints
+            how = {"backend": self.compile_backend,
+                   **({"mode": self.compile_mode} if self.compile_mode != "default" else {})}
+            model.compile(**how)  # in place: state_dict keys stay the same for checkpoints
             backbone = getattr(model, "backbone", None)
             if backbone is not None:
                 # methods call the feature extractor directly (split propagation, MixTraining's
                 # shared forward): compile that too, as an instance attribute (keys unchanged)
-                backbone.forward_features = torch.compile(backbone.forward_features)
+                backbone.forward_features = torch.compile(backbone.forward_features, **how)
         return model
+
+    def _compile_name(self) -> str:
+        extra = [x for x, dflt in ((self.compile_backend, "inductor"),
+                                   (self.compile_mode, "default")) if x != dflt]
+        return "torch.compile" + (f" ({', '.join(extra)})" if extra else "")
 
     def describe(self) -> str:
         if self.device.type == "cuda":
@@ -111,6 +138,6 @@ class Runtime:
             name = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
         extras = [f"amp {str(self.amp_dtype).replace('torch.', '')}" if self.amp else None,
                   "channels_last" if self.channels_last else None,
-                  "torch.compile" if self.compile else None]
+                  self._compile_name() if self.compile else None]
         tail = "".join(f", {e}" for e in extras if e)
         return f"{self.device.type}: {name}{tail}"
