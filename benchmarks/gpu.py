@@ -88,7 +88,7 @@ def mixtrain_short(args) -> dict:
     base = build_config(MixtrainConfig, {
         "data": args.data, "data_dir": args.data_dir, "data_fraction": args.fraction,
         "img_size": args.img_size, "model": "resnet18", "epochs": args.mixtrain_epochs,
-        "batch_size": args.batch, "lr": 2e-3, "device": args.device, "val_size": 2000},
+        "batch_size": args.batch, "lr": 2e-3, "device": args.device, "val_size": args.val_size},
         "gpu benchmark")
     r = mixtrain_speedup.run_seed(base, ["cutmix", "mixup"], TrainingProgress(enabled=False))
     out: dict = {op: {"speedup": r["baseline"].train_seconds / r[op].train_seconds,
@@ -107,7 +107,7 @@ def mixtraining_costs(args) -> dict:
         "img_size": args.img_size, "patch_size": 8 if args.quick else 4,
         "epochs_ssl": args.mixtraining_epochs, "epochs_sl": args.mixtraining_epochs,
         "batch_size": args.batch // 2,
-        "device": args.device, "val_size": 2000, "decoder_depth": 2}, "gpu benchmark")
+        "device": args.device, "val_size": args.val_size, "decoder_depth": 2}, "gpu benchmark")
     results = mixtraining_pareto.run_seed(cfg, TrainingProgress(enabled=False), None,
                                           list(mixtraining_pareto.SCHEDULES))
     costs = mixtraining_pareto.phase_costs(results)
@@ -133,6 +133,7 @@ def main() -> None:
     full = not args.quick
     args.fraction = 0.5 if full else 0.05
     args.img_size = 32 if full else 16      # --quick: a smoke test (the suite runs it)
+    args.val_size = 2000 if full else 100
     args.batch = 512 if full else 32
     args.repeats = 3 if full else 1
     args.workers = min(16, os.cpu_count() or 1) if full else 0

@@ -110,12 +110,13 @@ def test_datasets_and_models_listings(tmp_path: Path, cifar10_root: Path, capsys
     assert code == 0 and "resnet18" in out and "vit_tiny_patch16_224" in out
 
 
-def test_amp_bf16_and_channels_last_run_on_cpu(tmp_path: Path, capsys) -> None:
+def test_amp_bf16_and_channels_last_run_on_cpu(tmp_path: Path, capsys, syncing_ops) -> None:
     code, _, err = run_cli(["mixtrain", *FAST, "--img-size", "8", "--data-fraction", "0.05",
                             "--op", "mixup", "--amp",
                             "--channels-last", "--device", "cpu", "--output", str(tmp_path),
                             "--experiment", "amp"], capsys)
     assert code == 0, err
+    assert not syncing_ops, "\n".join(syncing_ops[:5])       # no step would wait on CUDA
     summary = json.loads((tmp_path / "amp" / "summary.json").read_text())
     assert "amp bfloat16" in summary["device"] and "channels_last" in summary["device"]
     assert 0.0 <= summary["arms"]["baseline"]["accuracy"] <= 1.0

@@ -74,11 +74,13 @@ def test_best_at_cost_and_the_robust_speedup_by_hand() -> None:
     assert robust_speedup(base, mix) == pytest.approx(1.5)
 
 
-def test_compare_arms_end_to_end_are_matched_to_mixtrain(tmp_path: Path, capsys) -> None:
+def test_compare_arms_end_to_end_are_matched_to_mixtrain(tmp_path: Path, capsys,
+                                                         syncing_ops) -> None:
     code, out, err = run_cli(["mixtrain", *SMALL, "--epochs", "4", "--op", "mixup",
                               "--compare", "short,skip,infobatch", "--infobatch-delta", "0.75",
                               "--output", str(tmp_path), "--experiment", "C"], capsys)
     assert code == 0, err
+    assert not syncing_ops, "\n".join(syncing_ops[:5])       # no step would wait on CUDA
     s = json.loads((tmp_path / "C" / "summary.json").read_text())
     assert list(s["arms"]) == ["baseline", "mixtrain", "short", "skip", "infobatch"]
     rows = [json.loads(x) for x in (tmp_path / "C" / "metrics.jsonl").open()]

@@ -223,13 +223,14 @@ def test_mixup_and_eq2_by_hand() -> None:
 
 @pytest.mark.parametrize("op,extra", [("cutmix", []), ("mixup", []),
                                       ("cutmix", ["--no-selective", "--no-split-prop"])])
-def test_mixtrain_runs_and_reports(op, extra, tmp_path: Path, capsys) -> None:
+def test_mixtrain_runs_and_reports(op, extra, tmp_path: Path, capsys, syncing_ops) -> None:
     args = ["mixtrain", "--op", op, *extra, "--data", "digits", "--data-fraction", "0.1",
             "--val-fraction", "0.05", "--model", "mobilenetv2_035",
             "--img-size", "16", "--epochs", "3", "-b", "32", "--output", str(tmp_path),
             "--experiment", "m"]
     code, _, err = run_cli(args, capsys)
     assert code == 0, err
+    assert not syncing_ops, "\n".join(syncing_ops[:5])       # no step would wait on CUDA
     rows = [json.loads(line) for line in (tmp_path / "m" / "metrics.jsonl").read_text()
             .splitlines()]
     mt = [r for r in rows if r["arm"] == "mixtrain"]

@@ -318,10 +318,11 @@ def _rows(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_mixtraining_three_arms_end_to_end(tmp_path: Path, capsys) -> None:
+def test_mixtraining_three_arms_end_to_end(tmp_path: Path, capsys, syncing_ops) -> None:
     code, out, err = run_cli(["mixtraining", "--data", "digits", *FAST, "--output",
                               str(tmp_path), "--experiment", "E"], capsys)
     assert code == 0, err
+    assert not syncing_ops, "\n".join(syncing_ops[:5])       # no step would wait on CUDA
     run = tmp_path / "E"
     rows = _rows(run)
     phases = {a: [r["phase"] for r in rows if r["arm"] == a] for a in ("sl", "ssl+sl",
@@ -345,11 +346,12 @@ def test_mixtraining_three_arms_end_to_end(tmp_path: Path, capsys) -> None:
     assert "speedup = ssl+sl" in out and "Δ ssl+sl" in out and "Δ sl" in out
 
 
-def test_ssl_data_and_multitask_end_to_end(tmp_path: Path, capsys) -> None:
+def test_ssl_data_and_multitask_end_to_end(tmp_path: Path, capsys, syncing_ops) -> None:
     code, _, err = run_cli(["mixtraining", "--data", "digits", "--ssl-data", "synthetic",
                             *FAST, "--no-baseline", "--output", str(tmp_path),
                             "--experiment", "S"], capsys)
     assert code == 0, err
+    assert not syncing_ops, "\n".join(syncing_ops[:5])       # no step would wait on CUDA
     rows = _rows(tmp_path / "S")
     assert rows[0]["phase"] == "ssl" and rows[0]["inputs"] == 1000   # the SSL data's epoch
     assert rows[1]["phase"] == "mix" and rows[1]["inputs"] < 200     # the SL data (10 %)
