@@ -6,8 +6,9 @@
 Parts (each is written to the JSON as soon as it is done, so a time-out keeps what finished):
 
 1. ``tests/test_cuda.py``: both commands on the GPU (bf16 / fp16 AMP, channels_last,
-   torch.compile, --ssl-data, exact resume) with the step under CUDA's sync debug mode "error";
-   2-process NCCL runs when there are two GPUs.
+   --ssl-data, exact resume) with the step under CUDA's sync debug mode "error"; 2-process
+   NCCL runs when there are two GPUs. Its torch.compile tests run last (``tests_compile``),
+   with whatever is left of ``--budget``: cold compiles take minutes.
 2. Engine vs the plain ``DataLoader`` + timm loop (``engine_throughput.compare``): ResNet-18 on
    Fashion-MNIST at 32 px, batch 512, plain / bf16+channels_last / +torch.compile in *both*
    loops; img/s, the ratio, and model FLOP utilisation against the chip's dense bf16 peak
@@ -53,13 +54,18 @@ def peak_flops(name: str) -> float | None:
     return next((v for k, v in PEAK_BF16.items() if k in name), None)
 
 
-def run_cuda_tests(timeout: int) -> dict:
+def run_cuda_tests(select: str, timeout: float) -> dict:
+    """``tests/test_cuda.py -k SELECT`` in a subprocess; a time-out is a result, not a crash."""
     t = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
-                           "tests/test_cuda.py"], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout)
-    counts = {k: int(n) for n, k in re.findall(r"(\d+) (passed|failed|skipped|error)",
-                                               proc.stdout.splitlines()[-1] if proc.stdout else "")}
+    try:
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p",
+                               "no:cacheprovider", "tests/test_cuda.py", "-k", select],
+                              cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else exc.stdout or ""
+        return {"timed_out_after": timeout, "tail": out[-4000:]}
+    last = proc.stdout.splitlines()[-1] if proc.stdout else ""
+    counts = {k: int(n) for n, k in re.findall(r"(\d+) (passed|failed|skipped|error)", last)}
     return {"returncode": proc.returncode, **counts, "seconds": time.perf_counter() - t,
             "tail": proc.stdout[-4000:] + proc.stderr[-2000:]}
 
@@ -126,6 +132,8 @@ def main() -> None:
     p.add_argument("--device", default="cuda")
     p.add_argument("--out", default=os.path.join(os.environ.get("OUT", "."), "gpu-results.json"))
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test of the script")
+    p.add_argument("--budget", type=float, default=470, help="seconds the whole script may take: "
+                   "the last part (the torch.compile CUDA tests) gets what is left")
     p.add_argument("--skip", nargs="*", default=[], choices=("tests", "throughput", "mixtrain",
                                                              "mixtraining"))
     args = p.parse_args()
@@ -160,11 +168,15 @@ def main() -> None:
         print(f"[gpu.py] {key} done in {time.perf_counter() - t:.0f} s -> {args.out}",
               flush=True)
 
+    start = time.perf_counter()
     if device.type == "cuda":
-        part("tests", lambda: run_cuda_tests(timeout=240))
+        part("tests", lambda: run_cuda_tests("not torchcompile", timeout=200))
     part("throughput", lambda: throughput(args, device))
     part("mixtrain", lambda: mixtrain_short(args))
     part("mixtraining", lambda: mixtraining_costs(args))
+    if device.type == "cuda":       # last: compiling is the slowest and the most expendable
+        left = args.budget - (time.perf_counter() - start)
+        part("tests_compile", lambda: run_cuda_tests("torchcompile", timeout=max(30.0, left)))
     print(json.dumps(results, indent=2))
 
 
