@@ -18,7 +18,9 @@ A rho or alpha sweep (the paper's Tables 4-5) needs only the MixTraining arm per
 ``--arms mixtraining --reference ROWS.json`` takes SL and SSL+SL of the same seeds from an
 earlier ``--rows-out`` file (an arm trained alone is bit-identical to the same arm trained after
 the others: each starts from the seed's own weights and streams). Accuracy deltas are then
-exact; the measured latency ratio is across processes and says so.
+exact; the measured latency ratio is across processes and says so. ``--pool ROWS
+--reference REF`` also prints each arm of ROWS against the same arm of REF, paired by seed: what
+a setting that changes several arms (``--layer-decay``) did to each.
 
     python benchmarks/mixtraining_pareto.py                          # digits, ViT-Tiny, 3 seeds
     python benchmarks/mixtraining_pareto.py --data cifar10 --data-dir ~/data --epochs-ssl 20 \\
@@ -101,6 +103,21 @@ def complete(seeds: list[int], runs: list[dict[str, ArmResult]],
                              "(--arms) or pass --reference rows files that hold this seed")
         out.append({a: full[a] for a in SCHEDULES if a in full})
     return out
+
+
+def against_reference(seeds: list[int], runs: list[dict[str, ArmResult]],
+                      reference: dict[int, dict[str, list[dict]]]) -> None:
+    """Each arm trained in the pooled files against the *same* arm of the same seed in
+    ``--reference``: what a setting that changes several arms (``--layer-decay`` changes the SL
+    recipe of SL, SSL+SL and MixTraining) did to each, paired by seed."""
+    for name in SCHEDULES:
+        here = [(r[name], reference[s][name]) for s, r in zip(seeds, runs)
+                if name in r and name in reference.get(s, {})]
+        if here:
+            d = [100 * (a.accuracy - ArmResult.from_rows(name, len(v), v).accuracy)
+                 for a, v in here]
+            print(f"{name} here vs the same arm in --reference: {mean_sd(d, 2)} pts "
+                  f"(per seed {[round(x, 2) for x in d]})")
 
 
 def report(runs: list[dict[str, ArmResult]], sched: Schedule, across: bool = False) -> None:
@@ -250,10 +267,12 @@ def main() -> None:
         runs = [{k: ArmResult.from_rows(k, len(v), v) for k, v in r.items()}
                 for r in pooled.values()]
         across = any("ssl+sl" not in r for r in runs)
+        own = runs
         runs = complete(list(pooled), runs, reference)
         print(f"\npooled seeds {list(pooled)} from {', '.join(args.pool)}: {metas}")
         report(runs, Schedule(**{k: metas[0]["schedule"][k] for k in ("e_ssl", "e_sl", "rho")})
                if metas and "schedule" in metas[0] else sched, across)
+        against_reference(list(pooled), own, reference)
         return
     progress = TrainingProgress(enabled=True)
     device = prepare(base, MIXTRAINING).runtime.describe()
