@@ -286,7 +286,7 @@ def main() -> None:
                 f"{' '.join(args.arms)}, {device}")
     meta = {"settings": settings, "schedule": {"e_ssl": sched.e_ssl, "e_sl": sched.e_sl,
                                                "rho": base.rho, "alpha": base.alpha}}
-    complete(args.seeds, [{}] * len(args.seeds), reference, tuple(args.arms))  # fail before training
+    complete(args.seeds, [{}] * len(args.seeds), reference, tuple(args.arms))  # fail early
     runs = []
     for seed in args.seeds:
         runs.append(run_seed(replace(base, seed=seed), progress, args.recon_out, args.arms))
