@@ -65,8 +65,7 @@ def _check_ranks(tmp: Path, num_samples: int) -> list[dict]:
     return ranks
 
 
-@pytest.mark.parametrize("cmd,extra", [
-    ("mixtrain", ["--model", "mobilenetv2_035", "--epochs", "3", "--op", "mixup"]),
+@pytest.mark.parametrize("cmd,extra", [      # (mixtrain's own arm is in the --compare run)
     ("mixtraining", ["--epochs-ssl", "2", "--epochs-sl", "2", "--decoder-depth", "1"]),
     ("mixtrain", ["--model", "mobilenetv2_035", "--epochs", "3", "--op", "mixup",
                   "--compare", "short,skip,infobatch", "--infobatch-delta", "0.67"]),
