@@ -152,8 +152,9 @@ def main() -> None:
     if args.quick:
         args.data = "digits" if args.data == "fashionmnist" and not args.data_dir else args.data
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
-    results: dict = {"device": name, "torch": torch.__version__, "quick": args.quick,
-                     "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    results: dict = {"device": name, "torch": torch.__version__, "cuda": torch.version.cuda,
+                     "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None,
+                     "quick": args.quick, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
 
     def part(key: str, fn) -> None:
         if key in args.skip:

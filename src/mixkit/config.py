@@ -105,8 +105,8 @@ class TrainConfig:
     torchcompile: bool = opt(False, "Compile the model with torch.compile (compilation time is "
                              "billed to no arm: reported as compile_seconds).")
     compile_mode: str = opt(
-        "default", "torch.compile mode (with --torchcompile, inductor only): default, "
-        "reduce-overhead (CUDA graphs), max-autotune, max-autotune-no-cudagraphs.",
+        "default", "torch.compile mode (with --torchcompile, inductor only); reduce-overhead "
+        "uses CUDA graphs.",
         choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"))
     compile_backend: str = opt(
         "inductor", "torch.compile backend (with --torchcompile): inductor, or another of "
