@@ -348,6 +348,27 @@ CASES = [
     ("compare-repeated", [*MT, "--compare", "skip,skip"], None, "--compare", "distinct"),
     ("cutmix-img-size-off-grid", [*MT, "--op", "cutmix", "--img-size", "30"], None, "--img-size 30",
      "not a multiple"),
+    # optimiser recipes (#25)
+    ("opt-unknown", [*MT, "--opt", "lamb"], None, "--opt", "adamw, sgd"),
+    ("sched-unknown", [*MT, "--sched", "poly"], None, "--sched", "cosine, step, multistep"),
+    ("nesterov-with-adamw", [*MT, "--nesterov"], None, "--nesterov", "--opt sgd"),
+    ("momentum-with-adamw", [*MT, "--momentum", "0.8"], None, "--momentum", "--opt sgd"),
+    ("milestones-out-of-order", [*MT, "--epochs", "9", "--opt", "sgd", "--sched", "multistep",
+                                 "--decay-milestones", "6,3"], None, "--decay-milestones",
+     "increasing"),
+    ("milestones-past-the-run", [*MT, "--epochs", "9", "--sched", "multistep",
+                                 "--decay-milestones", "3,9"], None, "--decay-milestones 3,9",
+     "inside the run"),
+    ("milestones-not-numbers", [*MT, "--epochs", "9", "--sched", "multistep",
+                                "--decay-milestones", "3,x"], None, "--decay-milestones",
+     "comma-separated"),
+    ("milestones-without-multistep", [*MT, "--decay-milestones", "3"], None,
+     "--decay-milestones", "--sched multistep"),
+    ("decay-epochs-past-the-run", [*MT, "--epochs", "9", "--sched", "step", "--decay-epochs",
+                                   "9"], None, "--decay-epochs", "never decay"),
+    ("ssl-milestones-past-its-span", [*MTG, "--epochs-ssl", "4", "--epochs-sl", "8",
+                                      "--ssl-sched", "multistep", "--decay-milestones", "5"],
+     None, "--epochs-ssl 4", "inside the run"),
 ]
 
 
@@ -370,6 +391,12 @@ OUT_OF_RANGE = [
     ("epochs-sl-0", MTG, "--epochs-sl", "0"),
     ("mask-ratio-1", MTG, "--mask-ratio", "1.0"),
     ("infobatch-delta-0", MT, "--infobatch-delta", "0"),
+    ("momentum-negative", [*MT, "--opt", "sgd"], "--momentum", "-0.9"),
+    ("decay-rate-0", MT, "--decay-rate", "0"),
+    ("decay-rate-negative", MT, "--decay-rate", "-0.1"),
+    ("smoothing-1", MT, "--smoothing", "1.0"),
+    ("model-ema-decay-1", MT, "--model-ema-decay", "1.0"),
+    ("decay-epochs-0", [*MT, "--sched", "step"], "--decay-epochs", "0"),
 ]
 CASES += [(i, [*base, flag, value], None, flag, "out of range")
           for i, base, flag, value in OUT_OF_RANGE]

@@ -221,8 +221,10 @@ def test_mixup_and_eq2_by_hand() -> None:
 
 # --- end to end ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("op,extra", [("cutmix", []), ("mixup", []),
-                                      ("cutmix", ["--no-selective", "--no-split-prop"])])
+@pytest.mark.parametrize("op,extra", [
+    ("cutmix", []), ("mixup", []), ("cutmix", ["--no-selective", "--no-split-prop"]),
+    ("mixup", ["--opt", "sgd", "--lr", "0.05", "--sched", "step", "--decay-epochs", "1",
+               "--model-ema", "--smoothing", "0.1"])])   # the papers' recipes: still no sync
 def test_mixtrain_runs_and_reports(op, extra, tmp_path: Path, capsys, syncing_ops) -> None:
     args = ["mixtrain", "--op", op, *extra, "--data", "digits", "--data-fraction", "0.1",
             "--val-fraction", "0.05", "--model", "mobilenetv2_035",
@@ -246,6 +248,10 @@ def test_mixtrain_runs_and_reports(op, extra, tmp_path: Path, capsys, syncing_op
         assert mt[0]["mixed_fraction"] == 0 and mt[0]["inputs"] == mt[0]["samples"]
     summary = json.loads((tmp_path / "m" / "summary.json").read_text())
     arms = summary["arms"]
+    if "--model-ema" in extra:                  # the EMA evaluated beside the live weights
+        assert all(0 <= r["val_acc_ema"] <= 1 for r in rows)
+        assert arms["mixtrain"]["accuracy_ema"] == mt[-1]["val_acc_ema"]
+        assert (tmp_path / "m" / "weights" / "mixtrain-ema.pt").is_file()
     assert summary["speedup"] == pytest.approx(arms["baseline"]["train_seconds"]
                                                / arms["mixtrain"]["train_seconds"])
     assert summary["accuracy_delta"] == pytest.approx(arms["mixtrain"]["accuracy"]

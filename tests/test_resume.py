@@ -101,7 +101,7 @@ def _interrupted_then_resumed(args, out: Path, triggers, monkeypatch, capsys) ->
 def _compare(reference: Path, resumed: Path) -> None:
     (sa, ra), (sb, rb) = _final(reference), _final(resumed)
     assert ra == rb                                     # every epoch's row, every arm
-    for key in ("model", "optimizer", "ranks", "done", "rows", "scaler"):   # ranks: RNGs and
+    for key in ("model", "optimizer", "ranks", "done", "rows", "scaler", "ema"):  # ranks: RNGs,
         # the per-sample state
         _assert_equal(sa[key], sb[key], key)
     a = json.loads((reference / "summary.json").read_text())
@@ -121,6 +121,22 @@ def test_mixtrain_stopped_mid_epoch_resumes_exactly(op, tmp_path, monkeypatch, c
                          ("mixtrain", "sl", 2.6)], monkeypatch, capsys)
     _compare(tmp_path / "U", resumed)
     assert _final(resumed)[0]["ranks"][0]["arm_state"]["mix"]["why"].any()   # state was live
+
+
+def test_sgd_step_schedule_ema_and_smoothing_resume_exactly(tmp_path, monkeypatch,
+                                                            capsys) -> None:
+    """The papers' recipe (SGD, momentum buffers, a multistep decay crossed after the resume)
+    with the weights' EMA and label smoothing: zero tolerance, EMA included."""
+    args = [*MIXTRAIN, "--op", "cutmix", "--opt", "sgd", "--lr", "0.05", "--sched", "multistep",
+            "--decay-milestones", "1,2", "--model-ema", "--model-ema-decay", "0.9",
+            "--smoothing", "0.1"]
+    code, _, err = run_cli([*args, "--output", str(tmp_path), "--experiment", "U"], capsys)
+    assert code == 0, err
+    resumed = _interrupted_then_resumed(
+        args, tmp_path, [("baseline", "sl", 0.5), ("mixtrain", "sl", 1.5)], monkeypatch, capsys)
+    _compare(tmp_path / "U", resumed)
+    state = _final(resumed)[0]
+    assert state["ema"]["updates"] > 0 and "momentum_buffer" in str(state["optimizer"])
 
 
 def test_mixtraining_every_phase_resumes_exactly(tmp_path, monkeypatch, capsys) -> None:

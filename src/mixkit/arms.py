@@ -35,7 +35,8 @@ from mixkit.orchestrate import ArmFactory, CommandSpec, RunContext
 
 
 def mixtrain_recipe(cfg: Any) -> Recipe:
-    return Recipe("sl", cfg.lr, cfg.min_lr, cfg.weight_decay, cfg.warmup_epochs, cfg.epochs)
+    return Recipe("sl", cfg.lr, cfg.min_lr, cfg.weight_decay, cfg.warmup_epochs, cfg.epochs,
+                  **cfg.recipe_options(cfg.opt, cfg.sched, cfg.epochs))
 
 
 def supervised(name: str) -> ArmFactory:
@@ -58,11 +59,12 @@ def _method_inputs(ctx: RunContext) -> list[int]:
 
 def short(ctx: RunContext) -> SupervisedArm:
     """Early termination done right (§5.3): the baseline recipe over fewer epochs, its whole
-    schedule (warmup, cosine to --min-lr) compressed into them; the epoch count is mixtrain's
-    total inputs in whole epochs, rounded to the nearest (at least 1)."""
+    schedule (warmup, cosine to --min-lr, or the step decays at the same fractions of the run)
+    compressed into them; the epoch count is mixtrain's total inputs in whole epochs, rounded to
+    the nearest (at least 1)."""
     n = len(ctx.data.train)
     epochs = max(1, round(sum(_method_inputs(ctx)) / n))
-    recipe = replace(mixtrain_recipe(ctx.cfg), total=epochs)
+    recipe = mixtrain_recipe(ctx.cfg).compressed(epochs)
     return SupervisedArm("short", epochs, n, recipe, ctx.plan_generator())
 
 

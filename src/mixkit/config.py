@@ -24,10 +24,11 @@ from typing import Any, Optional, Union
 
 import yaml
 
+from mixkit.engine.optim import OPTIMIZERS, SCHEDULES
 from mixkit.errors import UserError
 
 
-def opt(
+def option(
     default: Any,
     help: str,
     *,
@@ -58,87 +59,193 @@ class TrainConfig:
     """
 
     # --- data core -------------------------------------------------------------------------
-    data: str = opt("digits", "Dataset name (see `mixkit datasets`).")
-    data_dir: Optional[str] = opt(
+    data: str = option("digits", "Dataset name (see `mixkit datasets`).")
+    data_dir: Optional[str] = option(
         None, "Data root. Default: $MIXKIT_DATA_DIR, else the user cache dir. For "
         "`imagefolder`, the image tree itself.")
-    download: bool = opt(False, "Download the dataset into the data root if it is missing.")
-    data_fraction: float = opt(
+    download: bool = option(False, "Download the dataset into the data root if it is missing.")
+    data_fraction: float = option(
         1.0, "Stratified, seeded fraction of the training split to use (0, 1].", gt=0.0, max=1.0)
-    img_size: Optional[int] = opt(
+    img_size: Optional[int] = option(
         None, "Training image size in px. Default: the dataset's (digits/CIFAR/SVHN 32, "
         "TinyImageNet 64, imagefolder 64).", min=8, max=1024)
-    crop_padding: int = opt(4, "Random-crop padding in px (0 disables the crop).", min=0, max=64)
-    hflip: Optional[bool] = opt(
+    crop_padding: int = option(4, "Random-crop padding in px (0 disables the crop).", min=0, max=64)
+    hflip: Optional[bool] = option(
         None, "Random horizontal flip. Default: on where it keeps the class (not digits/SVHN).")
-    val_fraction: float = opt(
+    val_fraction: float = option(
         0.2, "Held-out validation fraction for datasets without a test split (digits, "
         "imagefolder without val/).", gt=0.0, max=0.9)
-    val_size: Optional[int] = opt(
+    val_size: Optional[int] = option(
         None, "Evaluate on a stratified, fixed (seed 0) subset of this many validation images, "
         "the same for every arm and seed (default: the whole split). Makes per-epoch evaluation "
         "affordable on a CPU; report it with the numbers.", min=10, max=1 << 30)
-    workers: int = opt(4, "DataLoader workers for streamed datasets (imagefolder).", min=0, max=128)
+    workers: int = option(4, "DataLoader workers for streamed datasets (imagefolder).", min=0, max=128)
     # --- model core ------------------------------------------------------------------------
-    model: str = opt("resnet18", "timm model name (see `mixkit models`), random init.")
-    patch_size: Optional[int] = opt(
+    model: str = option("resnet18", "timm model name (see `mixkit models`), random init.")
+    patch_size: Optional[int] = option(
         None, "ViT/Swin patch size. Default: a 16x16 patch grid, never finer than half the "
         "data's stored size (2 at 32 px CIFAR, 4 at 64 px TinyImageNet, 8 for 32-px digits).", min=1, max=64)
     # --- optimisation ----------------------------------------------------------------------
-    batch_size: int = opt(128, "Mini-batch size (inputs per step).", short="-b", min=1,
+    batch_size: int = option(128, "Mini-batch size (inputs per step).", short="-b", min=1,
                           max=1 << 20)
-    min_lr: float = opt(1e-6, "Learning rate at the end of the cosine schedule.", min=0.0,
+    opt: str = option("adamw", "Optimiser (timm's names): adamw (decoupled weight decay) or sgd "
+                   "(momentum SGD, coupled L2 weight decay, as He et al. 2015).",
+                   choices=OPTIMIZERS)
+    momentum: Optional[float] = option(None, "SGD momentum (default 0.9 with --opt sgd; AdamW's "
+                                    "is its beta1).", min=0.0, max=0.999)
+    nesterov: Optional[bool] = option(None, "Nesterov momentum for --opt sgd (default off, as the "
+                                   "papers' recipes; timm's `--opt sgd` means on).")
+    sched: str = option("cosine", "Learning-rate schedule after the warm-up (timm's names): cosine "
+                     "to --min-lr, step (x --decay-rate every --decay-epochs), multistep (x "
+                     "--decay-rate at each of --decay-milestones) or none (constant).",
+                     choices=SCHEDULES)
+    decay_epochs: Optional[float] = option(
+        None, "--sched step: epochs between decays (default 30, He et al.).", gt=0.0,
+        max=100000)
+    decay_milestones: Optional[str] = option(
+        None, "--sched multistep: epochs at which the lr is multiplied by --decay-rate, "
+        "comma-separated and increasing (He et al.'s ImageNet recipe: 30,60 of 90).")
+    decay_rate: float = option(0.1, "Factor of each step/multistep decay (timm's --decay-rate).",
+                            gt=0.0, max=1.0)
+    min_lr: float = option(1e-6, "Learning rate at the end of the cosine schedule.", min=0.0,
                         max=10.0)
-    weight_decay: float = opt(0.05, "AdamW weight decay (not applied to norms and biases).",
-                              min=0.0, max=10.0)
+    weight_decay: Optional[float] = option(
+        None, "Weight decay, not applied to norms and biases (default: 0.05 for adamw, 1e-4 "
+        "for sgd as He et al.).", min=0.0, max=10.0)
+    smoothing: float = option(0.0, "Label smoothing of the cross-entropy the arms train with "
+                           "(timm's --smoothing; mixTrain's selection still records the plain "
+                           "cross-entropy, docs/mixtrain.md).", min=0.0, max=0.99)
+    model_ema: bool = option(False, "Keep an exponential moving average of the weights (timm's "
+                          "--model-ema), updated after every optimiser step and evaluated "
+                          "beside the live weights (val_acc_ema).")
+    model_ema_decay: float = option(0.9998, "EMA decay per optimiser step (timm's default).",
+                                 gt=0.0, max=0.999999)
+    model_ema_warmup: bool = option(False, "EMA decay warm-up (timm's --model-ema-warmup): the "
+                                 "decay at step k is min(decay, 1 - (1 + k)^(-2/3)), so a short "
+                                 "run's EMA is not dominated by its initial weights.")
     # --- runtime ---------------------------------------------------------------------------
-    seed: int = opt(0, "Random seed (model init, data subset, plans, augmentation).", min=0,
+    seed: int = option(0, "Random seed (model init, data subset, plans, augmentation).", min=0,
                     max=2**63 - 1)
-    device: str = opt("auto", "auto, cpu, cuda, cuda:N or mps.")
-    amp: Optional[bool] = opt(
+    device: str = option("auto", "auto, cpu, cuda, cuda:N or mps.")
+    amp: Optional[bool] = option(
         None, "Automatic mixed precision (autocast). Default: on with bfloat16 on a CUDA GPU that "
         "supports it, off on CPU and MPS (--no-amp turns it off).")
-    amp_dtype: str = opt("bfloat16", "AMP dtype.", choices=("bfloat16", "float16"))
-    channels_last: Optional[bool] = opt(
+    amp_dtype: str = option("bfloat16", "AMP dtype.", choices=("bfloat16", "float16"))
+    channels_last: Optional[bool] = option(
         None, "channels_last memory format. Default: on for CNNs on CUDA, off elsewhere "
         "(--no-channels-last turns it off).")
-    torchcompile: bool = opt(False, "Compile the model with torch.compile (compilation time is "
+    torchcompile: bool = option(False, "Compile the model with torch.compile (compilation time is "
                              "billed to no arm: reported as compile_seconds).")
-    compile_mode: str = opt(
+    compile_mode: str = option(
         "default", "torch.compile mode (with --torchcompile, inductor only); reduce-overhead "
         "uses CUDA graphs.",
         choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"))
-    compile_backend: str = opt(
+    compile_backend: str = option(
         "inductor", "torch.compile backend (with --torchcompile): inductor, or another of "
         "torch._dynamo.list_backends() (aot_eager / eager trace without code generation: to "
         "tell a tracing problem from a code-generation one).")
-    timing_warmup: int = opt(
+    timing_warmup: int = option(
         2, "Untimed warm-up steps before the first arm, so one-time costs (thread pools, "
         "allocator, kernel selection) are billed to no arm (0 disables).", min=0, max=10000)
-    log_interval: int = opt(25, "Steps between progress refreshes (one device read each).",
+    log_interval: int = option(25, "Steps between progress refreshes (one device read each).",
                             min=1, max=1 << 20)
     # --- run directory ---------------------------------------------------------------------
-    output: str = opt("runs", "Parent folder of run directories.")
-    experiment: Optional[str] = opt(
+    output: str = option("runs", "Parent folder of run directories.")
+    experiment: Optional[str] = option(
         None, "Run name (default: <command>-<data>-<model>-<timestamp>).")
-    baseline: bool = opt(True, "Run the baseline arm(s) side by side (--no-baseline skips).")
-    plots: bool = opt(True, "Write the run's figures into RUN_DIR/plots when it finishes "
+    baseline: bool = option(True, "Run the baseline arm(s) side by side (--no-baseline skips).")
+    plots: bool = option(True, "Write the run's figures into RUN_DIR/plots when it finishes "
                       "(--no-plots skips).", recipe=False)
-    save_weights: str = opt(
+    save_weights: str = option(
         "method", "Which arms' trained classifiers to keep in RUN_DIR/weights/ARM.pt: the "
         "method's arm, every arm, or none.", choices=("method", "all", "none"), recipe=False)
-    keep_checkpoint: bool = opt(
+    keep_checkpoint: bool = option(
         False, "Keep last.pt (optimiser state, RNGs) after the run completes; by default it is "
         "deleted then, as a completed run cannot be resumed.")
-    overwrite: bool = opt(False, "Replace an existing run directory of the same name.",
+    overwrite: bool = option(False, "Replace an existing run directory of the same name.",
                           recipe=False)
-    resume: Optional[str] = opt(
+    resume: Optional[str] = option(
         None, "Continue the run in this RUN_DIR exactly from its last checkpoint, with its saved "
         "config (only --device, --log-interval, --workers, --data-dir may change).",
         recipe=False)
 
 
+    # --- the optimiser recipe --------------------------------------------------------------
+    # each command's (opt, sched, span in epochs, flag naming the span) of every recipe it builds
+    def recipes(self) -> list[tuple[str, str, float, str]]:
+        raise NotImplementedError
+
+    def resolve(self, where: str) -> None:
+        """Check the optimiser/schedule options against each other, then fill the defaults
+        that depend on the optimiser, so ``config.yaml`` records what ran.
+
+        An option that the chosen optimiser or schedule never reads (``--momentum`` with AdamW,
+        ``--decay-milestones`` with cosine) is an error rather than silently ignored: it is a
+        recipe the user believes they ran.
+        """
+        recipes = self.recipes()
+        opts, scheds = {r[0] for r in recipes}, {r[1] for r in recipes}
+        unused = [("momentum", self.momentum is not None and "sgd" not in opts, "--opt sgd"),
+                  ("nesterov", bool(self.nesterov) and "sgd" not in opts, "--opt sgd"),
+                  ("decay_epochs", self.decay_epochs is not None and "step" not in scheds,
+                   "--sched step"),
+                  ("decay_milestones", self.decay_milestones is not None
+                   and "multistep" not in scheds, "--sched multistep")]
+        for name, bad, needs in unused:
+            if bad:
+                flag = "--" + name.replace("_", "-")
+                raise UserError(f"{where}: {flag} is only read with {needs}; this run uses "
+                                f"--opt {self.opt} --sched {self.sched}.",
+                                hint=f"Drop {flag}, or add {needs}.")
+        if "sgd" in opts:
+            self.momentum = 0.9 if self.momentum is None else self.momentum
+            self.nesterov = bool(self.nesterov)
+        if self.weight_decay is None:
+            self.weight_decay = DEFAULT_WEIGHT_DECAY[recipes[0][0]]
+        for _, sched, span, flag in recipes:
+            self._check_decay(where, sched, span, flag)
+
+    def _check_decay(self, where: str, sched: str, span: float, flag: str) -> None:
+        """Step/multistep decays must fall inside the recipe's span, milestones increasing."""
+        if sched == "step" and self.decay_epochs is not None and self.decay_epochs >= span:
+            raise UserError(f"{where}: --decay-epochs {self.decay_epochs:g} is not shorter than "
+                            f"the run ({flag} {span:g}): the learning rate would never decay.",
+                            hint="Give a shorter --decay-epochs, or --sched none.")
+        if sched != "multistep" or self.decay_milestones is None:
+            return
+        try:
+            ms = self.milestones(span)
+        except ValueError:
+            raise UserError(f"{where}: --decay-milestones {_short(self.decay_milestones)} is not "
+                            "a comma-separated list of epochs.", hint="E.g. 30,60.") from None
+        if any(b <= a for a, b in zip(ms, ms[1:])) or ms[0] <= 0 or ms[-1] >= span:
+            raise UserError(f"{where}: --decay-milestones {self.decay_milestones} must be "
+                            f"increasing epochs inside the run (0 < m < {flag} {span:g}).",
+                            hint="E.g. --decay-milestones 30,60 for a 90-epoch run.")
+
+    def milestones(self, span: float) -> tuple[float, ...]:
+        """``--decay-milestones`` as numbers; by default a third and two thirds of the span
+        (He et al.'s 30 and 60 of 90)."""
+        if self.decay_milestones is None:
+            return (round(span / 3), round(2 * span / 3))
+        return tuple(float(m) for m in str(self.decay_milestones).split(","))
+
+    def recipe_options(self, opt: str, sched: str, span: float) -> dict[str, Any]:
+        """The :class:`~mixkit.engine.optim.Recipe` fields these options set, for a recipe of
+        ``opt`` and ``sched`` over ``span`` epochs."""
+        return {"opt": opt, "sched": sched,
+                "momentum": 0.9 if self.momentum is None else self.momentum,
+                "nesterov": bool(self.nesterov),
+                "decay_epochs": self.decay_epochs or max(round(span / 3), 1),
+                "decay_milestones": self.milestones(span), "decay_rate": self.decay_rate,
+                "smoothing": self.smoothing}
+
+
 COMPARE_ARMS = ("short", "skip", "infobatch")
+# the defaults that depend on --opt: AdamW as timm/MAE, SGD as He et al. (2015)
+DEFAULT_WEIGHT_DECAY = {"adamw": 0.05, "sgd": 1e-4}
+DEFAULT_LR = {"adamw": 2e-3, "sgd": 0.1}
+DEFAULT_LR_BASE = {"adamw": 1e-3, "sgd": 0.1}
 
 
 @dataclass
@@ -150,52 +257,61 @@ class MixtrainConfig(TrainConfig):
     ResNet-18 at 10 epochs was still climbing, so mixTrain's fewer steps cost it 9 points).
     """
 
-    model: str = opt("mobilenetv2_050", "timm model name (see `mixkit models`), random init.")
-    batch_size: int = opt(64, "Mini-batch size (inputs per step).", short="-b", min=1,
+    model: str = option("mobilenetv2_050", "timm model name (see `mixkit models`), random init.")
+    batch_size: int = option(64, "Mini-batch size (inputs per step).", short="-b", min=1,
                           max=1 << 20)
-    epochs: int = opt(20, "Training epochs per arm.", min=1, max=100000)
-    lr: float = opt(2e-3, "Peak learning rate (AdamW).", gt=0.0, max=10.0)
-    warmup_epochs: float = opt(1.0, "Linear warmup length in epochs (clipped to half the run).",
+    epochs: int = option(20, "Training epochs per arm.", min=1, max=100000)
+    lr: Optional[float] = option(None, "Peak learning rate, not scaled by the batch size (default: "
+                              "2e-3 for adamw, 0.1 for sgd).", gt=0.0, max=10.0)
+    warmup_epochs: float = option(1.0, "Linear warmup length in epochs (clipped to half the run).",
                                min=0.0, max=100000)
-    op: str = opt("mixup", "Mixing operator: mixup (adaptive ratios, §4.1.2) or cutmix (with "
+    op: str = option("mixup", "Mixing operator: mixup (adaptive ratios, §4.1.2) or cutmix (with "
                   "split propagation, §4.1.1).", choices=("cutmix", "mixup"))
-    split_prop: bool = opt(True, "CutMix split propagation (§4.1.1); --no-split-prop: plain "
+    split_prop: bool = option(True, "CutMix split propagation (§4.1.1); --no-split-prop: plain "
                            "CutMix with the area-weighted loss of Eq. (2).")
-    adaptive: bool = opt(True, "MixUp adaptive ratio r = L_a/(L_a+L_b) (§4.1.2); "
+    adaptive: bool = option(True, "MixUp adaptive ratio r = L_a/(L_a+L_b) (§4.1.2); "
                          "--no-adaptive: r = 0.5.")
-    selective: bool = opt(True, "Selective mixing by loss region (§4.2); --no-selective: mix a "
+    selective: bool = option(True, "Selective mixing by loss region (§4.2); --no-selective: mix a "
                           "random --naive-fraction of the dataset every epoch.")
-    naive_fraction: float = opt(0.5, "Fraction of the dataset mixed per epoch with "
+    naive_fraction: float = option(0.5, "Fraction of the dataset mixed per epoch with "
                                 "--no-selective.", gt=0.0, max=1.0)
-    thresholds: str = opt("cumulative", "How L_corr/L_incorr average unmixed losses: over every "
+    thresholds: str = option("cumulative", "How L_corr/L_incorr average unmixed losses: over every "
                           "epoch so far (the paper's running average) or the last epoch only.",
                           choices=("cumulative", "last"))
-    r3_from: str = opt("unmixed", "Which samples the Region 3 rule (mix a hard sample whose loss "
+    r3_from: str = option("unmixed", "Which samples the Region 3 rule (mix a hard sample whose loss "
                        "rose) applies to: `unmixed` = those trained unmixed this epoch (the "
                        "paper's text); `all` = mixed ones too, judged by their mixed loss.",
                        choices=("unmixed", "all"))
-    r1_entry: str = opt("loss", "Which samples may enter Region 1 (mixed): `loss` = loss below "
+    r1_entry: str = option("loss", "Which samples may enter Region 1 (mixed): `loss` = loss below "
                         "L_mid (the paper); `correct` = beyond the paper, also classified "
                         "correctly (samples already mixed stay while below L_mid).",
                         choices=("loss", "correct"))
-    cutmix_area: float = opt(0.5, "Area of the pasted CutMix box, as a fraction of the final "
+    cutmix_area: float = option(0.5, "Area of the pasted CutMix box, as a fraction of the final "
                              "feature grid (snapped to whole cells).", gt=0.0, max=0.99)
-    split_loss: str = opt(
+    split_loss: str = option(
         "sample", "How split-propagated CutMix weighs its two constituents: `sample` = each is a "
         "whole training sample (the paper, §4.1.1); `share` = beyond the paper, each weighted by "
         "the share of the image it owns, so a mixed input weighs one input.",
         choices=("sample", "share"))
-    final_unmixed_epochs: int = opt(
+    final_unmixed_epochs: int = option(
         0, "Beyond the paper: train the last K epochs without mixing (losses are still "
         "recorded). 0 = the paper's method.", min=0, max=100000)
-    compare: str = opt(
+    compare: str = option(
         "", "Comparison arms run after the mixtrain arm, each at mixtrain's measured cost "
         "(inputs): short (fewer epochs, full schedule), skip (random mini-batch skipping), "
         "infobatch (Qin et al. 2024). Comma-separated; empty = none.")
-    infobatch_delta: float = opt(
+    infobatch_delta: float = option(
         0.875, "InfoBatch's annealing: prune only in the first delta of the epochs, train the "
         "rest on the full data (Qin et al.: 0.875).", gt=0.0, max=1.0)
 
+
+    def recipes(self) -> list[tuple[str, str, float, str]]:
+        return [(self.opt, self.sched, float(self.epochs), "--epochs")]
+
+    def resolve(self, where: str) -> None:
+        super().resolve(where)
+        if self.lr is None:
+            self.lr = DEFAULT_LR[self.opt]
 
     def check(self, where: str) -> None:
         if self.min_lr > self.lr:
@@ -221,49 +337,54 @@ class MixtrainingConfig(TrainConfig):
     / ``--ssl-lr`` give the peak value directly.
     """
 
-    model: str = opt("vit_tiny_patch16_224", "timm ViT name (see `mixkit models`), random init; "
+    model: str = option("vit_tiny_patch16_224", "timm ViT name (see `mixkit models`), random init; "
                      "the MAE objective needs patch tokens.")
-    epochs_ssl: int = opt(100, "e_ssl: self-supervised (MAE) epochs of the SSL+SL pipeline.",
+    epochs_ssl: int = option(100, "e_ssl: self-supervised (MAE) epochs of the SSL+SL pipeline.",
                           min=0, max=100000)
-    epochs_sl: int = opt(100, "e_sl: supervised epochs.", min=1, max=100000)
-    rho: float = opt(0.5, "MIX-RATIO rho: e_mix = floor(rho * min(e_ssl, e_sl)), Eq. (1).",
+    epochs_sl: int = option(100, "e_sl: supervised epochs.", min=1, max=100000)
+    rho: float = option(0.5, "MIX-RATIO rho: e_mix = floor(rho * min(e_ssl, e_sl)), Eq. (1).",
                      min=0.0, max=1.0)
-    alpha: float = opt(0.5, "LOSS-RATIO alpha: mix-phase loss alpha*l_ssl + (1-alpha)*l_sl, "
+    alpha: float = option(0.5, "LOSS-RATIO alpha: mix-phase loss alpha*l_ssl + (1-alpha)*l_sl, "
                        "Eq. (3).", min=0.0, max=1.0)
-    lam: float = opt(0.5, "lambda of the mixed dataset, Eq. (2): x = lam*x_sl + (1-lam)*x_ssl "
+    lam: float = option(0.5, "lambda of the mixed dataset, Eq. (2): x = lam*x_sl + (1-lam)*x_ssl "
                      "(only with --ssl-data).", min=0.0, max=1.0)
-    ssl_data: Optional[str] = opt(
+    ssl_data: Optional[str] = option(
         None, "SSL dataset when it differs from --data (e.g. tinyimagenet for --data cifar10); "
         "resized to the SL image size. Default: the SL data (D_mix = D_sl).")
-    mix_forward: str = opt("shared", "Mix-phase forward: `shared` runs the encoder once on all "
+    mix_forward: str = option("shared", "Mix-phase forward: `shared` runs the encoder once on all "
                            "patches for both heads (App. A.2); `separate` adds a masked MAE "
                            "encoder pass (one backward either way).",
                            choices=("shared", "separate"))
-    mask_ratio: float = opt(0.75, "MAE mask ratio (fraction of patches hidden).", gt=0.0,
+    mask_ratio: float = option(0.75, "MAE mask ratio (fraction of patches hidden).", gt=0.0,
                             max=0.99)
-    norm_pix_loss: bool = opt(False, "MAE target: per-patch normalised pixels.")
-    decoder_depth: int = opt(2, "MAE decoder blocks (App. A.3: 2).", min=1, max=64)
-    decoder_dim: int = opt(192, "MAE decoder width (App. A.3: 192 for ViT-Tiny).", min=8,
+    norm_pix_loss: bool = option(False, "MAE target: per-patch normalised pixels.")
+    decoder_depth: int = option(2, "MAE decoder blocks (App. A.3: 2).", min=1, max=64)
+    decoder_dim: int = option(192, "MAE decoder width (App. A.3: 192 for ViT-Tiny).", min=8,
                            max=8192)
-    decoder_heads: int = opt(3, "MAE decoder attention heads (App. A.3: 3).", min=1, max=128)
-    lr: Optional[float] = opt(None, "SL peak learning rate. Default: --lr-base * batch / 256.",
+    decoder_heads: int = option(3, "MAE decoder attention heads (App. A.3: 3).", min=1, max=128)
+    lr: Optional[float] = option(None, "SL peak learning rate. Default: --lr-base * batch / 256.",
                               gt=0.0, max=10.0)
-    lr_base: float = opt(1e-3, "SL base learning rate per 256 images (Table 7).", gt=0.0,
-                         max=10.0)
-    warmup_epochs: float = opt(5.0, "SL warmup epochs (Table 7; clipped to half the SL span).",
+    lr_base: Optional[float] = option(None, "SL base learning rate per 256 images (default: 1e-3 "
+                                   "for adamw as Table 7, 0.1 for sgd).", gt=0.0, max=10.0)
+    warmup_epochs: float = option(5.0, "SL warmup epochs (Table 7; clipped to half the SL span).",
                                min=0.0, max=100000)
-    beta2: float = opt(0.95, "SL AdamW beta2 (Table 7).", gt=0.0, max=0.99999)
-    layer_decay: float = opt(1.0, "SL layer-wise lr decay (MAE fine-tuning, BEiT): ViT block i "
+    beta2: float = option(0.95, "SL AdamW beta2 (Table 7).", gt=0.0, max=0.99999)
+    layer_decay: float = option(1.0, "SL layer-wise lr decay (MAE fine-tuning, BEiT): ViT block i "
                              "of L trains at lr * d^(L+1-i), the patch embedding at d^(L+1), "
                              "the heads at lr. 1 = off (Table 7 has none).", gt=0.0, max=1.0)
-    ssl_lr: Optional[float] = opt(None, "SSL peak learning rate. Default: --ssl-lr-base * "
+    ssl_lr: Optional[float] = option(None, "SSL peak learning rate. Default: --ssl-lr-base * "
                                   "batch / 256.", gt=0.0, max=10.0)
-    ssl_lr_base: float = opt(1.5e-4, "SSL base learning rate per 256 images (Table 7).", gt=0.0,
+    ssl_lr_base: float = option(1.5e-4, "SSL base learning rate per 256 images (Table 7).", gt=0.0,
                              max=10.0)
-    ssl_warmup_epochs: float = opt(20.0, "SSL warmup epochs (Table 7; clipped to half the SSL "
+    ssl_warmup_epochs: float = option(20.0, "SSL warmup epochs (Table 7; clipped to half the SSL "
                                    "span).", min=0.0, max=100000)
-    ssl_weight_decay: float = opt(0.05, "SSL AdamW weight decay (Table 7).", min=0.0, max=10.0)
-    ssl_beta2: float = opt(0.95, "SSL AdamW beta2 (Table 7).", gt=0.0, max=0.99999)
+    ssl_weight_decay: float = option(0.05, "SSL AdamW weight decay (Table 7).", min=0.0, max=10.0)
+    ssl_opt: str = option("adamw", "SSL optimiser (Table 7: adamw); --opt is the SL recipe's (SL "
+                       "and mix phases).", choices=OPTIMIZERS)
+    ssl_sched: str = option("cosine", "SSL schedule (Table 7: cosine); --sched is the SL recipe's. "
+                         "Decays are counted from the recipe's own first epoch.",
+                         choices=SCHEDULES)
+    ssl_beta2: float = option(0.95, "SSL AdamW beta2 (Table 7).", gt=0.0, max=0.99999)
 
     @property
     def global_batch(self) -> int:
@@ -281,6 +402,16 @@ class MixtrainingConfig(TrainConfig):
         if self.ssl_lr is not None:
             return self.ssl_lr
         return self.ssl_lr_base * self.global_batch / 256
+
+    def recipes(self) -> list[tuple[str, str, float, str]]:
+        sl = [(self.opt, self.sched, float(self.epochs_sl), "--epochs-sl")]
+        ssl = [(self.ssl_opt, self.ssl_sched, float(self.epochs_ssl), "--epochs-ssl")]
+        return sl + (ssl if self.epochs_ssl > 0 else [])
+
+    def resolve(self, where: str) -> None:
+        super().resolve(where)
+        if self.lr_base is None:
+            self.lr_base = DEFAULT_LR_BASE[self.opt]
 
     def check(self, where: str) -> None:
         for name, peak in (("--lr", self.sl_lr), ("--ssl-lr", self.ssl_peak_lr)):
@@ -338,6 +469,9 @@ def _coerce(name: str, value: Any, tp: Any, optional: bool, where: str) -> Any:
     elif tp is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
+        if isinstance(value, list) and value and all(       # YAML [30, 60] for a list option
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            return ",".join(f"{v:g}" for v in value)
     raise UserError(
         f"{where}: `{name}` ({flag}) must be {tp.__name__}, got {type(value).__name__} "
         f"{_short(value)}.", hint=f"Fix the value of `{name}`.")
@@ -410,6 +544,7 @@ def build_config(cls: type, values: dict[str, Any], where: str) -> Any:
     cfg = cls(**kwargs)
     for f in fields(cls):
         _check_range(f, getattr(cfg, f.name), where)
+    cfg.resolve(where)
     check_experiment(getattr(cfg, "experiment", None), where)
     check = getattr(cfg, "check", None)
     if check is not None:

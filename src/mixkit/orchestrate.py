@@ -135,14 +135,21 @@ def run_arm(ctx: RunContext, name: str, factory: ArmFactory, rundir: RunDir | No
                     progress=progress, rundir=rundir, done=done, resume_hint=hint,
                     meta={"command": command, "config_recipe": recipe,
                           "config_hash": recipe_hash(recipe)},
-                    dist=ctx.dist)
+                    dist=ctx.dist, ema=ema_settings(ctx.cfg))
     result = engine.train_arm(arm, resume)
     if rundir is not None and _keeps_weights(ctx.cfg.save_weights, name, command):
-        rundir.save_weights(name, weights_payload(
-            model, arm=name, model_name=ctx.cfg.model, num_classes=ctx.data.num_classes,
-            img_size=ctx.data.img_size, patch_size=ctx.cfg.patch_size,
-            native_size=ctx.data.spec.native_size))
+        for suffix, weights in (("", model), ("-ema", engine.ema and engine.ema.module)):
+            if weights is not None:             # ARM.pt, and ARM-ema.pt with --model-ema
+                rundir.save_weights(name + suffix, weights_payload(
+                    weights, arm=name, model_name=ctx.cfg.model,
+                    num_classes=ctx.data.num_classes, img_size=ctx.data.img_size,
+                    patch_size=ctx.cfg.patch_size, native_size=ctx.data.spec.native_size))
     return result
+
+
+def ema_settings(cfg: Any) -> tuple[float, bool] | None:
+    """``--model-ema``'s (decay, warm-up) for the engine, or None; every arm gets the same."""
+    return (cfg.model_ema_decay, cfg.model_ema_warmup) if cfg.model_ema else None
 
 
 def _keeps_weights(which: str, arm: str, command: str) -> bool:

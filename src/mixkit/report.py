@@ -36,7 +36,8 @@ def speedup_table(summary: dict[str, Any]) -> Table:
                "best = the best epoch's accuracy (chosen on the validation set: optimistic)")
     table = Table(title=f"mixkit {summary['command']} — {summary.get('data')} / "
                   f"{summary.get('model')} on {summary.get('device')}", caption=caption)
-    cols = ["arm", "accuracy", "best", "train s", "inputs", "epochs",
+    ema = any(a.get("accuracy_ema") is not None for a in arms.values())
+    cols = ["arm", "accuracy", *(["EMA"] if ema else []), "best", "train s", "inputs", "epochs",
             *(["speedup"] if base is not None and len(arms) > 1 else []),
             *(f"Δ {r}" for r in refs)]
     for col in cols:
@@ -52,7 +53,9 @@ def speedup_table(summary: dict[str, Any]) -> Table:
             acc += " (" + ", ".join(f"{t} {100 * a:.1f}" for t, a in
                                     arm["task_accuracy"].items()) + ")"
         best = arm.get("best_accuracy")
-        table.add_row(name, acc, "—" if best is None else f"{100 * best:.2f}%",
+        ema_acc = [] if not ema else ["—" if arm.get("accuracy_ema") is None
+                                      else f"{100 * arm['accuracy_ema']:.2f}%"]
+        table.add_row(name, acc, *ema_acc, "—" if best is None else f"{100 * best:.2f}%",
                       f"{arm['train_seconds']:.1f}", f"{arm['inputs']:,}", str(arm["epochs"]),
                       *speed, *gains)
     best = summary.get("best_at_method_cost")

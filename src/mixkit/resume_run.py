@@ -9,6 +9,7 @@ and the world size it was written with. Anything else is an exit-2 message namin
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -70,7 +71,11 @@ def _check_recipe(path: Path, ckpt: dict[str, Any], cfg: Any) -> None:
     now = recipe_fingerprint(cfg)
     if ckpt.get("config_hash") == recipe_hash(now):
         return
-    differ = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+    # an option added to mixkit after the run started is absent from its saved recipe; at its
+    # default it means what the run did without it, so it is no difference
+    defaults = {f.name: f.default for f in dataclasses.fields(cfg)}
+    differ = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k)
+                    and not (k not in saved and now.get(k) == defaults.get(k)))
     if differ:
         shown = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in differ[:4])
         raise UserError(f"--resume {path.parent}: config.yaml no longer matches the run its "

@@ -95,6 +95,13 @@ def all_reduce_max(t: torch.Tensor) -> None:
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
 
 
+def broadcast(tensors: list[torch.Tensor], src: int = 0) -> None:
+    """In place: every rank takes rank ``src``'s values (no-op outside a process group)."""
+    if dist.is_initialized():
+        for t in tensors:
+            dist.broadcast(t, src)
+
+
 def all_gather_object(obj: Any) -> list[Any]:
     if not dist.is_initialized():
         return [obj]

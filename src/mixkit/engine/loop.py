@@ -17,6 +17,7 @@ import torch
 from mixkit.data.sources import Batch
 from mixkit.engine import distributed as D
 from mixkit.engine.arm import Arm, EpochSpec, LossFn
+from mixkit.engine.ema import ModelEma
 from mixkit.engine.resume import Checkpointer
 from mixkit.engine.optim import Recipe, build_optimizer, is_fused, set_lr
 from mixkit.engine.progress import TrainingProgress
@@ -39,6 +40,7 @@ class ArmResult:
     rows: list[dict[str, Any]] = field(default_factory=list)
     task_accuracy: dict[str, float] = field(default_factory=dict)
     artifacts: dict[str, Any] = field(default_factory=dict)   # from ``arm.finish(model)``
+    accuracy_ema: float | None = None       # the weights' EMA (--model-ema), last evaluation
 
     @classmethod
     def from_rows(cls, name: str, epochs: int, rows: list[dict[str, Any]],
@@ -48,7 +50,8 @@ class ArmResult:
         return cls(name, last.get("val_acc", float("nan")),
                    sum(r["epoch_seconds"] for r in rows), sum(r["inputs"] for r in rows),
                    sum(r["samples"] for r in rows), epochs, rows,
-                   dict(last.get("task_accuracy", {})), artifacts or {})
+                   dict(last.get("task_accuracy", {})), artifacts or {},
+                   last.get("val_acc_ema"))
 
     def to_state(self) -> dict[str, Any]:
         """What a checkpoint keeps of a finished arm (enough to rebuild it on resume)."""
@@ -112,7 +115,11 @@ class Engine:
                  batch_size: int, log_interval: int, progress: TrainingProgress,
                  rundir: RunDir | None = None, eval_batch_size: int | None = None,
                  done: dict[str, ArmResult] | None = None, resume_hint: str = "",
-                 meta: dict[str, Any] | None = None, dist: D.Dist = D.Dist()) -> None:
+                 meta: dict[str, Any] | None = None, dist: D.Dist = D.Dist(),
+                 ema: tuple[float, bool] | None = None) -> None:
+        # ``ema``: (decay, warm-up) of the weights' EMA, or None (--model-ema off)
+        self.ema = None if ema is None else ModelEma(runtime.prepare(model, compile=False),
+                                                     *ema)
         self.model = runtime.prepare(model)
         self.runtime, self.train_source = runtime, train
         # ``val``: one source, or ``[(task, source), ...]`` with one entry per head
@@ -180,6 +187,8 @@ class Engine:
             self.scaler.step(opt)               # (a plain AdamW, e.g. an older torch on MPS,
         self.scaler.update()                    # cannot skip on the device: one read a step)
         opt.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.update(self.model)
         return loss.detach()
 
     def warm_up(self, arm: Arm, steps: int) -> None:
@@ -265,6 +274,11 @@ class Engine:
                                                           self.runtime, self.eval_batch_size)
                 if len(per_task) > 1:
                     row["task_accuracy"] = per_task
+                if self.ema is not None:
+                    if self.dist.enabled:       # rank 0's average (its BatchNorm statistics)
+                        D.broadcast(list(self.ema.module.state_dict().values()))
+                    row["val_acc_ema"] = evaluate_tasks(self.ema.module, self.val_tasks,
+                                                        self.runtime, self.eval_batch_size)[0]
             rows.append(row)
             self.progress.end_epoch(row, spec.note)
             if self.rundir is not None:

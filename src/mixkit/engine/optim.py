@@ -1,16 +1,22 @@
 """Optimiser recipes and learning-rate schedules as pure functions of progress.
 
-Like timm's ``cosine_lr``, the learning rate is a function of *progress* ``t`` (epochs, with
-the batch fraction: ``epoch + k / batches``), not of a step counter, so resume needs no
-scheduler state and a method with fewer batches per epoch (mixTrain) follows the same curve.
+Like timm's schedulers, the learning rate is a function of *progress* ``t`` (epochs, with the
+batch fraction: ``epoch + k / batches``), not of a step counter, so resume needs no scheduler
+state and a method with fewer batches per epoch (mixTrain) follows the same curve as its
+baseline. The schedules and optimisers carry timm's names (``--sched cosine|step|multistep|none``,
+``--opt adamw|sgd``); ``docs/engine.md`` documents each.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
+
+SCHEDULES = ("cosine", "step", "multistep", "none")
+OPTIMIZERS = ("adamw", "sgd")
 
 
 def cosine_lr(t: float, base_lr: float, min_lr: float, warmup: float, total: float) -> float:
@@ -28,12 +34,27 @@ def cosine_lr(t: float, base_lr: float, min_lr: float, warmup: float, total: flo
     return min_lr + 0.5 * (base_lr - min_lr) * (1.0 + math.cos(math.pi * frac))
 
 
+def step_factor(t: float, decay_epochs: float, decay_rate: float) -> float:
+    """timm's ``step``: ``decay_rate ** floor(t / decay_epochs)``, epochs counted from the
+    recipe's start (warm-up included, as timm counts them). With integer ``decay_epochs`` the
+    drop falls exactly on an epoch boundary, where timm's per-epoch scheduler makes it."""
+    return decay_rate ** math.floor(t / decay_epochs + 1e-9)
+
+
+def multistep_factor(t: float, milestones: tuple[float, ...], decay_rate: float) -> float:
+    """timm's ``multistep`` (torch's ``MultiStepLR``): ``decay_rate ** k``, k the number of
+    milestones reached (``bisect_right``). He et al.'s ImageNet recipe: 30, 60 of 90, rate 0.1."""
+    return decay_rate ** bisect.bisect_right(milestones, t + 1e-9)
+
+
 @dataclass(frozen=True)
 class Recipe:
-    """AdamW hyper-parameters and the span of epochs its schedule covers.
+    """One optimiser, its schedule, and the span of epochs the schedule covers.
 
     ``start`` is the arm epoch at which the schedule's ``t = 0`` sits; ``total`` its length.
     A change of recipe between epochs (MixTraining's SSL -> SL) starts a fresh optimiser.
+    ``smoothing`` is the recipe's label smoothing (timm's ``--smoothing``): the arms read it in
+    their loss.
     """
 
     name: str
@@ -45,9 +66,45 @@ class Recipe:
     start: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
     layer_decay: float = 1.0
+    opt: str = "adamw"
+    momentum: float = 0.9
+    nesterov: bool = False
+    sched: str = "cosine"
+    decay_epochs: float = 30.0
+    decay_milestones: tuple[float, ...] = (30.0, 60.0)
+    decay_rate: float = 0.1
+    smoothing: float = 0.0
 
     def lr_at(self, t: float) -> float:
-        return cosine_lr(t - self.start, self.lr, self.min_lr, self.warmup, self.total)
+        """The learning rate at arm progress ``t``: the linear warm-up from 0 (clipped to half
+        the span, as :func:`cosine_lr`), then the schedule."""
+        t = t - self.start
+        if self.sched == "cosine":
+            return cosine_lr(t, self.lr, self.min_lr, self.warmup, self.total)
+        warmup = min(self.warmup, 0.5 * self.total)
+        if t < warmup:
+            return self.lr * t / warmup
+        if self.sched == "step":
+            return self.lr * step_factor(t, self.decay_epochs, self.decay_rate)
+        if self.sched == "multistep":
+            return self.lr * multistep_factor(t, self.decay_milestones, self.decay_rate)
+        return self.lr                                    # none: constant after the warm-up
+
+    def compressed(self, total: float) -> "Recipe":
+        """The same recipe over ``total`` epochs: warm-up kept, the cosine or the step decays
+        moved to the same fractions of the shorter run (mixTrain's ``short`` arm)."""
+        k = total / self.total
+        return replace(self, total=total, decay_epochs=self.decay_epochs * k,
+                       decay_milestones=tuple(m * k for m in self.decay_milestones))
+
+    @classmethod
+    def from_state(cls, state: dict) -> "Recipe":
+        """The inverse of ``dataclasses.asdict`` (a checkpoint stores tuples as lists)."""
+        state = dict(state)
+        state["betas"] = tuple(state["betas"])
+        if "decay_milestones" in state:
+            state["decay_milestones"] = tuple(state["decay_milestones"])
+        return cls(**state)
 
 
 def layer_scales(model: torch.nn.Module, layer_decay: float) -> dict[str, float]:
@@ -89,20 +146,30 @@ def weight_decay_groups(model: torch.nn.Module, weight_decay: float,
 
 
 def build_optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
-    """AdamW without weight decay on norms, biases and 1-d parameters (timm's grouping).
+    """``recipe.opt`` without weight decay on norms, biases and 1-d parameters (timm's grouping).
 
-    The fused implementation is used wherever this torch has it for the device (CUDA and CPU;
-    MPS in recent releases): besides being the fastest, it accepts a device-side ``found_inf``
-    flag and then skips the whole update on the device, which is how the engine stops at a
-    NaN/Inf loss without a host sync per step. Elsewhere the plain implementation is returned
-    and :func:`is_fused` tells the engine to skip a bad step itself.
+    * ``adamw``: decoupled weight decay (Loshchilov & Hutter), ``betas`` from the recipe;
+    * ``sgd``: momentum SGD with coupled (L2) weight decay, as He et al. (2015) and the
+      CIFAR ResNet recipe train; ``nesterov`` as asked (timm's ``--opt sgd`` is Nesterov, its
+      ``momentum`` is not: here ``--nesterov`` says which, default off as the papers).
+
+    The fused implementation is used wherever this torch has it for the device (CUDA and CPU,
+    for both optimisers; MPS in recent releases): besides being the fastest, it accepts a
+    device-side ``found_inf`` flag and then skips the whole update on the device, which is how
+    the engine stops at a NaN/Inf loss without a host sync per step. Elsewhere the plain
+    implementation is returned and :func:`is_fused` tells the engine to skip a bad step itself.
     """
     groups = weight_decay_groups(model, recipe.weight_decay, recipe.layer_decay)
-    kw = dict(lr=recipe.lr_at(recipe.start), betas=recipe.betas)
+    if recipe.opt == "sgd":
+        cls: type = torch.optim.SGD
+        kw: dict = dict(lr=recipe.lr_at(recipe.start), momentum=recipe.momentum,
+                        nesterov=recipe.nesterov)
+    else:
+        cls, kw = torch.optim.AdamW, dict(lr=recipe.lr_at(recipe.start), betas=recipe.betas)
     try:
-        return torch.optim.AdamW(groups, fused=True, **kw)
+        return cls(groups, fused=True, **kw)
     except (RuntimeError, ValueError, TypeError):      # no fused kernel for this device
-        return torch.optim.AdamW(groups, **kw)
+        return cls(groups, **kw)
 
 
 def is_fused(optimizer: torch.optim.Optimizer) -> bool:

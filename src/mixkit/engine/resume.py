@@ -57,6 +57,7 @@ class Checkpointer:
             "optimizer": None if e.optimizer is None else e.optimizer.state_dict(),
             "recipe": None if e.recipe is None else dataclasses.asdict(e.recipe),
             "scaler": e.scaler.state_dict(),
+            "ema": None if e.ema is None else e.ema.state_dict(),
             "plan": None if plan is None else {"first": plan.first, "second": plan.second,
                                                "num_pairs": plan.num_pairs},
             "seconds": seconds,
@@ -85,10 +86,11 @@ class Checkpointer:
         with self._restoring():
             e.model.load_state_dict(state["model"])
             if state["recipe"] is not None:
-                recipe = dict(state["recipe"])
-                recipe["betas"] = tuple(recipe["betas"])
-                e.optimizer_for(Recipe(**recipe)).load_state_dict(state["optimizer"])
+                e.optimizer_for(Recipe.from_state(state["recipe"])).load_state_dict(
+                    state["optimizer"])
             e.scaler.load_state_dict(state["scaler"])
+            if e.ema is not None:
+                e.ema.load_state_dict(state["ema"])
 
     def restore_streams(self, arm: Arm, state: dict[str, Any]) -> None:
         """Every RNG and the arm's own state, as they were when the checkpoint was taken."""

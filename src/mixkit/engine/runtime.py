@@ -107,11 +107,13 @@ class Runtime:
         elif self.device.type == "mps":
             torch.mps.synchronize()
 
-    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
+    def prepare(self, model: torch.nn.Module, compile: bool = True) -> torch.nn.Module:
+        """On the device, in the memory format, compiled if asked (``compile=False``: a copy that
+        is only evaluated, such as the weights' EMA)."""
         model = model.to(self.device)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        if self.compile:
+        if self.compile and compile:
             how = {"backend": self.compile_backend,
                    **({"mode": self.compile_mode} if self.compile_mode != "default" else {})}
             model.compile(**how)  # in place: state_dict keys stay the same for checkpoints

@@ -100,6 +100,8 @@ def _arm_summary(r: ArmResult, base: ArmResult | None) -> dict[str, Any]:
            "phase_seconds": _phase_seconds(r.rows)}
     if r.task_accuracy:
         out["task_accuracy"] = r.task_accuracy
+    if r.accuracy_ema is not None:
+        out["accuracy_ema"] = r.accuracy_ema
     if any("compile_seconds" in row for row in r.rows):
         out["compile_seconds"] = sum(row.get("compile_seconds", 0.0) for row in r.rows)
     return out

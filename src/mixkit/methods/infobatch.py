@@ -31,6 +31,7 @@ from mixkit.data.sources import Batch
 from mixkit.engine.arm import Arm, EpochSpec
 from mixkit.engine.distributed import Dist, all_reduce_sum
 from mixkit.engine.optim import Recipe
+from mixkit.methods.supervised import smoothed
 
 R_MAX = 0.9        # 1 / (1 - r) = 10: beyond it the rescaled losses' variance explodes
 
@@ -102,10 +103,11 @@ class InfoBatchArm(Arm):
 
     def loss(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
         """Cross-entropy rescaled per row by ``weight[id]``; the rows' losses become scores."""
-        ce = F.cross_entropy(model(batch.x), batch.y, reduction="none")
-        self.score_new[batch.ids] = ce.detach().float()
+        logits = model(batch.x)
+        ce = F.cross_entropy(logits, batch.y, reduction="none")
+        self.score_new[batch.ids] = ce.detach().float()   # the plain CE, as mixTrain records
         self.seen[batch.ids] = True
-        return (ce * self.weight[batch.ids]).mean()
+        return (smoothed(ce, logits, self.recipe.smoothing) * self.weight[batch.ids]).mean()
 
     def end_epoch(self, epoch: int) -> dict[str, Any]:
         """Trained samples take their new score (every rank's, under torchrun); pruned ones

@@ -25,25 +25,40 @@ def task_mean(values: torch.Tensor, task: torch.Tensor | None, num_tasks: int) -
     return ((onehot.T @ values) / onehot.sum(0).clamp_min(1)).sum()
 
 
+def smoothed(ce: torch.Tensor, logits: torch.Tensor, smoothing: float) -> torch.Tensor:
+    """Label smoothing applied to per-row cross-entropies ``ce`` of ``logits``: torch's (and
+    timm's) definition ``(1 − s)·CE + s·mean_c(−log p_c)``, written so that the plain
+    cross-entropy can be recorded beside the loss the arm trains with (mixTrain's selection,
+    InfoBatch's scores) from the same forward. The uniform term does not depend on the label,
+    so a mixed row's ``r·CE1 + (1 − r)·CE2`` is smoothed the same way (each label smoothed)."""
+    if smoothing == 0.0:
+        return ce
+    uniform = -F.log_softmax(logits.float(), dim=-1).mean(-1)
+    return (1.0 - smoothing) * ce + smoothing * uniform.to(ce.dtype)
+
+
 def supervised_loss_from_features(model: torch.nn.Module, feats: torch.Tensor,
-                                  batch: Batch) -> torch.Tensor:
+                                  batch: Batch, smoothing: float = 0.0) -> torch.Tensor:
     """Cross-entropy of each row through its task's head (one head: plain cross-entropy)."""
     pooled = model.pre_logits(feats)
     if batch.task is None:
-        return F.cross_entropy(model.heads[0](pooled), batch.y)
+        return F.cross_entropy(model.heads[0](pooled), batch.y, label_smoothing=smoothing)
     per_row = torch.zeros_like(batch.y, dtype=torch.float32)
     for t, head in enumerate(model.heads):       # heads are tiny: score every row with each
         mine = batch.task == t
         ce = F.cross_entropy(head(pooled).float(), torch.where(mine, batch.y, 0),
-                             reduction="none")
+                             reduction="none", label_smoothing=smoothing)
         per_row = torch.where(mine, ce, per_row)
     return task_mean(per_row, batch.task, len(model.heads))
 
 
-def cross_entropy_loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+def cross_entropy_loss(model: torch.nn.Module, batch: Batch,
+                       smoothing: float = 0.0) -> torch.Tensor:
+    """The supervised step's loss (with ``smoothing``: timm's ``--smoothing``)."""
     if batch.task is None:
-        return F.cross_entropy(model(batch.x), batch.y)
-    return supervised_loss_from_features(model, model.forward_features(batch.x), batch)
+        return F.cross_entropy(model(batch.x), batch.y, label_smoothing=smoothing)
+    return supervised_loss_from_features(model, model.forward_features(batch.x), batch,
+                                         smoothing)
 
 
 class SupervisedArm(Arm):
@@ -69,4 +84,7 @@ class SupervisedArm(Arm):
         plan = shuffled(self.num_samples, self.generator)
         if self.budget is not None:
             plan = EpochPlan(plan.first[: max(1, self.budget[epoch])])
-        return EpochSpec(self.phase, plan, self.recipe, cross_entropy_loss)
+        return EpochSpec(self.phase, plan, self.recipe, self.loss)
+
+    def loss(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+        return cross_entropy_loss(model, batch, self.recipe.smoothing)

@@ -20,6 +20,7 @@ from mixkit.engine.optim import Recipe
 from mixkit.errors import UserError
 from mixkit.methods.mixtrain import ops
 from mixkit.methods.mixtrain.selection import MixState
+from mixkit.methods.supervised import smoothed
 from mixkit.models import ModelInfo
 from mixkit.models.split import region_logits
 
@@ -111,7 +112,7 @@ class MixTrainArm(Arm):
         ce = F.cross_entropy(logits, batch.y, reduction="none")
         self.state.record(batch.ids, ce, logits.argmax(-1) == batch.y,
                           torch.ones_like(batch.y, dtype=torch.bool))
-        return ce.mean()
+        return smoothed(ce, logits, self.recipe.smoothing).mean()
 
     def _record_pair(self, batch: Batch, ce1: torch.Tensor, ok1: torch.Tensor,
                      ce2: torch.Tensor, ok2: torch.Tensor) -> None:
@@ -132,13 +133,15 @@ class MixTrainArm(Arm):
             ce2 = F.cross_entropy(lb, batch.y2, reduction="none")
             self._record_pair(batch, ce1, la.argmax(-1) == batch.y, ce2, lb.argmax(-1) == batch.y2)
             share = cells.flatten(1).float().mean(1) if self.cfg.split_loss == "share" else None
-            return ops.split_propagation_loss(ce1, ce2, batch.paired, share)
+            s = self.recipe.smoothing
+            return ops.split_propagation_loss(smoothed(ce1, la, s), smoothed(ce2, lb, s),
+                                              batch.paired, share)
         logits = model.forward_head(feats)
         lam = 1.0 - cells.flatten(1).float().mean(1)          # x1's share of the grid
         per_row, ce1, ce2 = ops.mixed_cross_entropy(logits, batch.y, batch.y2, lam)
         pred = logits.argmax(-1)
         self._record_pair(batch, ce1, pred == batch.y, ce2, pred == batch.y2)
-        return per_row.mean()
+        return smoothed(per_row, logits, self.recipe.smoothing).mean()
 
     def _mixup(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
         """§4.1.2: MixUp with the adaptive ratio of Eq. (5) from last epoch's losses."""
@@ -151,4 +154,4 @@ class MixTrainArm(Arm):
         per_row, ce1, ce2 = ops.mixed_cross_entropy(logits, batch.y, batch.y2, r)
         pred = logits.argmax(-1)
         self._record_pair(batch, ce1, pred == batch.y, ce2, pred == batch.y2)
-        return per_row.mean()
+        return smoothed(per_row, logits, self.recipe.smoothing).mean()

@@ -41,12 +41,16 @@ def mix_objective(l_ssl: torch.Tensor, l_sl: torch.Tensor, alpha: float) -> torc
 
 
 def recipes(cfg: Any, schedule: Schedule) -> tuple[Recipe, Recipe]:
-    """The SSL and SL AdamW recipes of Table 7, placed on the arm's epoch axis."""
+    """The SSL and SL recipes (Table 7's AdamW + cosine by default), placed on the arm's epoch
+    axis; each schedule's decays count from its own recipe's first epoch."""
+    e_ssl = max(schedule.e_ssl, 1)
     ssl = Recipe("ssl", cfg.ssl_peak_lr, cfg.min_lr, cfg.ssl_weight_decay, cfg.ssl_warmup_epochs,
-                 total=max(schedule.e_ssl, 1), start=0.0, betas=(0.9, cfg.ssl_beta2))
+                 total=e_ssl, start=0.0, betas=(0.9, cfg.ssl_beta2),
+                 **cfg.recipe_options(cfg.ssl_opt, cfg.ssl_sched, e_ssl))
     sl = Recipe("sl", cfg.sl_lr, cfg.min_lr, cfg.weight_decay, cfg.warmup_epochs,
                 total=schedule.e_sl, start=float(schedule.sl_start), betas=(0.9, cfg.beta2),
-                layer_decay=cfg.layer_decay)
+                layer_decay=cfg.layer_decay,
+                **cfg.recipe_options(cfg.opt, cfg.sched, schedule.e_sl))
     return ssl, sl
 
 
@@ -117,7 +121,7 @@ class MixTrainingArm(Arm):
         if phase == MIX:
             return EpochSpec(MIX, plan, self.sl_recipe, self.mix_loss, source=self.mix_source,
                              note=f"alpha {self.alpha:g}")
-        return EpochSpec(phase, plan, self.sl_recipe, cross_entropy_loss,
+        return EpochSpec(phase, plan, self.sl_recipe, self.sl_loss,
                          frozen=Classifier.SSL_PARTS)
 
     def end_epoch(self, epoch: int) -> dict[str, Any]:
@@ -138,15 +142,18 @@ class MixTrainingArm(Arm):
     def ssl_loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         return task_mean(self.objective.standalone(model, batch.x), batch.task, self.num_tasks)
 
+    def sl_loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        return cross_entropy_loss(model, batch, self.sl_recipe.smoothing)
+
     def mix_loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         """Eq. (3) with one backward; ``shared`` also runs the backbone only once."""
         if self.mix_forward == "shared":
             feats = model.forward_features(batch.x)
             per_row = self.objective.reuse(model, batch.x, feats)
-            l_sl = supervised_loss_from_features(model, feats, batch)
+            l_sl = supervised_loss_from_features(model, feats, batch, self.sl_recipe.smoothing)
         else:
             per_row = self.objective.standalone(model, batch.x)
-            l_sl = cross_entropy_loss(model, batch)
+            l_sl = self.sl_loss(model, batch)
         l_ssl = task_mean(per_row, batch.task, self.num_tasks)
         self._parts += torch.stack([l_ssl.detach(), l_sl.detach()]).float() * batch.size
         self._seen += batch.size

@@ -1,0 +1,349 @@
+"""When does mixTrain pay? A map of regimes on Fashion-MNIST, resumable across sessions.
+
+Each *cell* is one setting (training-set fraction, epochs, recipe). For every seed of a cell
+two ``mixkit mixtrain`` run directories are trained, under ``benchmarks/results/regimes/``:
+
+* ``CELL/seedK-cutmix``: the baseline, mixTrain with CutMix + split propagation, then the
+  comparison arms matched to CutMix's measured inputs (``skip``; ``short`` where cheap);
+* ``CELL/seedK-mixup`` (cells that run MixUp): mixTrain with adaptive MixUp and ``skip``
+  matched to *its* inputs (``--no-baseline``: the baseline of the same seed is in the first
+  run; every arm starts from the same seeded weights, data and streams, so it is the same
+  baseline).
+
+They are real run directories, so a cell stopped by the end of a session (SIGTERM saves a
+mid-epoch checkpoint) continues exactly with ``--resume`` the next time this script runs: a
+run dir that completed is skipped, one with ``last.pt`` is resumed, anything else is started.
+Commit the run dirs (``last.pt`` included while unfinished) as each finishes.
+
+    taskset -c 1 python benchmarks/mixtrain_regimes.py run p04-e50-adamw --seeds 0 1
+    python benchmarks/mixtrain_regimes.py plan                  # cells, cost estimates, status
+    python benchmarks/mixtrain_regimes.py summary --figure docs/images/mixtrain-regimes.png
+
+``summary`` trains nothing: it pools every cell's run dirs (and the committed rows of the
+first measured cell, ``p04-e25-adamw``, from ``mixtrain_speedup.py``) into one table — per
+cell and op, Δ accuracy against the baseline and against ``skip`` at the op's inputs (paired by
+seed), the speedup from per-input median epoch costs, and the optimiser steps — and draws the
+regime figure (Δ vs steps, Δ vs training-set size).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parent
+OUT = ROOT / "results" / "regimes"
+TRAIN_SIZE = 60000          # Fashion-MNIST's training split
+
+# what every cell shares (the CPU setting of docs/benchmarks.md); val: a fixed stratified
+# 2,000 of the test split, the same for every arm, seed and cell
+COMMON: dict[str, Any] = {"data": "fashionmnist", "model": "mobilenetv2_050", "batch_size": 64,
+                          "val_size": 2000, "plots": False, "save_weights": "none",
+                          "log_interval": 50}
+# the paper's SGD baseline at this scale (He et al.'s recipe: momentum 0.9, lr / 10 at 1/3
+# and 2/3 of the run; lr 0.1 per 128 images as the CIFAR ResNet recipe, linearly scaled to
+# batch 64; weight decay 5e-4 as for CIFAR)
+SGD = {"opt": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4, "sched": "multistep",
+       "decay_rate": 0.1}
+
+
+@dataclass(frozen=True)
+class Cell:
+    name: str
+    fraction: float
+    epochs: int
+    recipe: dict[str, Any] = field(default_factory=dict)
+    mixup: bool = True              # also the MixUp run (and its own skip arm)
+    short: bool = False             # add `short` to the CutMix run (cheap cells)
+
+    @property
+    def steps(self) -> int:
+        """Optimiser steps of the baseline (the x axis of the steps panel)."""
+        n = round(TRAIN_SIZE * self.fraction)
+        return self.epochs * -(-n // COMMON["batch_size"])
+
+    def config(self, seed: int, op: str) -> dict[str, Any]:
+        cutmix = op == "cutmix"
+        compare = "skip,short" if cutmix and self.short else "skip"
+        return {**COMMON, **self.recipe, "data_fraction": self.fraction, "epochs": self.epochs,
+                "seed": seed, "op": op, "compare": compare, "baseline": cutmix}
+
+    def cost_units(self) -> float:
+        """Estimated cost in baseline-epochs of 2,400 images (~30 s on one core): baseline 1,
+        CutMix ~0.7, skip at its inputs ~0.7, MixUp ~0.75 and its skip ~0.75."""
+        per_epoch = self.fraction / 0.04 * (1 + 0.7 + 0.7 + (0.7 if self.short else 0)
+                                            + (1.5 if self.mixup else 0))
+        return per_epoch * self.epochs
+
+
+def _ms(epochs: int) -> str:
+    return f"{round(epochs / 3)},{round(2 * epochs / 3)}"
+
+
+CELLS = {c.name: c for c in [
+    Cell("p04-e25-adamw", 0.04, 25, short=True),          # measured 2026-11-30 (legacy rows)
+    Cell("p04-e50-adamw", 0.04, 50, short=True),
+    Cell("p04-e100-adamw", 0.04, 100, short=True),
+    Cell("p10-e25-adamw", 0.10, 25),
+    Cell("p25-e25-adamw", 0.25, 25),
+    Cell("p04-e25-sgd", 0.04, 25, {**SGD, "decay_milestones": _ms(25)}, short=True),
+    Cell("p10-e25-sgd", 0.10, 25, {**SGD, "decay_milestones": _ms(25)}),
+    Cell("p100-e8-adamw", 1.0, 8, mixup=False),
+]}
+# the first cell was measured by mixtrain_speedup.py before this script existed (val 1,000)
+LEGACY = {"p04-e25-adamw": [ROOT / "results" / f"mixtrain-fmnist-p04-mnv2-25ep-seed{s}.json"
+                            for s in (0, 1, 2)]}
+
+
+# ------------------------------------------------------------------------------------------
+# running (resumable)
+# ------------------------------------------------------------------------------------------
+
+
+def run_dir(cell: Cell, seed: int, op: str) -> Path:
+    return OUT / cell.name / f"seed{seed}-{op}"
+
+
+def status(path: Path) -> str:
+    """completed | resumable | fresh."""
+    try:
+        if json.loads((path / "summary.json").read_text()).get("status") == "completed":
+            return "completed"
+    except (OSError, ValueError):
+        pass
+    return "resumable" if (path / "last.pt").is_file() else "fresh"
+
+
+def train(cell: Cell, seed: int, op: str) -> bool:
+    """Train (or continue) one run dir in this process; False if stopped by a signal."""
+    from mixkit import orchestrate, resume_run
+    from mixkit.arms import MIXTRAIN
+    from mixkit.config import MixtrainConfig, build_config
+    from mixkit.engine.signals import Interrupted
+
+    path = run_dir(cell, seed, op)
+    state = status(path)
+    print(f"== {cell.name} seed {seed} {op}: {state}", flush=True)
+    if state == "completed":
+        return True
+    try:
+        if state == "resumable":
+            cfg, ckpt = resume_run.resume_config(MixtrainConfig, MIXTRAIN, {"resume": str(path)})
+            orchestrate.run(cfg, MIXTRAIN, strict_experiment=True, checkpoint=ckpt)
+        else:
+            values = {**cell.config(seed, op), "output": str(path.parent),
+                      "experiment": path.name, "overwrite": path.exists()}
+            cfg = build_config(MixtrainConfig, values, where=f"cell {cell.name}")
+            orchestrate.run(cfg, MIXTRAIN, strict_experiment=True)
+    except Interrupted as stop:
+        print(f"stopped: {stop}", flush=True)
+        return False
+    return True
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    for name in args.cells:
+        cell = CELLS[name]
+        for seed in args.seeds:
+            for op in ("cutmix", "mixup") if cell.mixup else ("cutmix",):
+                if not train(cell, seed, op):
+                    sys.exit(0)
+
+
+def cmd_plan(args: argparse.Namespace) -> None:
+    total = 0.0
+    for cell in CELLS.values():
+        hours = cell.cost_units() * 30 / 3600
+        done = sorted({p.name.split("-")[0] for p in (OUT / cell.name).glob("seed*")
+                       if status(p) == "completed"}) if (OUT / cell.name).is_dir() else []
+        legacy = " (legacy rows: 3 seeds)" if cell.name in LEGACY else ""
+        print(f"{cell.name:16s} {cell.steps:6d} steps  ~{hours:4.1f} core-h per seed  "
+              f"runs completed: {', '.join(done) or '-'}{legacy}")
+        total += hours
+    print(f"one seed of every cell: ~{total:.0f} core-hours")
+
+
+# ------------------------------------------------------------------------------------------
+# pooling
+# ------------------------------------------------------------------------------------------
+
+
+def _rows(path: Path) -> list[dict[str, Any]]:
+    from mixkit.runs import load_run
+
+    return load_run(path).rows
+
+
+def _final(rows: list[dict[str, Any]]) -> float:
+    return next(r["val_acc"] for r in reversed(rows) if "val_acc" in r)
+
+
+def _per_input(rows: list[dict[str, Any]]) -> float:
+    """Median seconds per input over the arm's epochs (robust to one disturbed epoch)."""
+    return statistics.median(r["epoch_seconds"] / max(r["inputs"], 1) for r in rows)
+
+
+def cell_seeds(cell: Cell) -> dict[int, dict[str, Any]]:
+    """{seed: {"baseline": rows, "cutmix": rows, "skip@cutmix": rows, ...}} of a cell."""
+    out: dict[int, dict[str, Any]] = {}
+    for path in LEGACY.get(cell.name, []):
+        data = json.loads(path.read_text())
+        for s in data["seeds"]:
+            arms = out.setdefault(s["seed"], {"legacy": True})
+            for arm in ("baseline", "cutmix", "mixup", "short"):
+                if arm in s:
+                    arms[arm] = s[arm]
+            arms["skip@cutmix"] = s["skip"]
+            if "short" in s:
+                arms["short@cutmix"] = s.pop("short")
+    if not (OUT / cell.name).is_dir():
+        return out
+    for path in sorted((OUT / cell.name).glob("seed*-*")):
+        if status(path) != "completed":
+            continue
+        seed, op = int(path.name.split("-")[0][4:]), path.name.split("-")[1]
+        rows = _rows(path)
+        arms = out.setdefault(seed, {})
+        for arm in {r["arm"] for r in rows}:
+            mine = [r for r in rows if r["arm"] == arm]
+            key = {"mixtrain": op, "baseline": "baseline"}.get(arm, f"{arm}@{op}")
+            arms[key] = mine
+    return out
+
+
+def mean_sd(xs: list[float]) -> tuple[float, float]:
+    return statistics.mean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0
+
+
+def cell_summary(cell: Cell) -> list[dict[str, Any]]:
+    """Per op: paired Δ vs baseline and vs skip at the op's inputs, speedup, inputs."""
+    seeds = {s: a for s, a in cell_seeds(cell).items() if "baseline" in a}
+    out = []
+    for op in ("cutmix", "mixup"):
+        have = {s: a for s, a in seeds.items() if op in a}
+        if not have:
+            continue
+        base = {s: _final(a["baseline"]) for s, a in have.items()}
+        acc = {s: _final(a[op]) for s, a in have.items()}
+        row = {"cell": cell.name, "op": op, "seeds": sorted(have), "steps": cell.steps,
+               "train": round(TRAIN_SIZE * cell.fraction), "recipe": cell.recipe.get("opt",
+                                                                                     "adamw"),
+               "baseline": mean_sd([100 * base[s] for s in have]),
+               "acc": mean_sd([100 * acc[s] for s in have]),
+               "d_base": mean_sd([100 * (acc[s] - base[s]) for s in have]),
+               "inputs": mean_sd([sum(r["inputs"] for r in a[op])
+                                  / sum(r["inputs"] for r in a["baseline"])
+                                  for a in have.values()]),
+               "speedup": mean_sd([_per_input(a["baseline"]) * sum(r["inputs"] for r in
+                                                                    a["baseline"])
+                                   / (_per_input(a[op]) * sum(r["inputs"] for r in a[op]))
+                                   for a in have.values()])}
+        for alt in ("skip", "short"):
+            paired = [s for s, a in have.items() if f"{alt}@{op}" in a]
+            if paired:
+                row[f"d_{alt}"] = mean_sd([100 * (acc[s] - _final(have[s][f"{alt}@{op}"]))
+                                           for s in paired])
+                row[f"{alt}_seeds"] = len(paired)
+        out.append(row)
+    return out
+
+
+def _fmt(ms: tuple[float, float] | None, digits: int = 2) -> str:
+    return "—" if ms is None else f"{ms[0]:+.{digits}f} ± {ms[1]:.{digits}f}"
+
+
+def cmd_summary(args: argparse.Namespace) -> None:
+    rows = [r for cell in CELLS.values() for r in cell_summary(cell)]
+    print("| cell | op | seeds | steps | baseline | Δ vs baseline | Δ vs skip (same inputs) | "
+          "Δ vs short | inputs | speedup (per-input medians) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        print(f"| {r['cell']} | {r['op']} | {len(r['seeds'])} | {r['steps']} | "
+              f"{r['baseline'][0]:.2f} ± {r['baseline'][1]:.2f} % | {_fmt(r['d_base'])} | "
+              f"{_fmt(r.get('d_skip'))} | {_fmt(r.get('d_short'))} | {r['inputs'][0]:.3f} | "
+              f"{r['speedup'][0]:.2f} ± {r['speedup'][1]:.2f}× |")
+    pays = [r for r in rows if len(r["seeds"]) >= 2 and r["speedup"][0] >= 1.3
+            and r["d_base"][0] >= -0.5 and r.get("d_skip", (-1, 0))[0] >= 0]
+    print("\ngoal (>= 1.3x within 0.5 points of the baseline and >= skip, mean of >= 2 "
+          f"seeds): {', '.join(r['cell'] + ' ' + r['op'] for r in pays) or 'no cell so far'}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+    if args.figure:
+        figure(rows, Path(args.figure))
+
+
+def figure(rows: list[dict[str, Any]], path: Path) -> None:
+    """Two panels, one message: is mixTrain's accuracy cost shrinking as the regime approaches
+    the paper's? Left: Δ vs optimiser steps at fixed data (p = 0.04, AdamW); right: Δ vs
+    training-set size at 25 epochs. Solid: vs the baseline; dashed: vs skip at equal inputs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mixkit.plots import colour
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    panels = [("optimiser steps of the baseline (log)", "steps",
+               lambda r: r["cell"].startswith("p04-") and r["recipe"] == "adamw"),
+              ("training images (log)", "train",
+               lambda r: r["cell"].endswith("-e25-adamw") or r["cell"].startswith("p100-"))]
+    for ax, (xlabel, key, keep) in zip(axes, panels):
+        ax.axhline(0.0, color="0.3", lw=0.8)
+        for op in ("cutmix", "mixup"):
+            mine = sorted((r for r in rows if r["op"] == op and keep(r)), key=lambda r: r[key])
+            for ref, style in (("d_base", "-"), ("d_skip", "--")):
+                pts = [r for r in mine if ref in r]
+                if not pts:
+                    continue
+                ax.errorbar([r[key] for r in pts], [r[ref][0] for r in pts],
+                            yerr=[r[ref][1] for r in pts], fmt="o" + style, capsize=3,
+                            color=colour(op), alpha=1.0 if ref == "d_base" else 0.6,
+                            label=f"{op} vs {'baseline' if ref == 'd_base' else 'skip'}")
+        sgd = [r for r in rows if r["recipe"] == "sgd" and key == "steps"]
+        for r in sgd:
+            ax.errorbar([r[key]], [r["d_base"][0]], yerr=[r["d_base"][1]], fmt="s",
+                        mfc="none", color=colour(r["op"]), capsize=3,
+                        label=f"{r['op']} vs baseline, SGD")
+        ax.set_xscale("log")
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("Δ top-1 accuracy (points), mean ± sd over seeds")
+    axes[0].set_title("schedule length (2,400 images)")
+    axes[1].set_title("training-set size (25 epochs)")
+    axes[1].legend(fontsize=7, loc="lower right")
+    fig.suptitle("mixTrain's accuracy cost on Fashion-MNIST, MobileNetV2-0.5 (CPU)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    print(f"figure: {path}")
+
+
+def main() -> None:
+    sys.path.insert(0, str(ROOT))
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="train (or continue) cells")
+    r.add_argument("cells", nargs="+", choices=list(CELLS))
+    r.add_argument("--seeds", type=int, nargs="+", default=[0])
+    r.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (pin with `taskset -c K`)")
+    sub.add_parser("plan", help="cells, estimated cost and what has completed")
+    s = sub.add_parser("summary", help="pool the committed run dirs; train nothing")
+    s.add_argument("--figure", default=None)
+    s.add_argument("--json", default=None)
+    args = p.parse_args()
+    {"run": cmd_run, "plan": cmd_plan, "summary": cmd_summary}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()
