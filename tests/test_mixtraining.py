@@ -344,6 +344,32 @@ def test_mixtraining_three_arms_end_to_end(tmp_path: Path, capsys, syncing_ops) 
     assert json.loads((run / "reconstruction.json").read_text())["rows"] == [
         "original", "masked", "ssl+sl", "mixtraining"]
     assert "speedup = ssl+sl" in out and "Δ ssl+sl" in out and "Δ sl" in out
+    best = s["best_at_method_cost"]            # by measured seconds: SL is cheaper per epoch
+    cheap = {n: a for n, a in s["arms"].items()
+             if a["train_seconds"] <= 1.02 * s["arms"]["mixtraining"]["train_seconds"]}
+    assert best["by"] == "train_seconds" and best["arm"] in cheap
+    assert best["accuracy"] == max(a["accuracy"] for a in cheap.values())
+    assert "Most accurate at or below mixtraining's cost (training seconds)" in " ".join(
+        out.split())
+
+
+def test_closing_line_names_a_cheaper_more_accurate_arm() -> None:
+    """Hand-made summary: SL (900 s, 76.3 %) beats MixTraining (1,240 s, 76.1 %) at its cost;
+    SSL+SL (1,400 s) costs more and is not eligible."""
+    from mixkit.engine.loop import ArmResult
+    from mixkit.engine.summary import best_at_cost
+    from mixkit.report import best_at_cost_line
+
+    def arm(name: str, secs: float, acc: float) -> ArmResult:
+        return ArmResult(name, acc, secs, 1000, 1000, 1)
+
+    results = {"sl": arm("sl", 900, 0.763), "ssl+sl": arm("ssl+sl", 1400, 0.770),
+               "mixtraining": arm("mixtraining", 1240, 0.761)}
+    best = best_at_cost(results, results["mixtraining"], "train_seconds")
+    assert best["arm"] == "sl" and best["accuracy"] == 0.763
+    line = best_at_cost_line({"best_at_method_cost": best, "method_arm": "mixtraining",
+                              "arms": results})
+    assert "sl (76.30%)" in line and "+0.20 points" in line and "run `sl` instead" in line
 
 
 def test_ssl_data_and_multitask_end_to_end(tmp_path: Path, capsys, syncing_ops) -> None:

@@ -201,4 +201,5 @@ MIXTRAIN = CommandSpec("mixtrain", _mixtrain_arms, method_arm="mixtrain",
                        baseline_arm="baseline", setup=_mixtrain_setup)
 MIXTRAINING = CommandSpec("mixtraining", _mixtraining_arms, method_arm="mixtraining",
                           baseline_arm="ssl+sl", compare_arms=("ssl+sl", "sl"), setup=_mixtraining_setup,
-                          describe=_mixtraining_describe, finish=_mixtraining_finish)
+                          describe=_mixtraining_describe, finish=_mixtraining_finish,
+                          cost="train_seconds")

@@ -582,6 +582,9 @@ def read_yaml(path: Path) -> dict[str, Any]:
                         hint="Pass the right file to -c/--config.")
     try:
         data = yaml.load(path.read_text(), Loader=_ConfigLoader)  # noqa: S506 - safe loader
+    except RecursionError:
+        raise UserError(f"config file {path} is nested too deeply to be a mixkit config (a flat "
+                        "mapping of option: value).", hint="Pass the right file.") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

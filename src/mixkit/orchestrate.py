@@ -79,6 +79,8 @@ class CommandSpec:
     describe: Callable[[RunContext], dict[str, Any]] | None = None
     # after every arm: artifacts such as plots, written into the run dir
     finish: Callable[[RunContext, dict[str, ArmResult], RunDir], None] | None = None
+    # what "at the method's cost" compares: inputs (equal-cost steps) or train_seconds
+    cost: str = "inputs"
 
 
 def seed_everything(seed: int) -> None:

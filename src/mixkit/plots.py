@@ -211,7 +211,15 @@ def figures_for(runs: list[Run], target: float | None) -> dict[str, Figure]:
 
 
 def save(fig: Figure, path: Path) -> Path:
+    """Write the figure atomically (temp file + rename: a link planted at ``path`` is replaced,
+    never written through)."""
+    import io
+
+    from mixkit.engine.checkpoint import atomic_write
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    buf = io.BytesIO()
+    fig.savefig(buf, format=path.suffix.lstrip(".") or "png")
     plt.close(fig)
+    atomic_write(path, lambda f: f.write(buf.getvalue()))
     return path

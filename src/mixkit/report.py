@@ -6,9 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
+from mixkit.engine.checkpoint import atomic_write, links_in
 from mixkit.engine.summary import NOISY
+from mixkit.errors import UserError
 
 
 def _gain(arm: dict[str, Any], ref: dict[str, Any]) -> str:
@@ -34,8 +38,9 @@ def speedup_table(summary: dict[str, Any]) -> Table:
                "in points (relative %); best = the best epoch's accuracy (chosen on the "
                "validation set: optimistic)" if base is not None and len(arms) > 1 else
                "best = the best epoch's accuracy (chosen on the validation set: optimistic)")
-    table = Table(title=f"mixkit {summary['command']} — {summary.get('data')} / "
-                  f"{summary.get('model')} on {summary.get('device')}", caption=caption)
+    table = Table(title=Text(f"mixkit {summary['command']} — {summary.get('data')} / "
+                             f"{summary.get('model')} on {summary.get('device')}"),
+                  caption=caption)
     ema = any(a.get("accuracy_ema") is not None for a in arms.values())
     cols = ["arm", "accuracy", *(["EMA"] if ema else []), "best", "train s", "inputs", "epochs",
             *(["speedup"] if base is not None and len(arms) > 1 else []),
@@ -55,13 +60,12 @@ def speedup_table(summary: dict[str, Any]) -> Table:
         best = arm.get("best_accuracy")
         ema_acc = [] if not ema else ["—" if arm.get("accuracy_ema") is None
                                       else f"{100 * arm['accuracy_ema']:.2f}%"]
-        table.add_row(name, acc, *ema_acc, "—" if best is None else f"{100 * best:.2f}%",
+        table.add_row(Text(name), acc, *ema_acc, "—" if best is None else f"{100 * best:.2f}%",
                       f"{arm['train_seconds']:.1f}", f"{arm['inputs']:,}", str(arm["epochs"]),
                       *speed, *gains)
-    best = summary.get("best_at_method_cost")
-    if best and len(arms) > 2:
-        table.caption += (f"\nMost accurate at or below {summary['method_arm']}'s cost (inputs): "
-                          f"{best['arm']} ({100 * best['accuracy']:.2f}%)")
+    line = best_at_cost_line(summary)
+    if line:
+        table.caption += "\n" + line
     compiled = [a["compile_seconds"] for a in arms.values() if "compile_seconds" in a]
     if compiled:
         table.caption += (f"\ntrain s excludes torch.compile's compilation ({sum(compiled):.1f} s "
@@ -76,6 +80,25 @@ def speedup_table(summary: dict[str, Any]) -> Table:
 # ------------------------------------------------------------------------------------------
 # mixkit report RUN_DIR [RUN_DIR ...]
 # ------------------------------------------------------------------------------------------
+
+
+def best_at_cost_line(summary: dict[str, Any]) -> str | None:
+    """The run's answer to "for this compute, what should I have run?", in words: the most
+    accurate arm at or below the method's cost, and a recommendation when it is not the
+    method (``summary.json``'s ``best_at_method_cost``)."""
+    best, method = summary.get("best_at_method_cost"), summary.get("method_arm")
+    if not best or len(summary["arms"]) < 2:
+        return None
+    by = best.get("by", "inputs")
+    what = "inputs" if by == "inputs" else "training seconds"
+    text = (f"Most accurate at or below {method}'s cost ({what}): {best['arm']} "
+            f"({100 * best['accuracy']:.2f}%)")
+    if best["arm"] != method and "method_accuracy" in best:
+        gain = 100 * (best["accuracy"] - best["method_accuracy"])
+        text += (f" — {gain:+.2f} points over {method} for no more compute: on this setting, "
+                 f"run `{best['arm']}` instead (one seed; see docs/benchmarks.md for the "
+                 "measured regimes).")
+    return text
 
 
 def _pm(ms: tuple[float, float], scale: float = 1.0, digits: int = 2) -> str:
@@ -113,13 +136,13 @@ def group_title(runs: list[Any]) -> str:
 
 def rich_table(runs: list[Any], rows: list[dict[str, Any]]) -> Table:
     target = rows[0]["target"] if rows else None
-    table = Table(title=group_title(runs), caption=(
+    table = Table(title=Text(group_title(runs)), caption=Text(
         f"mean ± sd over seeds; speedup and Δ against {runs[0].baseline_arm}; time to target = "
         f"training seconds to first reach {100 * target:.2f}% " if target is not None else ""))
     for col in COLUMNS:
         table.add_column(col, justify="left" if col == "arm" else "right", no_wrap=True)
-    for cells in table_rows(rows):
-        table.add_row(*cells)
+    for cells in table_rows(rows):                  # Text: a run's strings are never markup
+        table.add_row(*(Text(c) for c in cells))
     return table
 
 
@@ -177,26 +200,28 @@ def write_report(paths: list[str], out: Path | None, target: float | None,
     from mixkit.errors import UserError
     from mixkit.runs import arm_table, expand, group, load_run
 
-    runs, skipped = [], []
+    runs, skipped, notes = [], [], []
     for path in expand(paths):
         try:
-            runs.append(load_run(path))
+            runs.append(load_run(path, notes))
         except UserError as err:
             skipped.append(err.paragraph)
     for why in skipped:
-        console.print(f"[yellow]skipped:[/] {why}", highlight=False, soft_wrap=True)
+        console.print(f"[yellow]skipped:[/] {escape(why)}", highlight=False, soft_wrap=True)
+    for why in notes:
+        console.print(f"[yellow]note:[/] {escape(why)}", highlight=False, soft_wrap=True)
     if not runs:
-        raise UserError("nothing to report: none of the paths is a mixkit run directory.",
+        raise UserError("nothing to report: none of the paths is a usable mixkit run directory"
+                        + (f" ({skipped[0]})" if len(skipped) == 1 else "."),
                         hint="Pass run directories, e.g. `mixkit report runs/*`.")
-    out = out or (runs[0].path.parent / "report")
-    out.mkdir(parents=True, exist_ok=True)
+    out = _report_folder(out or (runs[0].path.parent / "report"))
     groups = []
     for g, members in enumerate(group(runs)):
         rows = arm_table(members, target)
         unfinished = [str(r.path) for r in members if not r.finished]
         if unfinished:
             console.print(f"[yellow]note:[/] unfinished run(s), reported as far as they got: "
-                          f"{', '.join(unfinished)}", highlight=False, soft_wrap=True)
+                          f"{escape(', '.join(unfinished))}", highlight=False, soft_wrap=True)
         figs = plots.figures_for(members, rows[0]["target"] if rows else None)
         names = [plots.save(f, out / f"g{g}-{k}.png").name for k, f in figs.items()]
         console.print(rich_table(members, rows))
@@ -208,11 +233,30 @@ def write_report(paths: list[str], out: Path | None, target: float | None,
     else:
         console.print(f"note: runs of {len(commands)} commands ({', '.join(sorted(commands))}); "
                       "no common accuracy-vs-time figure is drawn across them.")
-    (out / "report.md").write_text(markdown(groups, pareto))
-    (out / "report.csv").write_text(csv_text(groups))
-    console.print(f"report: {out / 'report.md'}, {out / 'report.csv'} and "
-                  f"{sum(len(n) for _, _, n in groups) + (pareto is not None)} figures in {out}",
-                  highlight=False)
+    for name, text in (("report.md", markdown(groups, pareto)), ("report.csv", csv_text(groups))):
+        atomic_write(out / name, lambda f, t=text: f.write(t.encode()))
+    console.print(Text(f"report: {out / 'report.md'}, {out / 'report.csv'} and "
+                       f"{sum(len(n) for _, _, n in groups) + (pareto is not None)} figures in "
+                       f"{out}"))
+    return out
+
+
+def _report_folder(out: Path) -> Path:
+    """``--out``, created if missing; refused when it is a file, cannot be made, or is or holds
+    a symbolic link (mixkit writes nothing through one: a planted ``report.md`` link would
+    otherwise redirect the write outside the folder)."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is an existing file, not a folder.",
+                        hint="Pass a folder (it is created if missing).")
+    links = links_in(out)
+    if links:
+        raise UserError(f"--out {out} is or holds a symbolic link ({links[0]}); mixkit writes "
+                        "nothing through one.", hint="Remove the link, or pass another --out.")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--out {out} cannot be created: {exc.strerror or exc}.",
+                        hint="Pass a folder you can write to.") from None
     return out
 
 
@@ -224,4 +268,6 @@ def write_run_plots(path: Path) -> list[Path]:
     run = load_run(path)
     rows = arm_table([run], None)
     figs = plots.figures_for([run], rows[0]["target"] if rows else None)
+    if links_in(path / "plots"):
+        raise OSError(40, "RUN_DIR/plots is or holds a symbolic link; nothing is written there")
     return [plots.save(f, path / "plots" / f"{k}.png") for k, f in figs.items()]

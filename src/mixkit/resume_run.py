@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from mixkit.config import load_config, recipe_dict
 from mixkit.engine import distributed as D
-from mixkit.engine.checkpoint import load_checkpoint
+from mixkit.engine.checkpoint import links_in, load_checkpoint
 from mixkit.engine.rundir import run_status
 from mixkit.errors import UserError
 
@@ -89,6 +89,11 @@ def resume_config(cls: type, command: "CommandSpec",
                   overrides: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """The saved config and last checkpoint of ``--resume RUN_DIR``, or a UserError."""
     path = Path(overrides["resume"])
+    links = links_in(path)
+    if links:
+        raise UserError(f"--resume {path} is or holds a symbolic link ({links[0]}); mixkit never "
+                        "creates one, and reads and writes nothing through one.",
+                        hint="Replace the link with the file it points to, or start a new run.")
     if not (path / "config.yaml").is_file():
         raise UserError(f"--resume {path} is not a mixkit run directory (no config.yaml).",
                         hint="Pass the OUTPUT/EXPERIMENT directory of a stopped run.")

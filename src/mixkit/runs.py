@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import glob
 import json
+import math
+import os
+import re
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from mixkit.engine.checkpoint import links_in
 from mixkit.errors import UserError
 
 # config keys that do not make two runs different experiments
@@ -69,26 +71,203 @@ def expand(paths: list[str]) -> list[Path]:
     """Run directories from arguments (a quoted glob is expanded here, as the shell would)."""
     out: list[Path] = []
     for p in paths:
-        hits = sorted(glob.glob(p)) if any(c in p for c in "*?[") else [p]
+        literal = Path(p).exists() or Path(p).is_symlink()   # a name may hold [ ] * ?
+        hits = sorted(glob.glob(p)) if not literal and any(c in p for c in "*?[") else [p]
         out += [Path(h) for h in hits]
     return out
 
 
-def load_run(path: Path) -> Run:
-    """One run directory; a path that is not one is a UserError naming it."""
+# What a report reads, at most (docs/run-dir.md, "Limits"): a 1,000-epoch run of ten arms writes
+# 10,000 rows of ~0.5 kB; anything far beyond is not a mixkit run and is not read.
+MAX_ROWS = 100_000
+MAX_LINE_BYTES = 64 << 10
+MAX_SUMMARY_BYTES = 4 << 20
+NAME = re.compile(r"[A-Za-z0-9_+\-.@:=,]{1,64}")      # arm and phase names (mixkit's, benchmarks')
+MAX_INT = 2 ** 53
+
+
+def _num(v: Any, lo: float | None = 0.0, hi: float | None = None, integer: bool = False,
+         null: bool = False) -> str | None:
+    """Why ``v`` is not a valid number in [lo, hi] (None when it is)."""
+    if v is None:
+        return None if null else "is null"
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and
+                                                                   not isinstance(v, int)):
+        return f"is not {'an integer' if integer else 'a number'} ({_short(v)})"
+    if (abs(v) > MAX_INT) if isinstance(v, int) else (not math.isfinite(v) or abs(v) > MAX_INT):
+        return f"is not a finite number of sensible size ({_short(v)})"
+    if (lo is not None and v < lo) or (hi is not None and v > hi):
+        return f"is {v}, outside [{lo}, {hi if hi is not None else 'inf'}]"
+    return None
+
+
+def _counts(v: Any, hi: float | None = None) -> str | None:
+    if not isinstance(v, dict) or len(v) > 64:
+        return f"is not a mapping of counts ({_short(v)})"
+    for k, x in v.items():
+        why = _num(x, 0.0, hi)
+        if why or not NAME.fullmatch(str(k)):
+            return f"[{_short(k)}] {why or 'is not a plain name'}"
+    return None
+
+
+# metrics.jsonl's keys (docs/run-dir.md): (required, check)
+ROW_KEYS: dict[str, tuple[bool, Any]] = {
+    "arm": (True, lambda v: None if isinstance(v, str) and NAME.fullmatch(v)
+            else f"is not a plain name ({_short(v)})"),
+    "phase": (True, lambda v: None if isinstance(v, str) and NAME.fullmatch(v)
+              else f"is not a plain name ({_short(v)})"),
+    "epoch": (True, lambda v: _num(v, 0, None, integer=True)),   # from 0 before 2026-11-30
+    "train_loss": (True, lambda v: _num(v, None, None, null=True)),
+    "epoch_seconds": (True, lambda v: _num(v, 0.0)),
+    "inputs": (True, lambda v: _num(v, 1, None, integer=True)),
+    "samples": (True, lambda v: _num(v, 1, None, integer=True)),
+    "img_per_s": (False, lambda v: _num(v, 0.0)),
+    "lr": (False, lambda v: _num(v, 0.0)),
+    "val_acc": (False, lambda v: _num(v, 0.0, 1.0, null=True)),
+    "val_acc_ema": (False, lambda v: _num(v, 0.0, 1.0, null=True)),
+    "compile_seconds": (False, lambda v: _num(v, 0.0)),
+    "mixed_fraction": (False, lambda v: _num(v, 0.0, 1.0)),
+    "region_counts": (False, _counts),
+    "mixed_counts": (False, _counts),
+    "task_accuracy": (False, lambda v: _counts(v, 1.0)),
+    **{k: (False, lambda v: _num(v, 0.0, null=True)) for k in ("l_corr", "l_incorr", "l_mid",
+                                                             "below_mean", "pruned")},
+    **{k: (False, lambda v: _num(v, 0.0, 1.0, null=True)) for k in (
+        "correct_below_mid", "incorrect_below_mid", "prune_ratio")},
+    **{k: (False, lambda v: _num(v, None, None, null=True)) for k in ("ssl_loss", "sl_loss")},
+}
+
+
+def check_row(row: Any) -> str | None:
+    """Why a parsed metrics row does not fit the schema (None when it does). Keys mixkit does not
+    know (a newer version's) are accepted when their values are plain numbers or strings."""
+    if not isinstance(row, dict):
+        return f"is a JSON {type(row).__name__}, not an object"
+    for key, (required, check) in ROW_KEYS.items():
+        if key not in row:
+            if required:
+                return f"has no `{key}`"
+            continue
+        why = check(row[key])
+        if why:
+            return f"`{key}` {why}"
+    for key, v in row.items():
+        if key not in ROW_KEYS and not (v is None or isinstance(v, (bool, int, float, str))):
+            return f"`{_short(key)}` is not a plain value"
+    return None
+
+
+def _short(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+class RunDirInvalid(UserError):
+    """A run directory that does not fit the schema of docs/run-dir.md (one paragraph)."""
+
+
+def _open_plain(path: Path):
+    """``path`` for reading, refusing a symbolic link (mixkit never writes one)."""
+    return os.fdopen(os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)), "rb")
+
+
+def read_rows(path: Path, notes: list[str]) -> list[dict[str, Any]]:
+    """``metrics.jsonl``, bounded and validated. A torn last line (a crash mid-append) is left
+    out with a note in ``notes``; any other bad line makes the file unusable (RunDirInvalid
+    naming the line)."""
+    rows: list[dict[str, Any]] = []
+    with _open_plain(path) as f:
+        for n in range(1, MAX_ROWS + 2):
+            line = f.readline(MAX_LINE_BYTES + 1)
+            if not line:
+                return rows
+            if n > MAX_ROWS:
+                raise RunDirInvalid(f"{path} has more than {MAX_ROWS:,} rows; a mixkit run writes "
+                                    "one per epoch and arm, so it is not read.")
+            if len(line) > MAX_LINE_BYTES:
+                raise RunDirInvalid(f"{path}, line {n}: longer than {MAX_LINE_BYTES // 1024} KiB; a "
+                                    "metrics row is well under 1 KiB.")
+            last = not line.endswith(b"\n") and not f.peek(1) if hasattr(f, "peek") else False
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                why = check_row(row)
+            except (ValueError, RecursionError):
+                row, why = None, "is not valid JSON"
+            if why and last:
+                notes.append(f"{path}, line {n}: a torn last line (a crash mid-write) is left out")
+                return rows
+            if why:
+                raise RunDirInvalid(f"{path}, line {n}: the row {why}.")
+            if row.get("val_acc", 0) is None:        # not evaluated: as if the key were absent
+                del row["val_acc"]
+            rows.append(row)
+    return rows
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    from mixkit.config import read_yaml
+
+    if path.is_symlink():
+        raise RunDirInvalid(f"{path} is a symbolic link; mixkit reads nothing through one.")
+    config = read_yaml(path)        # size limit, no aliases, depth (a UserError naming it)
+    for k, v in config.items():
+        plain = v is None or isinstance(v, (bool, int, float, str)) or (
+            isinstance(v, list) and all(isinstance(x, (int, float, str)) for x in v))
+        if not isinstance(k, str) or not plain:
+            raise RunDirInvalid(f"{path}: `{_short(k)}` is not an option: value pair of plain "
+                                "values (a mixkit config is flat).")
+    return config
+
+
+def _read_summary(path: Path) -> dict[str, Any]:
+    if not path.exists() and not path.is_symlink():
+        return {}
+    if path.stat().st_size > MAX_SUMMARY_BYTES:
+        raise RunDirInvalid(f"{path} is larger than {MAX_SUMMARY_BYTES >> 20} MiB; not read.")
+    with _open_plain(path) as f:
+        try:
+            summary = json.loads(f.read())
+        except (ValueError, RecursionError):
+            raise RunDirInvalid(f"{path} is not valid JSON.") from None
+    if not isinstance(summary, dict):
+        raise RunDirInvalid(f"{path} is not a JSON object.")
+    for key, ok in (("command", lambda v: v in (None, "mixtrain", "mixtraining")),
+                    ("status", lambda v: v is None or isinstance(v, str)),
+                    ("baseline_arm", lambda v: v is None or (isinstance(v, str)
+                                                             and NAME.fullmatch(v))),
+                    ("method_arm", lambda v: v is None or (isinstance(v, str)
+                                                           and NAME.fullmatch(v)))):
+        if not ok(summary.get(key)):
+            raise RunDirInvalid(f"{path}: `{key}` is {_short(summary.get(key))}, not what "
+                                "docs/run-dir.md says it holds.")
+    return summary
+
+
+def load_run(path: Path, notes: list[str] | None = None) -> Run:
+    """One run directory, every file checked against ``docs/run-dir.md`` before use; a path that
+    is not one, or holds a file that does not fit, is a UserError naming the file (and line).
+    Notes on what was left out (a torn last line) go to ``notes``."""
+    notes = notes if notes is not None else []
+    links = links_in(path, ["config.yaml", "metrics.jsonl", "summary.json"])
+    if links:
+        raise RunDirInvalid(f"{links[0]} is a symbolic link; mixkit never writes one and reads "
+                            "nothing through one.", hint="Pass the run directory itself.")
     if not (path / "config.yaml").is_file() or not (path / "metrics.jsonl").is_file():
         raise UserError(f"{path} is not a mixkit run directory (it needs config.yaml and "
                         "metrics.jsonl).", hint="Pass OUTPUT/EXPERIMENT folders, e.g. "
                         "`mixkit report runs/*`.")
     try:
-        config = yaml.safe_load((path / "config.yaml").read_text()) or {}
-        rows = [json.loads(x) for x in (path / "metrics.jsonl").read_text().splitlines() if x]
-        summary = (json.loads((path / "summary.json").read_text())
-                   if (path / "summary.json").is_file() else {})
-    except (OSError, ValueError, yaml.YAMLError) as exc:
-        raise UserError(f"{path} cannot be read as a run directory ({exc}).") from None
-    if not isinstance(config, dict) or not isinstance(summary, dict):
-        raise UserError(f"{path}: config.yaml / summary.json are not mappings.")
+        config = _read_config(path / "config.yaml")
+        rows = read_rows(path / "metrics.jsonl", notes)
+        summary = _read_summary(path / "summary.json")
+    except OSError as exc:
+        raise UserError(f"{path} cannot be read as a run directory ({exc.strerror or exc}).") \
+            from None
+    if not rows:
+        raise RunDirInvalid(f"{path / 'metrics.jsonl'} has no complete row yet.")
     return Run(path, config, rows, summary)
 
 
@@ -127,15 +306,17 @@ def arm_table(runs: list[Run], target: float | None) -> list[dict[str, Any]]:
     final accuracy minus 0.5 points)."""
     base = runs[0].baseline_arm
     base_acc = [final_accuracy(r.arm_rows(base)) for r in runs if r.arm_rows(base)]
+    base_acc = [a for a in base_acc if a is not None]
     if target is None and base_acc:
-        target = statistics.mean(a for a in base_acc if a is not None) - 0.005
+        target = statistics.mean(base_acc) - 0.005
     out = []
     for arm in runs[0].arms:
         per = [(r, r.arm_rows(arm), r.arm_rows(base)) for r in runs if r.arm_rows(arm)]
         acc = [final_accuracy(rows) for _, rows, _ in per]
         secs = [sum(x["epoch_seconds"] for x in rows) for _, rows, _ in per]
         inputs = [sum(x["inputs"] for x in rows) for _, rows, _ in per]
-        speed = [sum(x["epoch_seconds"] for x in b) / s for (_, _, b), s in zip(per, secs) if b]
+        speed = [sum(x["epoch_seconds"] for x in b) / s for (_, _, b), s in zip(per, secs)
+                 if b and s > 0]                    # an arm of 0 s has no speed to report
         delta = [a - final_accuracy(b) for (_, _, b), a in zip(per, acc)
                  if b and a is not None and final_accuracy(b) is not None]
         ttt = [time_to(rows, target) for _, rows, _ in per] if target is not None else []

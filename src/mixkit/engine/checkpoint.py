@@ -1,7 +1,11 @@
 """Crash-safe writes: temp file in the same directory, fsync, then ``os.replace``.
 
 A reader sees either the previous whole file or the new whole file, never a torn one: the
-previous checkpoint stays in place until the new one is complete on disk.
+previous checkpoint stays in place until the new one is complete on disk. ``os.replace``
+replaces a *link* planted at the path, never the file it points to; appends
+(:func:`open_append`) refuse to open through a link (``O_NOFOLLOW``). mixkit never creates a
+symbolic link, so :func:`links_in` finding one in a folder it writes means someone else put it
+there (``docs/reliability.md``).
 """
 
 from __future__ import annotations
@@ -42,6 +46,24 @@ def _fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def open_append(path: Path) -> io.TextIOWrapper:
+    """``open(path, "a")`` that refuses a symbolic link at ``path`` (``OSError`` ELOOP)."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+    return os.fdopen(os.open(path, flags, 0o644), "a", encoding="utf-8")
+
+
+def links_in(folder: Path, names: Any = None) -> list[str]:
+    """The symbolic links among ``folder``'s entries (only ``names`` if given), and the folder
+    itself if it is one."""
+    folder = Path(folder)
+    if folder.is_symlink():
+        return [str(folder)]
+    if not folder.is_dir():
+        return []
+    entries = [folder / n for n in names] if names is not None else list(folder.iterdir())
+    return [str(e) for e in entries if e.is_symlink()]
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:

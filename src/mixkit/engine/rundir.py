@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from mixkit.config import dump_yaml
-from mixkit.engine.checkpoint import atomic_write, save_checkpoint, write_json
+from mixkit.engine.checkpoint import (atomic_write, links_in, open_append, save_checkpoint,
+                                     write_json)
 from mixkit.errors import RunFailed, UserError
 
 CSV_COLUMNS = ("arm", "phase", "epoch", "train_loss", "val_acc", "epoch_seconds", "lr",
@@ -38,6 +39,7 @@ RUN_FILES = {"config.yaml", "metrics.jsonl", "summary.json", "summary.csv", "las
              "reconstruction.png", "reconstruction.json", "log.txt", "model.pt", ".lock"}
 RUN_FOLDERS = {"plots", "weights"}
 LOCK_NAME = ".lock"
+MAX_SUMMARY_BYTES = 4 << 20      # summary.json: a few kB per arm
 
 
 class WriteFailed(RunFailed):
@@ -107,9 +109,12 @@ def _claim(output: Path, experiment: str, strict: bool, overwrite: bool) -> Path
 def run_status(path: Path) -> str | None:
     """``summary.json``'s ``status`` (completed, interrupted, failed), or None."""
     try:
-        return json.loads(path.read_text()).get("status")
-    except (OSError, ValueError, AttributeError):
+        if path.is_symlink() or path.stat().st_size > MAX_SUMMARY_BYTES:
+            return None
+        status = json.loads(path.read_text()).get("status")
+    except (OSError, ValueError, AttributeError, RecursionError):
         return None
+    return status if isinstance(status, str) else None
 
 
 class RunLock:
@@ -136,7 +141,8 @@ class RunLock:
             import fcntl
         except ImportError:          # pragma: no cover - Windows
             return
-        f = open(self.path / LOCK_NAME, "a+")
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+        f = os.fdopen(os.open(self.path / LOCK_NAME, flags, 0o644), "a+")
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -196,6 +202,12 @@ class RunDir:
     @classmethod
     def reopen(cls, path: Path) -> "RunDir":
         """An existing run directory, locked, with temp files of interrupted writes removed."""
+        links = links_in(path)
+        if links:
+            raise UserError(f"{path} is or holds a symbolic link ({links[0]}); mixkit never "
+                            "creates one, and reads and writes nothing through one.",
+                            hint="Replace the link with the file it points to, or start a new "
+                            "run.")
         rundir = cls(path)
         rundir.lock.acquire()
         for stale in path.glob(".*.tmp"):     # only a dead writer leaves these; we hold the lock
@@ -243,7 +255,7 @@ class RunDir:
     def log(self, row: dict[str, Any]) -> None:
         """Append one epoch's row to metrics.jsonl (flushed and fsynced) and summary.csv."""
         with writing(self.path / "metrics.jsonl"):
-            with open(self.path / "metrics.jsonl", "a") as f:
+            with open_append(self.path / "metrics.jsonl") as f:
                 f.write(json.dumps(row) + "\n")
                 f.flush()
                 os.fsync(f.fileno())
@@ -261,6 +273,8 @@ class RunDir:
         """``weights/ARM.pt`` (atomic), see :mod:`mixkit.models.weights`."""
         path = self.path / "weights" / f"{arm}.pt"
         with writing(path):
+            if path.parent.is_symlink():
+                raise OSError(40, "weights/ is a symbolic link; mixkit writes no file through one")
             path.parent.mkdir(exist_ok=True)
             save_checkpoint(payload, path)
 
@@ -287,7 +301,7 @@ class LogFile(io.TextIOBase):
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            self._f: io.TextIOWrapper | None = open(path, "a", encoding="utf-8")
+            self._f: io.TextIOWrapper | None = open_append(path)
         except OSError:
             self._f = None
 

@@ -43,7 +43,7 @@ def summarize(command: "CommandSpec", ctx: "RunContext", results: dict[str, ArmR
         "speedup": base.train_seconds / method.train_seconds if both else None,
         "accuracy_delta": method.accuracy - base.accuracy if both else None,
         "speedup_median": robust_speedup(base, method) if both else None,
-        "best_at_method_cost": best_at_cost(results, method),
+        "best_at_method_cost": best_at_cost(results, method, command.cost),
         "versions": {"mixkit": mixkit.__version__, "torch": torch.__version__,
                      "timm": __import__("timm").__version__},
     }
@@ -76,16 +76,22 @@ def robust_speedup(base: ArmResult, arm: ArmResult) -> float:
                                                           1e-12)
 
 
-def best_at_cost(results: dict[str, ArmResult], method: ArmResult | None) -> dict | None:
-    """The most accurate arm whose inputs are at or below the method's (within
+def best_at_cost(results: dict[str, ArmResult], method: ArmResult | None,
+                 by: str = "inputs") -> dict | None:
+    """The most accurate arm whose cost is at or below the method's (within
     ``COST_TOLERANCE``), the method included: the user's question "for this compute, what
-    should I run?"."""
+    should I run?". ``by``: ``inputs`` (mixTrain: its arms' steps cost alike, and inputs are free
+    of timing noise) or ``train_seconds`` (MixTraining: an SSL, mix and SL epoch cost
+    differently, so only measured seconds compare its arms)."""
     if method is None:
         return None
-    limit = method.inputs * (1 + COST_TOLERANCE)
-    name, r = max(((n, r) for n, r in results.items() if r.inputs <= limit),
+    cost = (lambda r: r.inputs) if by == "inputs" else (lambda r: r.train_seconds)
+    limit = cost(method) * (1 + COST_TOLERANCE)
+    name, r = max(((n, r) for n, r in results.items() if cost(r) <= limit),
                   key=lambda nr: nr[1].accuracy)
-    return {"arm": name, "accuracy": r.accuracy, "inputs": r.inputs}
+    return {"arm": name, "accuracy": r.accuracy, "inputs": r.inputs,
+            "train_seconds": r.train_seconds, "by": by,
+            "method_accuracy": method.accuracy}
 
 
 def _arm_summary(r: ArmResult, base: ArmResult | None) -> dict[str, Any]:
