@@ -14,6 +14,10 @@ data and augmentation streams, and prints over seeds (mean ± sd):
 Warmups follow Table 7's *proportions* (SL 5 of 100 epochs, SSL 20 of 100) unless
 ``--paper-warmups`` keeps the absolute 5 / 20 epochs (which a 10-epoch run clips to half).
 
+``--ssl-lr-as-mix`` is SSL+SL's fair control: MixTraining's MAE term trains in the mix phase at
+the SL recipe's learning rate (6.7x Table 7's SSL rate at batch 64), so the control trains SSL+SL's
+MAE phase at that rate too.
+
 A rho or alpha sweep (the paper's Tables 4-5) needs only the MixTraining arm per setting:
 ``--arms mixtraining --reference ROWS.json`` takes SL and SSL+SL of the same seeds from an
 earlier ``--rows-out`` file (an arm trained alone is bit-identical to the same arm trained after
@@ -245,6 +249,11 @@ def main() -> None:
     p.add_argument("--sweep", nargs="+", default=None, metavar="ROWS_JSON",
                    help="train nothing: one --arms mixtraining rows file per rho/alpha setting, "
                    "each against --reference SL and SSL+SL of the same seeds (Tables 4-5)")
+    p.add_argument("--ssl-lr-as-mix", action="store_true",
+                   help="the fair control of SSL+SL: its SSL phase trains MAE at the peak "
+                   "learning rate the mix phase gives it (the SL recipe's), not Table 7's SSL "
+                   "rate; train with --arms ssl+sl and compare with --pool ROWS --reference "
+                   "the Table-7 rows of the same seeds")
     p.add_argument("--figure", default=None, metavar="PNG",
                    help="with --sweep: accuracy vs training time of every arm and setting")
     args = p.parse_args()
@@ -253,6 +262,8 @@ def main() -> None:
     if not args.paper_warmups:
         base = replace(base, warmup_epochs=args.warmup_epochs or 0.05 * base.epochs_sl,
                        ssl_warmup_epochs=args.ssl_warmup_epochs or 0.2 * base.epochs_ssl)
+    if args.ssl_lr_as_mix:
+        base = replace(base, ssl_lr=base.sl_lr)
     sched = Schedule(base.epochs_ssl, base.epochs_sl, base.rho)
     reference, _ = load_rows_by_seed(args.reference)
     if args.sweep:

@@ -126,6 +126,45 @@ def test_mixed_sample_with_an_inflated_loss_leaves_through_the_state() -> None:
         assert state.mix_mask().tolist() == expect, r3_from
 
 
+def test_thresholds_epochs_is_the_mean_of_per_epoch_means() -> None:
+    """Epoch 0: correct unmixed losses 1 and 3 (mean 2); epoch 1: one correct unmixed, 1.0.
+    cumulative (the paper): (1 + 3 + 1) / 3 = 5/3; epochs (beyond it): (2 + 1) / 2 = 1.5."""
+    for mode, expect in (("cumulative", 5 / 3), ("epochs", 1.5)):
+        state = MixState(3, CPU, averages=mode)
+        _epoch(state, [1.0, 3.0, 9.0], [True, True, False])
+        state.begin_epoch()
+        state.record(torch.tensor([0, 1, 2]), torch.tensor([1.0, 8.0, 8.0]),
+                     torch.tensor([True, False, False]), torch.tensor([True, True, True]))
+        assert state.end_epoch()["l_corr"] == pytest.approx(expect), mode
+
+
+def test_fig6_check_over_all_samples_counts_the_mixed_ones_too() -> None:
+    """Epoch 1: samples 0 and 1 trained mixed (correct, losses 0.1 and 5.0); sample 2 unmixed,
+    incorrect. L_mid stays 1.05 (mixed losses do not enter it). Unmixed-only: no correct sample
+    -> None; over all samples: 1 of the 2 correct is below L_mid."""
+    state = MixState(3, CPU)
+    _epoch(state, [0.1, 0.1, 2.0], [True, True, False])
+    m = _epoch(state, [0.1, 5.0, 2.0], [True, True, False])
+    assert m["l_mid"] == pytest.approx(1.05)
+    assert m["correct_below_mid"] is None and m["correct_below_mid_all"] == 0.5
+    assert m["incorrect_below_mid_all"] == 0.0
+
+
+def test_edge_anchored_boxes_always_touch_two_borders() -> None:
+    shapes = torch.tensor(ops.box_shapes((4, 4), 0.5))
+    free = ops.sample_cell_boxes(2000, (4, 4), shapes, torch.Generator().manual_seed(0))
+    edge = ops.sample_cell_boxes(2000, (4, 4), shapes, torch.Generator().manual_seed(0), True)
+    for boxes, middle in ((free, True), (edge, False)):
+        y0, x0, h, w = boxes.T
+        touches = ((y0 == 0) | (y0 + h == 4)) & ((x0 == 0) | (x0 + w == 4))
+        assert bool((~touches).any()) == middle          # the paper's boxes: some mid bands
+    y0, x0, h, w = edge.T
+    assert set(y0[h == 2].tolist()) == {0, 2} and set(x0[w == 2].tolist()) == {0, 2}
+    assert 0.25 < float((~((free[:, 0] == 0) | (free[:, 0] + free[:, 2] == 4)
+                           ) | ~((free[:, 1] == 0) | (free[:, 1] + free[:, 3] == 4))
+                         ).float().mean()) < 0.42     # about a third in the middle (1 of 3)
+
+
 def test_pair_plan_accounting() -> None:
     mix = torch.tensor([True, False, True, True, False, True, True])   # 5 eligible
     plan = pair_plan(mix, torch.Generator().manual_seed(0))

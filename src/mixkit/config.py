@@ -276,8 +276,13 @@ class MixtrainConfig(TrainConfig):
     naive_fraction: float = option(0.5, "Fraction of the dataset mixed per epoch with "
                                 "--no-selective.", gt=0.0, max=1.0)
     thresholds: str = option("cumulative", "How L_corr/L_incorr average unmixed losses: over every "
-                          "epoch so far (the paper's running average) or the last epoch only.",
-                          choices=("cumulative", "last"))
+                          "sample-epoch so far (the paper's running average), the last epoch "
+                          "only, or (beyond the paper) the mean of the per-epoch means.",
+                          choices=("cumulative", "last", "epochs"))
+    cutmix_anchor: str = option(
+        "any", "Where a CutMix box may sit: `any` position on the grid (the paper) or, beyond the "
+        "paper, `edge` (touching two borders: at area 0.5 always a half-image, never a middle "
+        "band).", choices=("any", "edge"))
     r3_from: str = option("unmixed", "Which samples the Region 3 rule (mix a hard sample whose loss "
                        "rose) applies to: `unmixed` = those trained unmixed this epoch (the "
                        "paper's text); `all` = mixed ones too, judged by their mixed loss.",

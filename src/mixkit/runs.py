@@ -134,7 +134,8 @@ ROW_KEYS: dict[str, tuple[bool, Any]] = {
     **{k: (False, lambda v: _num(v, 0.0, null=True)) for k in ("l_corr", "l_incorr", "l_mid",
                                                              "below_mean", "pruned")},
     **{k: (False, lambda v: _num(v, 0.0, 1.0, null=True)) for k in (
-        "correct_below_mid", "incorrect_below_mid", "prune_ratio")},
+        "correct_below_mid", "incorrect_below_mid", "correct_below_mid_all",
+        "incorrect_below_mid_all", "prune_ratio")},
     **{k: (False, lambda v: _num(v, None, None, null=True)) for k in ("ssl_loss", "sl_loss")},
 }
 

@@ -123,7 +123,7 @@ class MixTrainArm(Arm):
     def _cutmix(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
         """§4.1.1: grid-aligned CutMix; split propagation gives each constituent its logits."""
         boxes = ops.sample_cell_boxes(batch.size, self.info.grid, self.box_shapes,
-                                      self.box_generator)
+                                      self.box_generator, self.cfg.cutmix_anchor == "edge")
         cells = ops.cell_mask(boxes, self.info.grid) & batch.paired.view(-1, 1, 1)
         x = ops.cutmix(batch.x, batch.x2, ops.pixel_mask(cells, self.stride))
         feats = model.forward_features(x)

@@ -30,16 +30,23 @@ def box_shapes(grid: tuple[int, int], area: float) -> list[tuple[int, int]]:
 
 
 def sample_cell_boxes(n: int, grid: tuple[int, int], shapes: torch.Tensor,
-                      generator: torch.Generator) -> torch.Tensor:
+                      generator: torch.Generator, edge: bool = False) -> torch.Tensor:
     """``n`` random boxes as ``[n, 4]`` int64 rows ``(y0, x0, h, w)`` in grid cells.
 
     ``shapes`` is ``torch.tensor(box_shapes(grid, area))`` on the device (built once): each box
-    takes one of them at random, at a uniformly random position that keeps it on the grid.
+    takes one of them at random, at a uniformly random position that keeps it on the grid (the
+    paper). ``edge`` (``--cutmix-anchor edge``, beyond the paper): each coordinate is the first
+    or the last that fits, so the box touches two borders — at area 0.5 on a 4x4 grid always a
+    half-image (a 2x4 box at rows 0-1 or 2-3), never a middle band that leaves the first image
+    two border strips (a third of the free positions).
     """
     device = shapes.device
     pick = torch.randint(0, shapes.shape[0], (n,), generator=generator, device=device)
     hw = shapes[pick]
     room = torch.stack([grid[0] - hw[:, 0] + 1, grid[1] - hw[:, 1] + 1], dim=1)
+    if edge:
+        end = torch.randint(0, 2, (n, 2), generator=generator, device=device)
+        return torch.cat([end * (room - 1), hw], dim=1)
     yx = (torch.rand(n, 2, generator=generator, device=device) * room).long()
     return torch.cat([yx, hw], dim=1)
 

@@ -114,9 +114,11 @@ class MixState:
         self.sums = torch.zeros(4, device=device, dtype=torch.float64)
         # corr_sum, corr_n, incorr_sum, incorr_n: from epoch 0 on, and of this epoch alone
         self.epoch_sums = torch.zeros_like(self.sums)
+        # sum of per-epoch L_corr means, epochs with one, the same for L_incorr (``epochs``)
+        self.mean_sums = torch.zeros_like(self.sums)
 
     _STATE = ("loss", "prev_loss", "loss_new", "correct", "mixed", "why", "region", "sums",
-              "epoch_sums")
+              "epoch_sums", "mean_sums")
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {k: getattr(self, k).clone() for k in self._STATE}
@@ -125,7 +127,8 @@ class MixState:
         # checkpoints from before the ``mixed`` table: rebuild it from ``why`` (this epoch's
         # plan). Exact at an epoch boundary (the table is cleared when an epoch begins);
         # mid-epoch, up to an odd-one-out single, and rows not yet trained are overwritten.
-        state = {"mixed": state["why"] != NONE, **state}
+        state = {"mixed": state["why"] != NONE, "mean_sums": torch.zeros_like(self.sums),
+                 **state}
         for k in self._STATE:
             setattr(self, k, state[k].to(getattr(self, k).device))
 
@@ -164,6 +167,10 @@ class MixState:
     def end_epoch(self) -> dict[str, Any]:
         """Roll the losses over, recompute thresholds and regions, choose next epoch's mix."""
         self.sums += self.epoch_sums
+        e = self.epoch_sums
+        has = torch.stack([e[1] > 0, e[3] > 0]).to(e.dtype)
+        self.mean_sums += torch.stack([e[0] / e[1].clamp_min(1) * has[0], has[0],
+                                       e[2] / e[3].clamp_min(1) * has[1], has[1]])
         self.prev_loss, self.loss = self.loss, self.loss_new.clone()
         l_corr, l_incorr, l_mid = thresholds(*self._threshold_sums())
         self.epoch_sums.zero_()
@@ -177,20 +184,30 @@ class MixState:
         n, reg = self.n, self.region[: self.n]
         parts = [torch.stack([(reg == R1).sum(), (reg == R2).sum(), (reg == R3).sum()]),
                  below_mid(self.loss[:n], self.correct[:n], self.mixed[:n], l_mid),
+                 below_mid(self.loss[:n], self.correct[:n],
+                           torch.zeros_like(self.mixed[:n]), l_mid),      # every sample
                  torch.stack([l_corr, l_incorr, l_mid]), reasons]
         stats = torch.cat([t.to(torch.float64) for t in parts]).tolist()   # one host read
-        r1, r2, r3, ok_below, ok, bad_below, bad, l_corr, l_incorr, l_mid, m1, m3 = stats
+        (r1, r2, r3, ok_below, ok, bad_below, bad, a_ok_below, a_ok, a_bad_below, a_bad,
+         l_corr, l_incorr, l_mid, m1, m3) = stats
+        share = lambda k, m: k / m if m else None  # noqa: E731
         return {"region_counts": {"r1": int(r1), "r2": int(r2), "r3": int(r3)},
                 "mixed_counts": {"r1": int(m1), "r3": int(m3)},
                 "l_corr": l_corr, "l_incorr": l_incorr, "l_mid": l_mid,
-                "correct_below_mid": ok_below / ok if ok else None,
-                "incorrect_below_mid": bad_below / bad if bad else None}
+                "correct_below_mid": share(ok_below, ok),
+                "incorrect_below_mid": share(bad_below, bad),
+                "correct_below_mid_all": share(a_ok_below, a_ok),
+                "incorrect_below_mid_all": share(a_bad_below, a_bad)}
 
     def _threshold_sums(self) -> torch.Tensor:
-        """``cumulative``: every unmixed sample-epoch so far. ``last``: this epoch's unmixed
-        samples, falling back to the cumulative figure where this epoch has none."""
+        """``cumulative``: every unmixed sample-epoch so far (the paper). ``last``: this epoch's
+        unmixed samples, falling back to the cumulative figure where this epoch has none.
+        ``epochs`` (beyond the paper): the mean of the per-epoch means, so epoch 0's near-chance
+        losses weigh one epoch, not the ~all-unmixed sample count of the first epochs."""
         if self.averages == "cumulative":
             return self.sums
+        if self.averages == "epochs":
+            return self.mean_sums
         s, e = self.sums, self.epoch_sums
         has = torch.stack([e[1], e[1], e[3], e[3]]) > 0
         return torch.where(has, e, s)
