@@ -199,6 +199,62 @@ def _bad_png(req, tmp: Path) -> Path:
     return root
 
 
+def _damaged_image(name: str, write) -> Callable:
+    """The image folder with ``train/dog/<name>`` replaced by what ``write(path)`` writes."""
+    def make(req, tmp: Path) -> Path:
+        root = req.getfixturevalue("imagefolder_root")
+        write(root / "train" / "dog" / name)
+        return root
+    return make
+
+
+def _truncated_jpeg(path: Path) -> None:
+    from PIL import Image
+
+    path.unlink(missing_ok=True)
+    jpg = path.with_suffix(".jpg")
+    Image.new("RGB", (64, 48), (10, 200, 30)).save(jpg, quality=90)
+    jpg.write_bytes(jpg.read_bytes()[:200])
+
+
+def _png16(path: Path) -> None:
+    from PIL import Image
+
+    Image.fromarray(np.full((20, 20), 40000, dtype=np.uint16)).save(path)
+
+
+def _unreadable_class(req, tmp: Path) -> Path:
+    root = req.getfixturevalue("imagefolder_root")
+    for k in range(10):
+        (root / "train" / "dog" / f"{k}.png").write_bytes(b"")
+    return root
+
+
+def _imagenet(tmp: Path, classes: int, flat_val: bool) -> Path:
+    from conftest import solid_png
+
+    root = tmp / "imagenet"
+    for c in range(classes):
+        wnid = f"n{c:08d}"
+        (root / "train" / wnid).mkdir(parents=True)
+        if c < 3:
+            solid_png(root / "train" / wnid / "a.JPEG", (c * 60, 9, 9), 12)
+        if not flat_val:
+            (root / "val" / wnid).mkdir(parents=True)
+    if flat_val:
+        for k in range(5):
+            solid_png(root / "val" / f"ILSVRC2012_val_{k:08d}.JPEG", (9, 9, 9), 12)
+    return tmp
+
+
+def _imagenet_flat(req, tmp: Path) -> Path:
+    return _imagenet(tmp, 1000, flat_val=True)
+
+
+def _imagenet_three(req, tmp: Path) -> Path:
+    return _imagenet(tmp, 3, flat_val=False)
+
+
 def _empty_class(req, tmp: Path) -> Path:
     root = req.getfixturevalue("imagefolder_root")
     (root / "train" / "emu").mkdir()
@@ -341,6 +397,24 @@ CASES = [
      "2500000000 pixels"),
     ("undecodable-png-with-workers", on("imagefolder", "--workers", "2"), _bad_png, "4.png",
      "Remove or replace that image file"),
+    ("image-suffix-on-a-text-file", on("imagefolder", "--workers", "0"),
+     _damaged_image("5.png", lambda p: p.write_text("hello, not an image")), "5.png",
+     "cannot decode"),
+    ("truncated-jpeg", on("imagefolder", "--workers", "0"), _damaged_image("6.png",
+                                                                       _truncated_jpeg),
+     "6.jpg", "cannot decode"),
+    ("png-16-bit", on("imagefolder", "--workers", "0"), _damaged_image("7.png", _png16),
+     "7.png", "8-bit"),
+    ("zero-byte-image", on("imagefolder", "--workers", "0"),
+     _damaged_image("8.png", lambda p: p.write_bytes(b"")), "8.png", "cannot decode"),
+    ("class-of-unreadable-files", on("imagefolder", "--workers", "0"), _unreadable_class,
+     "dog", "cannot decode"),
+    ("rrc-scale-reversed", [*MT, "--scale", "1.0,0.5"], None, "--scale", "lo <= hi"),
+    ("rrc-ratio-not-numbers", [*MT, "--ratio", "wide"], None, "--ratio", "two numbers"),
+    ("imagenet-flat-val", [*MT, "--data", "imagenet", "--data-dir", "{p}"], _imagenet_flat,
+     "no class folders", "valprep.sh"),
+    ("imagenet-wrong-classes", [*MT, "--data", "imagenet", "--data-dir", "{p}"],
+     _imagenet_three, "3 class folders", "--data imagefolder"),
     ("imagefolder-empty-class", on("imagefolder"),
      _empty_class, "emu", "no training images"),
     ("compare-unknown", [*MT, "--compare", "short,coreset"], None, "--compare",

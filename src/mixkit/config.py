@@ -72,6 +72,21 @@ class TrainConfig:
     crop_padding: int = option(4, "Random-crop padding in px (0 disables the crop).", min=0, max=64)
     hflip: Optional[bool] = option(
         None, "Random horizontal flip. Default: on where it keeps the class (not digits/SVHN).")
+    train_transform: str = option(
+        "auto", "Training crop: `rrc` = RandomResizedCrop (--scale, --ratio; evaluation resizes "
+        "the shorter side to img_size / --crop-pct and centre-crops: the ImageNet recipe), "
+        "`crop` = zero-padded random crop (--crop-padding) of the image resized to the square "
+        "--img-size (the CIFAR recipe); `auto` = rrc for streamed folders (imagefolder, "
+        "imagenet), crop for in-memory datasets.", choices=("auto", "rrc", "crop"))
+    scale: str = option("0.08,1.0", "RandomResizedCrop area range, as fractions of the image "
+                        "(timm's --scale).")
+    ratio: str = option("0.75,1.3333333333", "RandomResizedCrop aspect-ratio range, "
+                        "log-uniform (timm's --ratio).")
+    interpolation: str = option("bilinear", "Resampling of the crops (timm's --interpolation).",
+                                choices=("bilinear", "bicubic", "nearest"))
+    crop_pct: float = option(0.875, "Evaluation with --train-transform rrc: resize the shorter "
+                             "side to img_size / crop_pct, then centre-crop (timm's "
+                             "--crop-pct).", gt=0.0, max=1.5)
     val_fraction: float = option(
         0.2, "Held-out validation fraction for datasets without a test split (digits, "
         "imagefolder without val/).", gt=0.0, max=0.9)
@@ -202,6 +217,12 @@ class TrainConfig:
             self.nesterov = bool(self.nesterov)
         if self.weight_decay is None:
             self.weight_decay = DEFAULT_WEIGHT_DECAY[recipes[0][0]]
+        for flag, value, hi in (("--scale", self.scale, 1.0), ("--ratio", self.ratio, None)):
+            pair = parse_pair(value)
+            if pair is None or not 0 < pair[0] <= pair[1] or (hi is not None and pair[1] > hi):
+                raise UserError(f"{where}: {flag} {_short(value)} must be two numbers lo,hi with "
+                                f"0 < lo <= hi{f' <= {hi:g}' if hi else ''}.",
+                                hint=f"E.g. {flag} {'0.08,1.0' if hi else '0.75,1.333'}.")
         for _, sched, span, flag in recipes:
             self._check_decay(where, sched, span, flag)
 
@@ -239,6 +260,15 @@ class TrainConfig:
                 "decay_epochs": self.decay_epochs or max(round(span / 3), 1),
                 "decay_milestones": self.milestones(span), "decay_rate": self.decay_rate,
                 "smoothing": self.smoothing}
+
+
+def parse_pair(value: Any) -> tuple[float, float] | None:
+    """``"a,b"`` -> (a, b) as finite floats, or None."""
+    try:
+        lo, hi = (float(x) for x in str(value).split(","))
+    except ValueError:
+        return None
+    return (lo, hi) if math.isfinite(lo) and math.isfinite(hi) else None
 
 
 COMPARE_ARMS = ("short", "skip", "infobatch")

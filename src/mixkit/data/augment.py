@@ -50,6 +50,51 @@ def augment(images: torch.Tensor, padding: int, flip: bool | torch.Tensor,
     return crop_flip(images, padding, dy, dx, flips)
 
 
+def sample_rrc(n: int, height: int, width: int, scale: tuple[float, float],
+               ratio: tuple[float, float], generator: torch.Generator,
+               device: torch.device) -> torch.Tensor:
+    """RandomResizedCrop boxes for a batch, vectorised: ``[n, 4]`` float ``(top, left, h, w)``.
+
+    torchvision's rule drawn for every sample at once: 10 candidate (area, log-ratio) draws, the
+    first whose rounded box fits is taken; a sample with none keeps the whole image."""
+    tries = 10
+    area = height * width * (scale[0] + (scale[1] - scale[0]) * torch.rand(
+        n, tries, generator=generator, device=device))
+    lr = torch.log(torch.tensor(ratio, device=device))
+    aspect = torch.exp(lr[0] + (lr[1] - lr[0]) * torch.rand(n, tries, generator=generator,
+                                                             device=device))
+    w = torch.round(torch.sqrt(area * aspect))
+    h = torch.round(torch.sqrt(area / aspect))
+    ok = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+    first = torch.argmax(ok.int(), dim=1, keepdim=True)         # first fitting draw
+    any_ok = ok.any(dim=1)
+    w = torch.where(any_ok, w.gather(1, first)[:, 0], torch.full_like(w[:, 0], width))
+    h = torch.where(any_ok, h.gather(1, first)[:, 0], torch.full_like(h[:, 0], height))
+    u = torch.rand(n, 2, generator=generator, device=device)
+    top = torch.floor(u[:, 0] * (height - h + 1))
+    left = torch.floor(u[:, 1] * (width - w + 1))
+    return torch.stack([top, left, h, w], dim=1)
+
+
+def resized_crop(images: torch.Tensor, boxes: torch.Tensor, size: int, flips: torch.Tensor,
+                 interpolation: str = "bilinear") -> torch.Tensor:
+    """Each image's box resampled to ``size`` x ``size`` (and flipped where ``flips``) in one
+    ``grid_sample``: an affine grid per row, no per-sample Python."""
+    b, _, hgt, wid = images.shape
+    top, left, h, w = boxes.unbind(1)
+    sx, sy = w / wid, h / hgt
+    cx, cy = (2 * left + w) / wid - 1, (2 * top + h) / hgt - 1
+    sx = torch.where(flips, -sx, sx)
+    zero = torch.zeros_like(sx)
+    theta = torch.stack([torch.stack([sx, zero, cx], 1), torch.stack([zero, sy, cy], 1)], 1)
+    grid = F.affine_grid(theta, [b, images.shape[1], size, size], align_corners=False)
+    mode = "bicubic" if interpolation == "bicubic" else ("nearest" if interpolation == "nearest"
+                                                           else "bilinear")
+    out = F.grid_sample(images.float(), grid, mode=mode, padding_mode="border",
+                        align_corners=False)
+    return out.clamp_(0, 255)
+
+
 def normalize(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
               channels_last: bool = False) -> torch.Tensor:
     """uint8 [B, C, H, W] -> float32 ``(x/255 - mean) / std`` in one fused multiply-add."""

@@ -16,11 +16,12 @@ import torch
 
 from mixkit.data import formats
 from mixkit.data.augment import resize_uint8
-from mixkit.data.folder import scan_image_folder
+from mixkit.data.folder import check_imagenet, scan_image_folder
 from mixkit.data.registry import (READERS, DatasetSpec, download, find, get_spec, locate,
                                   missing_error, resolve_root)
 from mixkit.data.sources import FileDataset, Preprocess, StreamSource, TensorSource
 from mixkit.data.split import stratified_holdout, stratified_indices
+from mixkit.config import parse_pair
 from mixkit.errors import UserError
 
 Source = Union[TensorSource, StreamSource]
@@ -68,8 +69,11 @@ def load_data(name: str, cfg, device: torch.device, command: str) -> DataBundle:
         val_src: Source = TensorSource(val, prep, device, cfg.seed)
         num_classes = spec.num_classes or int(train.labels.max()) + 1
     else:
+        if spec.name == "imagenet":
+            check_imagenet(root)
         train_files, val_files, num_classes = _folder_splits(root, cfg, img_size)
-        prep = _preprocess((torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)), cfg, hflip)
+        prep = _preprocess((torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)), cfg, hflip,
+                           streamed=True)
         train_src = StreamSource(train_files, prep, device, cfg.seed, cfg.workers)
         val_src = StreamSource(val_files, prep, device, cfg.seed, cfg.workers)
     return DataBundle(name, spec, train_src, val_src, num_classes, img_size, hflip,
@@ -124,8 +128,23 @@ def load_tasks(names: list[str], cfg, device: torch.device, command: str) -> Dat
                       any(flips), None, list(zip(names, val_sources)))
 
 
-def _preprocess(stats: tuple[torch.Tensor, torch.Tensor], cfg, hflip: bool) -> Preprocess:
-    return Preprocess(stats[0], stats[1], cfg.crop_padding, hflip, cfg.channels_last)
+def train_transform(cfg, streamed: bool) -> str:
+    """``--train-transform``: ``auto`` is RandomResizedCrop for streamed folders (ImageNet's
+    recipe) and the padded crop for the in-memory datasets (CIFAR's)."""
+    if cfg.train_transform != "auto":
+        return cfg.train_transform
+    return "rrc" if streamed else "crop"
+
+
+def _preprocess(stats: tuple[torch.Tensor, torch.Tensor], cfg, hflip: bool,
+                streamed: bool = False) -> Preprocess:
+    """How batches are augmented on the device: streamed RandomResizedCrop cut its crop while
+    decoding (only the flip is left); in-memory RandomResizedCrop is one batched resample."""
+    rrc = train_transform(cfg, streamed) == "rrc"
+    return Preprocess(stats[0], stats[1], 0 if rrc else cfg.crop_padding, hflip,
+                      cfg.channels_last,
+                      (parse_pair(cfg.scale), parse_pair(cfg.ratio)) if rrc and not streamed
+                      else None, cfg.interpolation)
 
 
 def _in_memory_splits(spec: DatasetSpec, root: Path, cfg,
@@ -173,9 +192,12 @@ def _folder_splits(root: Path, cfg, img_size: int) -> tuple[FileDataset, FileDat
     train_paths, train_labels = tree.train
     if cfg.data_fraction < 1.0:
         keep = stratified_indices(train_labels, cfg.data_fraction, cfg.seed).tolist()
-        train_paths, train_labels = [train_paths[i] for i in keep], train_labels[keep]
-    return (FileDataset(train_paths, train_labels, img_size),
-            FileDataset(tree.val[0], tree.val[1], img_size), len(tree.classes))
+        train_paths, train_labels = train_paths.take(keep), train_labels[keep]
+    how = dict(transform=train_transform(cfg, streamed=True), seed=cfg.seed,
+               scale=parse_pair(cfg.scale), ratio=parse_pair(cfg.ratio),
+               interpolation=cfg.interpolation, crop_pct=cfg.crop_pct)
+    return (FileDataset(train_paths, train_labels, img_size, **how),
+            FileDataset(tree.val[0], tree.val[1], img_size, **how), len(tree.classes))
 
 
 def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:

@@ -7,9 +7,11 @@ splits; otherwise the class folders sit directly under the root and a stratified
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from mixkit.data.split import stratified_holdout
@@ -19,26 +21,72 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".ti
 VAL_NAMES = ("val", "validation", "test")
 
 
+class FileList:
+    """A compact list of image files: one entry per class folder, then per file its folder's
+    index and its name relative to it, in NumPy arrays (about 30-60 bytes a file for ImageNet's
+    names, against ~500 for a list of ``Path`` objects). NumPy arrays are also safe to share
+    with forked DataLoader workers: touching a Python list's items bumps their reference counts
+    and copies every page into each worker, an array's buffer is never written."""
+
+    def __init__(self, dirs: list[str], dir_index: np.ndarray, names: np.ndarray) -> None:
+        self.dirs, self.dir_index, self.names = dirs, dir_index, names
+
+    def __len__(self) -> int:
+        return int(self.names.shape[0])
+
+    def path(self, i: int) -> Path:
+        return Path(self.dirs[int(self.dir_index[i])]) / self.names[i].decode("utf-8", "surrogateescape")
+
+    def __getitem__(self, i: int) -> Path:
+        return self.path(i)
+
+    def take(self, idx: list[int] | np.ndarray) -> "FileList":
+        idx = np.asarray(idx, dtype=np.int64)
+        return FileList(self.dirs, self.dir_index[idx], self.names[idx])
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.dir_index.nbytes + self.names.nbytes)
+
+
 @dataclass
 class FolderTree:
     classes: list[str]
-    train: tuple[list[Path], torch.Tensor]
-    val: tuple[list[Path], torch.Tensor]
+    train: tuple[FileList, torch.Tensor]
+    val: tuple[FileList, torch.Tensor]
 
 
 def _class_dirs(root: Path) -> list[str]:
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    with os.scandir(root) as it:
+        return sorted(e.name for e in it if e.is_dir() and not e.name.startswith("."))
 
 
-def _files(root: Path, classes: list[str]) -> tuple[list[Path], torch.Tensor]:
-    paths, labels = [], []
+def _images_under(folder: str) -> list[tuple[str, str]]:
+    """(sub-folder, file name) of every image under ``folder``, recursively, sorted."""
+    out = []
+    for here, subdirs, files in os.walk(folder):
+        subdirs.sort()
+        out += [(here, f) for f in sorted(files)
+                if os.path.splitext(f)[1].lower() in IMAGE_SUFFIXES]
+    return out
+
+
+def _files(root: Path, classes: list[str]) -> tuple[FileList, torch.Tensor]:
+    dirs: list[str] = []
+    dir_of: dict[str, int] = {}
+    index, names, labels = [], [], []
     for i, c in enumerate(classes):
         d = root / c
-        files = sorted(p for p in d.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES) \
-            if d.is_dir() else []
-        paths += files
-        labels += [i] * len(files)
-    return paths, torch.tensor(labels, dtype=torch.int64)
+        for here, name in _images_under(str(d)) if d.is_dir() else []:
+            if here not in dir_of:
+                dir_of[here] = len(dirs)
+                dirs.append(here)
+            index.append(dir_of[here])
+            names.append(name.encode("utf-8", "surrogateescape"))
+            labels.append(i)
+    files = FileList(dirs, np.asarray(index, dtype=np.int32),
+                     np.asarray(names, dtype=np.bytes_) if names else np.zeros(0, "S1"))
+    return files, torch.tensor(labels, dtype=torch.int64)
 
 
 def scan_image_folder(root: Path, val_fraction: float) -> FolderTree:
@@ -66,10 +114,41 @@ def scan_image_folder(root: Path, val_fraction: float) -> FolderTree:
                         "with no examples cannot be learned.")
     if val is None:
         tr, va = stratified_holdout(train[1], val_fraction, seed=0)
-        paths = train[0]
-        val = ([paths[i] for i in va.tolist()], train[1][va])
-        train = ([paths[i] for i in tr.tolist()], train[1][tr])
+        files = train[0]
+        val = (files.take(va.numpy()), train[1][va])
+        train = (files.take(tr.numpy()), train[1][tr])
     if len(val[0]) == 0:
         raise UserError(f"the image folder {root} has an empty validation split.",
                         hint="Put images under val/<class>/ or remove the empty val/ folder.")
     return FolderTree(classes, train, val)
+
+
+IMAGENET_CLASSES = 1000
+
+
+def check_imagenet(root: Path) -> None:
+    """The two common mistakes with an ImageNet tree, as one paragraph each: the official
+    validation archive unpacked flat (50,000 files, no class folders), and a tree with another
+    number of classes (a subset is an ``imagefolder``)."""
+    train, val = root / "train", root / "val"
+    classes = _class_dirs(train)
+    if len(classes) != IMAGENET_CLASSES:
+        raise UserError(f"{train} has {len(classes)} class folders; ImageNet-1k has "
+                        f"{IMAGENET_CLASSES} (one per wnid, e.g. n01440764).",
+                        hint="For a subset or another tree of this layout use --data "
+                        f"imagefolder --data-dir {root}.")
+    if not val.is_dir():
+        raise UserError(f"{root} has no val/ folder; ImageNet is evaluated on its 50,000 "
+                        "validation images.", hint="Unpack ILSVRC2012_img_val.tar into val/ and "
+                        "sort it into wnid folders (below).")
+    with os.scandir(val) as it:
+        entries = list(it)
+    flat = sum(e.is_file() and os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES
+               for e in entries)
+    if flat and not any(e.is_dir() for e in entries):
+        raise UserError(f"{val} holds {flat:,} images but no class folders: the official "
+                        "validation archive unpacks flat, and mixkit needs val/<wnid>/*.JPEG "
+                        "to know each image's class.",
+                        hint="Move each image into its wnid folder with the devkit's ground "
+                        "truth (e.g. the `valprep.sh` script of PyTorch's ImageNet example, or "
+                        "LOC_val_solution.csv from Kaggle's copy), then re-run.")

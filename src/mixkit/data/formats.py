@@ -254,27 +254,18 @@ def read_svhn(root: Path) -> tuple[Split, Split]:
 # ------------------------------------------------------------------------------------------
 
 
-MAX_IMAGE_PIXELS = 64_000_000     # 8000 x 8000: far above any training image
-
-
-def decode_image(path: Path, size: int | None = None) -> np.ndarray:
-    """One image file as uint8 ``[3, H, W]`` (RGB), optionally resized to ``size``x``size``.
-
-    The header's pixel count is checked before anything is decoded: a small file declaring
-    50,000 x 50,000 pixels is refused, not expanded.
-    """
+def decode_image(path: Path, size: int | None = None, decode=None) -> np.ndarray:
+    """One image file as uint8 ``[3, H, W]`` RGB through ``decode(path)`` (default: the whole
+    image, resized to ``size`` x ``size``; :mod:`mixkit.data.transforms` has the ImageNet
+    crops). Whatever the file is — not an image, truncated, zero bytes, a header declaring
+    50,000 x 50,000 pixels (refused before decoding), 16-bit pixels — the error is one
+    paragraph naming it."""
     from PIL import Image, UnidentifiedImageError
 
+    from mixkit.data.transforms import decode_squash
+
     try:
-        with Image.open(path) as img:
-            if img.size[0] * img.size[1] > MAX_IMAGE_PIXELS:
-                raise _corrupt(path, f"it declares {img.size[0]}x{img.size[1]} pixels, more "
-                                     f"than the {MAX_IMAGE_PIXELS:,} mixkit decodes",
-                               hint=IMAGE_HINT)
-            img = img.convert("RGB")
-            if size is not None and img.size != (size, size):
-                img = img.resize((size, size), Image.BILINEAR)
-            return np.ascontiguousarray(np.asarray(img, dtype=np.uint8).transpose(2, 0, 1))
+        return decode(path) if decode is not None else decode_squash(path, size)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, MemoryError,
             Image.DecompressionBombError) as exc:
         raise _corrupt(path, f"cannot decode image: {str(exc)[:200]}", hint=IMAGE_HINT) from None

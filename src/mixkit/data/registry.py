@@ -80,6 +80,9 @@ SPECS: dict[str, DatasetSpec] = {s.name: s for s in (
     DatasetSpec("imagefolder", "any ROOT/[train|val/]<class>/*.jpg tree, streamed",
                 "<class>/ folders of images (optionally under train/ and val/)", None, None, 64,
                 True, False),
+    DatasetSpec("imagenet", "ImageNet-1k (ILSVRC2012), 1.28M/50k JPEGs, 1,000 classes, "
+                "streamed", "imagenet/train/<wnid>/*.JPEG and imagenet/val/<wnid>/*.JPEG",
+                1000, None, 224, True, False, folders=("imagenet", "ILSVRC/Data/CLS-LOC", ".")),
     DatasetSpec("synthetic", "procedural patterns, 10 classes (smoke tests only)",
                 "generated", 10, 32, 32, True, True, needs_root=False),
 )}
@@ -145,6 +148,9 @@ def locate(spec: DatasetSpec, root: Path) -> Path | None:
         return root
     if spec.name == "imagefolder":
         return root if root.is_dir() and any(p.is_dir() for p in root.iterdir()) else None
+    if spec.name == "imagenet":           # a tree with train/ (val/ is checked when read)
+        return next((f.resolve() for f in spec.candidates(root) if (f / "train").is_dir()),
+                    None)
     if spec.folders:
         return next((f for f in spec.candidates(root) if _idx_complete(f)), None)
     return root if all((root / m).exists() for m in spec.marker) else None

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from mixkit.data.augment import augment, normalize
+from mixkit.data.augment import augment, normalize, resized_crop, sample_rrc
+from mixkit.data import transforms as T
 from mixkit.data.formats import Split, decode_image
 from mixkit.data.plan import EpochPlan
 from mixkit.errors import UserError
@@ -55,15 +56,25 @@ class Preprocess:
     padding: int
     hflip: bool
     channels_last: bool = False
+    # in-memory RandomResizedCrop: (scale, ratio), or None (the padded crop, or a streamed
+    # source whose crop was cut while decoding)
+    rrc: tuple[tuple[float, float], tuple[float, float]] | None = None
+    interpolation: str = "bilinear"
 
     def to(self, device: torch.device) -> "Preprocess":
         return Preprocess(self.mean.to(device), self.std.to(device), self.padding, self.hflip,
-                          self.channels_last)
+                          self.channels_last, self.rrc, self.interpolation)
 
     def train(self, images: torch.Tensor, generator: torch.Generator,
               hflip: torch.Tensor | None = None) -> torch.Tensor:
         """Augment and normalise; ``hflip`` (bool [B]) overrides the flag per row (multi-task)."""
         flip = self.hflip if hflip is None else hflip
+        if self.rrc is not None:
+            n, _, h, w = images.shape
+            boxes = sample_rrc(n, h, w, *self.rrc, generator, images.device)
+            flips = (torch.rand(n, generator=generator, device=images.device) < 0.5) & flip
+            crops = resized_crop(images, boxes, h, flips, self.interpolation)
+            return normalize(crops, self.mean, self.std, self.channels_last)
         return normalize(augment(images, self.padding, flip, generator), self.mean,
                          self.std, self.channels_last)
 
@@ -113,8 +124,10 @@ class TensorSource(_Source):
         super().__init__(split.labels, prep, device, seed)
         self.images = split.images.to(device)
 
-    def batches(self, plan: EpochPlan, batch_size: int, start: int = 0) -> Iterator[Batch]:
-        """Batches ``start, start+1, ...`` of the plan (``start > 0``: a resumed epoch)."""
+    def batches(self, plan: EpochPlan, batch_size: int, start: int = 0,
+                epoch: int = 0) -> Iterator[Batch]:
+        """Batches ``start, start+1, ...`` of the plan (``start > 0``: a resumed epoch); the
+        augmentation comes from the source's generator (``epoch`` is for streamed crops)."""
         plan = plan.to(self.device)
         for k in range(start, plan.num_batches(batch_size)):
             first, second = plan.batch(k, batch_size)
@@ -137,20 +150,41 @@ class TensorSource(_Source):
 class FileDataset(Dataset):
     """Image files decoded to uint8 ``[3, size, size]`` in the DataLoader's workers.
 
+    ``transform``: ``rrc`` (RandomResizedCrop while decoding for a training key ``(i, epoch)``,
+    the resize + centre crop for an evaluation key ``i``; :mod:`mixkit.data.transforms`) or
+    ``crop`` (the whole image resized to the square, both ways). The crop of sample ``i`` in
+    epoch ``epoch`` depends on ``(seed, epoch, i)`` alone.
+
     A file that cannot be decoded comes back as ``(zeros, message)`` rather than an exception:
     an exception raised in a worker reaches the main process as a worker traceback, while the
     message lets the main process raise the one-paragraph error that names the file.
     """
 
-    def __init__(self, paths: list[Path], labels: torch.Tensor, size: int) -> None:
-        self.paths, self.labels, self.size = paths, labels, size
+    def __init__(self, files, labels: torch.Tensor, size: int, transform: str = "crop", *,
+                 seed: int = 0, scale: tuple[float, float] = T.SCALE,
+                 ratio: tuple[float, float] = T.RATIO, interpolation: str = "bilinear",
+                 crop_pct: float = 0.875) -> None:
+        self.files, self.labels, self.size, self.transform = files, labels, size, transform
+        self.seed, self.scale, self.ratio = seed, scale, ratio
+        self.interpolation, self.crop_pct = interpolation, crop_pct
 
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self.files)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, str]:
+    def decoder(self, i: int, epoch: int | None):
+        """The decode of sample ``i``: training in ``epoch``, or evaluation (``None``)."""
+        if self.transform != "rrc":
+            return lambda p: T.decode_squash(p, self.size)
+        if epoch is None:
+            return lambda p: T.decode_eval(p, self.size, self.crop_pct, self.interpolation)
+        rng = T.sample_rng(self.seed, epoch, i)
+        return lambda p: T.decode_rrc(p, self.size, rng, self.scale, self.ratio,
+                                      self.interpolation)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, str]:
+        i, epoch = key if isinstance(key, tuple) else (key, None)
         try:
-            return torch.from_numpy(decode_image(self.paths[i], self.size)), ""
+            return torch.from_numpy(decode_image(self.files[i], decode=self.decoder(i, epoch))), ""
         except UserError as err:
             return torch.zeros(3, self.size, self.size, dtype=torch.uint8), err.paragraph
 
@@ -188,11 +222,13 @@ class StreamSource(_Source):
                                       persistent_workers=self.workers > 0)
         return self._loader
 
-    def batches(self, plan: EpochPlan, batch_size: int, start: int = 0) -> Iterator[Batch]:
+    def batches(self, plan: EpochPlan, batch_size: int, start: int = 0,
+                epoch: int = 0) -> Iterator[Batch]:
+        """``epoch`` keys the decode-time crops (the same on resume and on every rank)."""
         plan = plan.to("cpu")
         rows = [_host_rows(*plan.batch(k, batch_size))
                 for k in range(start, plan.num_batches(batch_size))]
-        loader = self._load([r.unique_ids.tolist() for r in rows])
+        loader = self._load([[(i, epoch) for i in r.unique_ids.tolist()] for r in rows])
         for r, fetched in zip(rows, loader):
             raw = _checked(fetched).to(self.device, non_blocking=True)
             ids = torch.from_numpy(r.first).to(self.device, non_blocking=True)

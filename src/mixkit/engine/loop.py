@@ -231,7 +231,7 @@ class Engine:
                                       arm.phased)
             tick, seen = time.perf_counter(), 0
             source = spec.source if spec.source is not None else self.train_source
-            for k, batch in enumerate(source.batches(plan, self.batch_size, start),
+            for k, batch in enumerate(source.batches(plan, self.batch_size, start, epoch),
                                       start=start):
                 loss = self._step(spec, batch, opt, epoch + (k + 0.5) / nb)
                 meter.add(loss, batch.size)

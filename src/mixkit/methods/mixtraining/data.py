@@ -31,10 +31,11 @@ class MixedSource:
     def __len__(self) -> int:
         return len(self.sl)
 
-    def batches(self, plan: EpochPlan, batch_size: int, start: int = 0) -> Iterator[Batch]:
-        for b_sl in self.sl.batches(plan, batch_size, start):
+    def batches(self, plan: EpochPlan, batch_size: int, start: int = 0,
+                epoch: int = 0) -> Iterator[Batch]:
+        for b_sl in self.sl.batches(plan, batch_size, start, epoch):
             partners = EpochPlan(torch.randint(len(self.ssl), (b_sl.size,),
                                                generator=self.generator,
                                                device=self.generator.device))
-            b_ssl = next(iter(self.ssl.batches(partners, b_sl.size)))
+            b_ssl = next(iter(self.ssl.batches(partners, b_sl.size, 0, epoch)))
             yield Batch(mix_inputs(b_sl.x, b_ssl.x, self.lam), b_sl.y, b_sl.ids, task=b_sl.task)

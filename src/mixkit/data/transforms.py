@@ -1,0 +1,155 @@
+"""ImageNet-style transforms for streamed image files, done in the decode step.
+
+* **Training: RandomResizedCrop** (Szegedy et al. 2015; He et al. 2015's and timm's default):
+  a box of ``scale`` ∈ [0.08, 1] of the image area and aspect ``ratio`` ∈ [3/4, 4/3] (log-uniform)
+  at a uniform position, resized to ``size`` × ``size``; after 10 failed draws, the central box
+  of the clamped ratio (torchvision's ``RandomResizedCrop.get_params``, the same algorithm).
+  The flip stays on the device with the batch (:mod:`mixkit.data.augment`).
+* **Evaluation**: the shorter side resized to ``floor(size / crop_pct)``, then the central
+  ``size`` × ``size`` crop (timm's eval transform, ``crop_pct`` 0.875 by default), aspect kept.
+
+The crop parameters of sample ``i`` in epoch ``e`` come from a generator seeded with
+``(seed, e, i)`` alone: whichever worker decodes it, on whichever rank, before or after a
+``--resume``, it gets the same crop, and no full-size image is ever kept (the box is cut while
+decoding). JPEGs are decoded with PIL's draft mode when the box is at least twice the output
+size: the DCT is scaled by 1/2, 1/4 or 1/8 inside libjpeg, so a 2,000 px photo cropped to 224
+never exists at full size (``docs/data.md`` has the measurements).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+SCALE = (0.08, 1.0)
+RATIO = (3 / 4, 4 / 3)
+MAX_IMAGE_PIXELS = 64_000_000     # 8000 x 8000: far above any training image
+# PIL modes mixkit decodes: 8-bit (CMYK JPEGs, which ImageNet has, are converted); 16-bit and
+# float images are refused rather than silently clipped to 255
+MODES = {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "La"}
+
+
+def rrc_box(width: int, height: int, scale: tuple[float, float], ratio: tuple[float, float],
+            rng: np.random.Generator) -> tuple[int, int, int, int]:
+    """torchvision's ``RandomResizedCrop.get_params``: ``(top, left, h, w)`` in pixels."""
+    area = width * height
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(10):
+        target = area * rng.uniform(scale[0], scale[1])
+        aspect = math.exp(rng.uniform(*log_ratio))
+        w = int(round(math.sqrt(target * aspect)))
+        h = int(round(math.sqrt(target / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            top = int(rng.integers(0, height - h + 1))
+            left = int(rng.integers(0, width - w + 1))
+            return top, left, h, w
+    in_ratio = width / height               # fallback: the central crop of the clamped ratio
+    if in_ratio < min(ratio):
+        w, h = width, int(round(width / min(ratio)))
+    elif in_ratio > max(ratio):
+        h, w = height, int(round(height * max(ratio)))
+    else:
+        w, h = width, height
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
+    """The crop stream of one sample in one epoch (independent of worker, rank and resume)."""
+    return np.random.default_rng([seed & 0xFFFFFFFFFFFF, epoch, index, 0x52524331])
+
+
+def eval_size(size: int, crop_pct: float) -> int:
+    """timm's ``scale_size = floor(img_size / crop_pct)``."""
+    return int(math.floor(size / crop_pct))
+
+
+def decode_squash(path: Path, size: int | None = None) -> np.ndarray:
+    """The whole image as uint8 ``[3, H, W]``, resized to ``size`` x ``size`` if given (aspect
+    not kept: the CIFAR-style ``--train-transform crop`` path and TinyImageNet's 64 px files)."""
+    from PIL import Image
+
+    with _open(path) as img:
+        rgb = img.convert("RGB")
+        if size is not None and rgb.size != (size, size):
+            rgb = rgb.resize((size, size), Image.BILINEAR)
+        return np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1))
+
+
+def _open(path: Path):
+    """Open an image, checking its header before anything is decoded."""
+    from PIL import Image
+
+    img = Image.open(path)
+    if img.size[0] * img.size[1] > MAX_IMAGE_PIXELS:
+        img.close()
+        raise ValueError(f"it declares {img.size[0]}x{img.size[1]} pixels, more than the "
+                         f"{MAX_IMAGE_PIXELS:,} mixkit decodes")
+    if img.mode not in MODES:
+        img.close()
+        raise ValueError(f"its pixels are {img.mode} (16-bit or floating point); mixkit trains "
+                         "on 8-bit images — convert it, e.g. PIL `im.convert('RGB')` after "
+                         "scaling to 0..255")
+    return img
+
+
+def _draft(img, box_w: float, box_h: float, size: int) -> None:
+    """Let libjpeg decode at 1/2, 1/4 or 1/8 scale when the box stays >= ``size`` px after it
+    (not a JPEG, or not worth it: nothing changes)."""
+    if img.format != "JPEG":
+        return
+    k = min(box_w, box_h) / size
+    if k < 2:
+        return
+    red = min(8, 2 ** int(math.log2(k)))
+    img.draft("RGB", (math.ceil(img.size[0] / red), math.ceil(img.size[1] / red)))
+
+
+def decode_rrc(path: Path, size: int, rng: np.random.Generator,
+               scale: tuple[float, float] = SCALE, ratio: tuple[float, float] = RATIO,
+               interpolation: str = "bilinear") -> np.ndarray:
+    """RandomResizedCrop while decoding: uint8 ``[3, size, size]``."""
+    from PIL import Image
+
+    resample = getattr(Image.Resampling, interpolation.upper())
+    with _open(path) as img:
+        top, left, h, w = rrc_box(img.size[0], img.size[1], scale, ratio, rng)
+        full = img.size
+        _draft(img, w, h, size)
+        fx, fy = img.size[0] / full[0], img.size[1] / full[1]      # 1, or libjpeg's 1/2^k
+        box = (left * fx, top * fy, min((left + w) * fx, img.size[0]),
+               min((top + h) * fy, img.size[1]))
+        rgb = img if img.mode == "RGB" else img.convert("RGB")
+        out = rgb.resize((size, size), resample, box=box)
+        return np.ascontiguousarray(np.asarray(out, dtype=np.uint8).transpose(2, 0, 1))
+
+
+def decode_eval(path: Path, size: int, crop_pct: float = 0.875,
+                interpolation: str = "bilinear") -> np.ndarray:
+    """Shorter side to ``floor(size / crop_pct)``, central ``size`` crop: uint8 [3, size, size]
+    (pixel for pixel torchvision's ``Resize`` + ``CenterCrop`` on the same PIL image when no
+    draft reduction applies)."""
+    from PIL import Image
+
+    resample = getattr(Image.Resampling, interpolation.upper())
+    short = eval_size(size, crop_pct)
+    with _open(path) as img:
+        _draft(img, min(img.size), min(img.size), short)
+        rgb = img if img.mode == "RGB" else img.convert("RGB")
+        w, h = rgb.size
+        if w <= h:                                   # torchvision: the long side truncated
+            nw, nh = short, int(short * h / w)
+        else:
+            nw, nh = int(short * w / h), short
+        out = rgb.resize((nw, nh), resample)
+        top = int(round((nh - size) / 2.0))
+        left = int(round((nw - size) / 2.0))
+        arr = np.asarray(out, dtype=np.uint8)
+        if nh < size or nw < size:                   # crop_pct > 1: pad as torchvision does
+            pad = np.zeros((max(nh, size), max(nw, size), 3), np.uint8)
+            py, px = (pad.shape[0] - nh) // 2, (pad.shape[1] - nw) // 2
+            pad[py:py + nh, px:px + nw] = arr
+            arr, top, left = pad, (pad.shape[0] - size) // 2, (pad.shape[1] - size) // 2
+        crop = arr[top:top + size, left:left + size]
+        return np.ascontiguousarray(crop.transpose(2, 0, 1))
