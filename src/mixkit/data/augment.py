@@ -47,6 +47,8 @@ def augment(images: torch.Tensor, padding: int, flip: bool | torch.Tensor,
     if padding == 0 and flip is False:
         return images
     dy, dx, flips = sample_crop_flip(images.shape[0], padding, flip, generator, images.device)
+    if padding == 0:            # the flip alone (streamed crops): a select, not a 4-d gather
+        return torch.where(flips.view(-1, 1, 1, 1), images.flip(-1), images)
     return crop_flip(images, padding, dy, dx, flips)
 
 

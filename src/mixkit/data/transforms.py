@@ -106,11 +106,72 @@ def _draft(img, box_w: float, box_h: float, size: int) -> None:
     img.draft("RGB", (math.ceil(img.size[0] / red), math.ceil(img.size[1] / red)))
 
 
+MAX_FILE_BYTES = 256 << 20       # a training JPEG is well under 10 MB
+
+
+def _jpeg_rrc(path: Path, size: int, rng: np.random.Generator, scale: tuple[float, float],
+              ratio: tuple[float, float], interpolation: str) -> np.ndarray | None:
+    """The fast path for JPEGs: libjpeg-turbo through ``simplejpeg``, decoding at the smallest
+    DCT scale (n/8) that keeps the box at least ``size`` px, then one antialiased resize of the
+    box (torch's, which matches PIL's). None when it does not apply (not a baseline RGB/grey
+    JPEG, or simplejpeg missing): the PIL path decodes it instead, with the same box (the
+    stream is consumed the same way)."""
+    try:
+        import simplejpeg
+    except ImportError:
+        return None
+    if path.stat().st_size > MAX_FILE_BYTES:
+        return None
+    data = path.read_bytes()
+    if data[:2] != b"\xff\xd8":
+        return None
+    try:
+        h, w, _, _ = simplejpeg.decode_jpeg_header(data)
+    except ValueError:
+        return None
+    if w * h > MAX_IMAGE_PIXELS:
+        raise ValueError(f"it declares {w}x{h} pixels, more than the {MAX_IMAGE_PIXELS:,} "
+                         "mixkit decodes")
+    state = rng.bit_generator.state
+    top, left, bh, bw = rrc_box(w, h, scale, ratio, rng)
+    try:
+        img = simplejpeg.decode_jpeg(data, colorspace="RGB", min_height=math.ceil(h * size / bh),
+                                     min_width=math.ceil(w * size / bw))
+    except ValueError:
+        rng.bit_generator.state = state           # the PIL path draws the same box
+        return None
+    fy, fx = img.shape[0] / h, img.shape[1] / w
+    crop = img[int(top * fy):max(int(math.ceil((top + bh) * fy)), int(top * fy) + 1),
+               int(left * fx):max(int(math.ceil((left + bw) * fx)), int(left * fx) + 1)]
+    return resize_uint8(crop, size, interpolation)
+
+
+def resize_uint8(hwc: np.ndarray, size: int, interpolation: str) -> np.ndarray:
+    """``[H, W, 3]`` uint8 -> ``[3, size, size]`` uint8, antialiased as PIL resizes."""
+    import torch
+    import torch.nn.functional as F
+
+    t = torch.from_numpy(np.ascontiguousarray(hwc)).permute(2, 0, 1)[None]
+    if interpolation == "bilinear":                  # torch's uint8 kernel (AVX2)
+        out = F.interpolate(t, (size, size), mode="bilinear", antialias=True)
+    elif interpolation == "bicubic":
+        out = F.interpolate(t.float(), (size, size), mode="bicubic", antialias=True)
+        out = out.round_().clamp_(0, 255).to(torch.uint8)
+    else:
+        out = F.interpolate(t, (size, size), mode="nearest")
+    return np.ascontiguousarray(out[0].numpy())
+
+
 def decode_rrc(path: Path, size: int, rng: np.random.Generator,
                scale: tuple[float, float] = SCALE, ratio: tuple[float, float] = RATIO,
                interpolation: str = "bilinear") -> np.ndarray:
-    """RandomResizedCrop while decoding: uint8 ``[3, size, size]``."""
+    """RandomResizedCrop while decoding: uint8 ``[3, size, size]`` (JPEGs through libjpeg-turbo
+    at a reduced DCT scale where possible, anything else through PIL)."""
     from PIL import Image
+
+    fast = _jpeg_rrc(path, size, rng, scale, ratio, interpolation)
+    if fast is not None:
+        return fast
 
     resample = getattr(Image.Resampling, interpolation.upper())
     with _open(path) as img:
