@@ -74,6 +74,23 @@ def test_best_at_cost_and_the_robust_speedup_by_hand() -> None:
     assert robust_speedup(base, mix) == pytest.approx(1.5)
 
 
+def test_the_closing_line_recommends_the_arm_that_beat_mixtrain_at_its_cost() -> None:
+    from mixkit.report import best_at_cost_line
+
+    base = _arm("baseline", [100, 100], 0.90, [10, 10])
+    mix = _arm("mixtrain", [100, 50], 0.82, [10, 5])
+    skip = _arm("skip", [100, 50], 0.86, [10, 5])
+    arms = {"baseline": base, "mixtrain": mix, "skip": skip}
+    line = best_at_cost_line({"best_at_method_cost": best_at_cost(arms, mix),
+                              "method_arm": "mixtrain", "arms": arms})
+    assert line.startswith("Most accurate at or below mixtrain's cost (inputs): skip (86.00%)")
+    assert "+4.00 points over mixtrain" in line and "run `skip` instead" in line
+    alone = best_at_cost_line({"best_at_method_cost": best_at_cost({"mixtrain": mix, "baseline":
+                                                                     base}, mix),
+                               "method_arm": "mixtrain", "arms": {"mixtrain": 1, "baseline": 1}})
+    assert "instead" not in alone                       # the method itself: no advice
+
+
 def test_compare_arms_end_to_end_are_matched_to_mixtrain(tmp_path: Path, capsys,
                                                          syncing_ops) -> None:
     code, out, err = run_cli(["mixtrain", *SMALL, "--epochs", "4", "--op", "mixup",

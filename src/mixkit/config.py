@@ -169,6 +169,16 @@ class TrainConfig:
     experiment: Optional[str] = option(
         None, "Run name (default: <command>-<data>-<model>-<timestamp>).")
     baseline: bool = option(True, "Run the baseline arm(s) side by side (--no-baseline skips).")
+    log_tensorboard: bool = option(
+        False, "Log every arm's per-epoch metrics and the summary as TensorBoard event files "
+        "under RUN_DIR/tb/<arm>/ (needs `pip install -e \".[tensorboard]\"`).")
+    log_wandb: bool = option(
+        False, "Log every arm's per-epoch metrics and the summary to Weights & Biases, files "
+        "under RUN_DIR/wandb/ (needs `pip install -e \".[wandb]\"`).")
+    wandb_project: str = option("mixkit", "W&B project name (with --log-wandb).")
+    wandb_mode: str = option("auto", "W&B mode: auto = offline unless WANDB_API_KEY/WANDB_MODE "
+                             "say otherwise (then `wandb sync`), online or offline.",
+                             choices=("auto", "online", "offline"))
     plots: bool = option(True, "Write the run's figures into RUN_DIR/plots when it finishes "
                       "(--no-plots skips).", recipe=False)
     save_weights: str = option(

@@ -14,7 +14,7 @@ import random
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -30,7 +30,9 @@ from mixkit.engine.rundir import RunDir, WriteFailed
 from mixkit.engine.runtime import Runtime
 from mixkit.engine.signals import Interrupted, stop_on_signals
 from mixkit.engine.summary import summarize
+from mixkit.engine.events import Callback
 from mixkit.errors import RunFailed, UserError
+from mixkit.loggers import build_loggers, check_loggers
 from mixkit.models import ModelInfo, create_model
 from mixkit.models.factory import family_of
 from mixkit.models.weights import weights_payload
@@ -113,12 +115,14 @@ def prepare(cfg: Any, command: CommandSpec, dist: D.Dist = D.Dist()) -> RunConte
     ctx = RunContext(cfg, data, runtime, info, dist=dist)
     if command.setup is not None:
         command.setup(ctx)
+    check_loggers(cfg)
     return ctx
 
 
 def run_arm(ctx: RunContext, name: str, factory: ArmFactory, rundir: RunDir | None,
             progress: TrainingProgress, resume: dict[str, Any] | None = None,
-            done: dict[str, ArmResult] | None = None, command: str = "") -> ArmResult:
+            done: dict[str, ArmResult] | None = None, command: str = "",
+            callbacks: Sequence[Callback] = ()) -> ArmResult:
     """One arm from the same starting point as every other: seed, fresh model, fresh streams.
 
     With ``resume`` (a checkpoint of this arm) the engine then restores the state it saved.
@@ -137,7 +141,7 @@ def run_arm(ctx: RunContext, name: str, factory: ArmFactory, rundir: RunDir | No
                     progress=progress, rundir=rundir, done=done, resume_hint=hint,
                     meta={"command": command, "config_recipe": recipe,
                           "config_hash": recipe_hash(recipe)},
-                    dist=ctx.dist, ema=ema_settings(ctx.cfg))
+                    dist=ctx.dist, ema=ema_settings(ctx.cfg), callbacks=callbacks)
     result = engine.train_arm(arm, resume)
     if rundir is not None and _keeps_weights(ctx.cfg.save_weights, name, command):
         for suffix, weights in (("", model), ("-ema", engine.ema and engine.ema.module)):
@@ -268,6 +272,21 @@ def _train_arms(cfg: Any, command: CommandSpec, arms: list[tuple[str, ArmFactory
                 say: _Say, checkpoint: dict[str, Any] | None) -> dict[str, Any]:
     dist = ctx.dist
     console = say.console
+    loggers = build_loggers(cfg, rundir.path if rundir is not None else None)
+    try:
+        return _train_logged(cfg, command, arms, ctx, rundir, results, say, checkpoint,
+                             loggers)
+    finally:
+        for logger in loggers:
+            logger.close()
+
+
+def _train_logged(cfg: Any, command: CommandSpec, arms: list[tuple[str, ArmFactory]],
+                  ctx: RunContext, rundir: RunDir | None, results: dict[str, ArmResult],
+                  say: _Say, checkpoint: dict[str, Any] | None,
+                  loggers: list[Callback]) -> dict[str, Any]:
+    dist = ctx.dist
+    console = say.console
     try:
         with stop_on_signals(), TrainingProgress(console, enabled=dist.main,
                                                  log=say.log) as progress:
@@ -278,7 +297,7 @@ def _train_arms(cfg: Any, command: CommandSpec, arms: list[tuple[str, ArmFactory
                     continue
                 resume = checkpoint if checkpoint and checkpoint["arm"] == name else None
                 results[name] = run_arm(ctx, name, factory, rundir, progress, resume,
-                                        results, command.name)
+                                        results, command.name, loggers)
         if rundir is None:                  # not rank 0: rank 0 reports; the ranks leave together
             D.barrier()                     # (a rank tearing down gloo while rank 0 still
             return {}                       # writes its summary and figures can abort)
@@ -287,6 +306,8 @@ def _train_arms(cfg: Any, command: CommandSpec, arms: list[tuple[str, ArmFactory
         summary = summarize(command, ctx, results, rundir)
         summary["weights"] = rundir.weights()
         rundir.write_summary(summary)
+        for logger in loggers:
+            logger.run_end(summary)
         if not cfg.keep_checkpoint:         # a completed run cannot be resumed: 129 MB freed
             rundir.drop_checkpoint()
     except Interrupted:

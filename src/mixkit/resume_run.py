@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 
 
 RESUMABLE = {"resume", "device", "log_interval", "workers", "data_dir", "download",
-             "timing_warmup", "plots", "save_weights", "keep_checkpoint"}
+             "timing_warmup", "plots", "save_weights", "keep_checkpoint", "log_tensorboard",
+             "log_wandb", "wandb_project", "wandb_mode"}
 COMMANDS = ("mixtrain", "mixtraining")
 # what a checkpoint must hold, and of which type, before anything in it is trusted
 CHECKPOINT_KEYS = {"command": str, "arm": str, "epoch": int, "batch": int, "rows": list,

@@ -22,7 +22,9 @@ from mixkit.errors import UserError
 
 # config keys that do not make two runs different experiments
 NOT_THE_EXPERIMENT = {"seed", "experiment", "output", "device", "log_interval", "workers",
-                      "data_dir", "download", "timing_warmup", "plots"}
+                      "data_dir", "download", "timing_warmup", "plots", "save_weights",
+                      "keep_checkpoint", "log_tensorboard", "log_wandb", "wandb_project",
+                      "wandb_mode"}
 
 
 @dataclass

@@ -181,8 +181,12 @@ def missing_error(spec: DatasetSpec, data_dir: str | None, command: str) -> User
     ways = []
     if spec.apt_package:
         ways.append(f"install it system-wide with `apt-get install {spec.apt_package}`")
-    ways.append(f"download it with `mixkit {command} --data {spec.name} --data-dir {root} "
-                "--download`")
+    if spec.downloadable:
+        ways.append(f"download it with `mixkit {command} --data {spec.name} --data-dir {root} "
+                    "--download`")
+    elif spec.name == "imagenet":
+        ways.append(f"put its train/ and val/ under {root / 'imagenet'} (it cannot be "
+                    "downloaded for you: image-net.org requires a registration)")
     ways.append("point --data-dir / $MIXKIT_DATA_DIR at a folder that has it")
     return UserError(
         f"dataset `{spec.name}` was not found (data root {root}, from {source}): mixkit looked "

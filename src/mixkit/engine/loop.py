@@ -10,7 +10,7 @@ from __future__ import annotations
 import gc
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -18,6 +18,7 @@ from mixkit.data.sources import Batch
 from mixkit.engine import distributed as D
 from mixkit.engine.arm import Arm, EpochSpec, LossFn
 from mixkit.engine.ema import ModelEma
+from mixkit.engine.events import Callback, Event, TrainState, fire
 from mixkit.engine.resume import Checkpointer
 from mixkit.engine.optim import Recipe, build_optimizer, is_fused, set_lr
 from mixkit.engine.progress import TrainingProgress
@@ -116,7 +117,8 @@ class Engine:
                  rundir: RunDir | None = None, eval_batch_size: int | None = None,
                  done: dict[str, ArmResult] | None = None, resume_hint: str = "",
                  meta: dict[str, Any] | None = None, dist: D.Dist = D.Dist(),
-                 ema: tuple[float, bool] | None = None) -> None:
+                 ema: tuple[float, bool] | None = None,
+                 callbacks: Sequence[Callback] = ()) -> None:
         # ``ema``: (decay, warm-up) of the weights' EMA, or None (--model-ema off)
         self.ema = None if ema is None else ModelEma(runtime.prepare(model, compile=False),
                                                      *ema)
@@ -139,6 +141,8 @@ class Engine:
         self._ddp: torch.nn.Module | None = None
         self._frozen: tuple[str, ...] | None = None
         self.checkpoints = Checkpointer(self)
+        self.callbacks = list(callbacks)
+        self.state: TrainState | None = None        # the arm in progress, for callbacks
 
     # --- optimiser -----------------------------------------------------------------------
     def optimizer_for(self, recipe: Recipe) -> torch.optim.Optimizer:
@@ -183,6 +187,8 @@ class Engine:
         if not self.scaler.is_enabled() and is_fused(opt):   # fp16's GradScaler owns found_inf
             opt.found_inf = self._bad           # fused AdamW: skip the update on the device
         self.scaler.scale(loss).backward()
+        if self.callbacks and self.state is not None:
+            fire(self.callbacks, Event.AFTER_BACKWARD, self.state)
         if self.scaler.is_enabled() or is_fused(opt) or not bool(self._bad):
             self.scaler.step(opt)               # (a plain AdamW, e.g. an older torch on MPS,
         self.scaler.update()                    # cannot skip on the device: one read a step)
@@ -229,6 +235,11 @@ class Engine:
             nb = plan.num_batches(self.batch_size)
             self.progress.start_epoch(arm.name, spec.phase, epoch, arm.epochs, nb, spec.note,
                                       arm.phased)
+            state = self.state
+            if state is not None:
+                state.optimizer, state.recipe, state.phase = opt, spec.recipe, spec.phase
+                state.epoch, state.batch, state.batches, state.row = epoch, start, nb, None
+                fire(self.callbacks, Event.EPOCH_START, state)
             tick, seen = time.perf_counter(), 0
             source = spec.source if spec.source is not None else self.train_source
             for k, batch in enumerate(source.batches(plan, self.batch_size, start, epoch),
@@ -236,6 +247,10 @@ class Engine:
                 loss = self._step(spec, batch, opt, epoch + (k + 0.5) / nb)
                 meter.add(loss, batch.size)
                 seen += batch.size
+                if state is not None and self.callbacks:
+                    state.batch, state.loss = k + 1, loss
+                    state.steps += 1
+                    fire(self.callbacks, Event.AFTER_STEP, state)
                 if self._stop_requested(k + 1, nb):
                     self._interrupt(arm, epoch, k + 1, spec, meter, before + timer.elapsed())
                 now = time.perf_counter()       # refresh every log_interval steps or 0.5 s
@@ -267,8 +282,13 @@ class Engine:
             self.checkpoints.restore_training(resume)
             rows, first = list(resume["rows"]), resume["epoch"]
         self._rows = rows
+        state = self.state = TrainState(arm.name, arm.epochs, self.model, ema=self.ema,
+                                        epoch=first, rows=rows)
+        fire(self.callbacks, Event.FIT_START, state)
         for epoch in range(first, arm.epochs):
             row, spec = self._train_epoch(arm, epoch, resume if epoch == first else None)
+            state.row = row
+            fire(self.callbacks, Event.EPOCH_END, state)
             if spec.evaluate:
                 row["val_acc"], per_task = evaluate_tasks(self.model, self.val_tasks,
                                                           self.runtime, self.eval_batch_size)
@@ -280,6 +300,7 @@ class Engine:
                     row["val_acc_ema"] = evaluate_tasks(self.ema.module, self.val_tasks,
                                                         self.runtime, self.eval_batch_size)[0]
             rows.append(row)
+            fire(self.callbacks, Event.EVAL_END, state)
             self.progress.end_epoch(row, spec.note)
             if self.rundir is not None:
                 self.rundir.log(row)
@@ -288,7 +309,9 @@ class Engine:
             if self._stop_requested(0, 0):
                 raise Interrupted(STOP.signum or 15,
                                   self._stopped_message(arm, epoch + 1, 0))
-        return ArmResult.from_rows(arm.name, arm.epochs, rows, arm.finish(self.model))
+        state.result = ArmResult.from_rows(arm.name, arm.epochs, rows, arm.finish(self.model))
+        fire(self.callbacks, Event.FIT_END, state)
+        return state.result
 
     def _interrupt(self, arm: Arm, epoch: int, batch: int, spec: EpochSpec,
                    meter: DeviceMeter, seconds: float) -> None:
