@@ -187,9 +187,17 @@ def _final(rows: list[dict[str, Any]]) -> float:
     return next(r["val_acc"] for r in reversed(rows) if "val_acc" in r)
 
 
-def _per_input(rows: list[dict[str, Any]]) -> float:
-    """Median seconds per input over the arm's epochs (robust to one disturbed epoch)."""
-    return statistics.median(r["epoch_seconds"] / max(r["inputs"], 1) for r in rows)
+def _result(name: str, rows: list[dict[str, Any]]):
+    from mixkit.engine.loop import ArmResult
+
+    return ArmResult.from_rows(name, len(rows), rows)
+
+
+def robust_speedup(base, arm) -> float:
+    """mixkit's speedup from per-input median epoch costs (robust to a disturbed epoch)."""
+    from mixkit.engine.summary import robust_speedup as ratio
+
+    return ratio(base, arm)
 
 
 def cell_seeds(cell: Cell) -> dict[int, dict[str, Any]]:
@@ -243,10 +251,8 @@ def cell_summary(cell: Cell) -> list[dict[str, Any]]:
                "inputs": mean_sd([sum(r["inputs"] for r in a[op])
                                   / sum(r["inputs"] for r in a["baseline"])
                                   for a in have.values()]),
-               "speedup": mean_sd([_per_input(a["baseline"]) * sum(r["inputs"] for r in
-                                                                    a["baseline"])
-                                   / (_per_input(a[op]) * sum(r["inputs"] for r in a[op]))
-                                   for a in have.values()])}
+               "speedup": mean_sd([robust_speedup(_result("baseline", a["baseline"]),
+                                                  _result(op, a[op])) for a in have.values()])}
         for alt in ("skip", "short"):
             paired = [s for s, a in have.items() if f"{alt}@{op}" in a]
             if paired:

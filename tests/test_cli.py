@@ -156,7 +156,8 @@ def test_version_and_help_show_the_allowed_values(capsys) -> None:
     code, out, _ = run_cli(["mixtrain", "--help"], capsys)
     flat = " ".join(out.replace("│", " ").split())
     assert code == 0 and "(one of: cutmix, mixup)" in flat
-    assert "(one of: cumulative, last)" in flat and "(one of: bfloat16, float16)" in flat
+    assert "(one of: cumulative, last, epochs)" in flat and "(one of: bfloat16, float16)" in flat
+    assert "(one of: adamw, sgd)" in flat and "(one of: cosine, step, multistep, none)" in flat
 
 
 def test_help_piped_off_a_terminal_is_not_squeezed() -> None:

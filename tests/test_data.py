@@ -103,7 +103,7 @@ def test_resize_upsamples_digits_to_32() -> None:
 # --- plans ------------------------------------------------------------------------------------
 
 def test_paired_plan_counts_inputs_and_samples() -> None:
-    plan = EpochPlan.with_pairs(torch.tensor([0, 1, 2, 3, 4]), torch.tensor([5, -1, 6, -1, 7]))
+    plan = EpochPlan(torch.tensor([0, 1, 2, 3, 4]), torch.tensor([5, -1, 6, -1, 7]), 3)
     assert (plan.inputs, plan.samples, plan.num_batches(3)) == (5, 8, 2)
     first, second = plan.batch(1, 3)
     assert first.tolist() == [3, 4] and second.tolist() == [-1, 7]
@@ -134,7 +134,7 @@ def test_digits_bundle_sizes_and_no_flip() -> None:
 
 def test_tensor_source_batches_follow_the_plan_and_pairs() -> None:
     b = load_data("synthetic", data_cfg(crop_padding=0, hflip=False), CPU, "mixtrain")
-    plan = EpochPlan.with_pairs(torch.tensor([3, 1, 4]), torch.tensor([9, -1, 2]))
+    plan = EpochPlan(torch.tensor([3, 1, 4]), torch.tensor([9, -1, 2]), 2)
     (batch,) = list(b.train.batches(plan, 8))
     assert batch.ids.tolist() == [3, 1, 4] and batch.ids2.tolist() == [9, 1, 2]
     assert batch.paired.tolist() == [True, False, True]
@@ -147,7 +147,7 @@ def test_stream_source_matches_the_files_and_fetches_each_id_once(imagefolder_ro
     b = load_data("imagefolder", data_cfg(data_dir=str(imagefolder_root), img_size=16,
                                            crop_padding=0, hflip=False), CPU, "mixtrain")
     assert (len(b.train), len(b.val), b.num_classes) == (20, 6, 2)
-    plan = EpochPlan.with_pairs(torch.tensor([0, 12, 5]), torch.tensor([12, -1, 19]))
+    plan = EpochPlan(torch.tensor([0, 12, 5]), torch.tensor([12, -1, 19]), 2)
     (batch,) = list(b.train.batches(plan, 4))
     assert batch.y.tolist() == [0, 1, 0] and batch.y2.tolist() == [1, 1, 1]
     # class 'dog' (label 1) is red 200 -> after un-normalising, the red channel is 200/255

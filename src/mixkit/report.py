@@ -12,6 +12,7 @@ from rich.text import Text
 
 from mixkit.engine.checkpoint import atomic_write, links_in
 from mixkit.engine.summary import NOISY
+from mixkit.engine.timing import speedup
 from mixkit.errors import UserError
 
 
@@ -50,8 +51,8 @@ def speedup_table(summary: dict[str, Any]) -> Table:
     for name, arm in arms.items():
         speed = []
         if base is not None and len(arms) > 1:
-            speed = ["—" if name == base_name else
-                     f"{base['train_seconds'] / max(arm['train_seconds'], 1e-9):.2f}x"]
+            ratio = speedup(base["train_seconds"], arm["train_seconds"])
+            speed = ["—" if name == base_name or ratio is None else f"{ratio:.2f}x"]
         gains = ["—" if r == name else _gain(arm, arms[r]) for r in refs]
         acc = f"{100 * arm['accuracy']:.2f}%"
         if arm.get("task_accuracy"):

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mixkit.engine.checkpoint import links_in
+from mixkit.engine.timing import speedup
 from mixkit.errors import UserError
 
 # config keys that do not make two runs different experiments
@@ -318,8 +319,8 @@ def arm_table(runs: list[Run], target: float | None) -> list[dict[str, Any]]:
         acc = [final_accuracy(rows) for _, rows, _ in per]
         secs = [sum(x["epoch_seconds"] for x in rows) for _, rows, _ in per]
         inputs = [sum(x["inputs"] for x in rows) for _, rows, _ in per]
-        speed = [sum(x["epoch_seconds"] for x in b) / s for (_, _, b), s in zip(per, secs)
-                 if b and s > 0]                    # an arm of 0 s has no speed to report
+        speed = [v for (_, _, b), s in zip(per, secs) if b and (v := speedup(
+            sum(x["epoch_seconds"] for x in b), s)) is not None]   # an arm of 0 s: no speed
         delta = [a - final_accuracy(b) for (_, _, b), a in zip(per, acc)
                  if b and a is not None and final_accuracy(b) is not None]
         ttt = [time_to(rows, target) for _, rows, _ in per] if target is not None else []

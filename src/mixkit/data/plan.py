@@ -25,11 +25,6 @@ class EpochPlan:
         if self.second is not None and self.second.shape != self.first.shape:
             raise ValueError("first and second must have the same length")
 
-    @classmethod
-    def with_pairs(cls, first: torch.Tensor, second: torch.Tensor) -> "EpochPlan":
-        """A plan with partners; counts its pairs once (one host read per epoch, not per step)."""
-        return cls(first, second, int((second >= 0).sum()))
-
     @property
     def inputs(self) -> int:
         """Forward inputs in the epoch (a mixed pair counts once)."""

@@ -156,10 +156,6 @@ def locate(spec: DatasetSpec, root: Path) -> Path | None:
     return root if all((root / m).exists() for m in spec.marker) else None
 
 
-def is_present(spec: DatasetSpec, root: Path) -> bool:
-    return locate(spec, root) is not None
-
-
 def find(spec: DatasetSpec, data_dir: str | None) -> Path | None:
     """The first place in :func:`search_roots` that holds ``spec`` (as :func:`locate` gives)."""
     for root, _ in search_roots(data_dir):

@@ -233,7 +233,8 @@ class StreamSource(_Source):
             raw = _checked(fetched).to(self.device, non_blocking=True)
             ids = torch.from_numpy(r.first).to(self.device, non_blocking=True)
             if r.second is None:
-                yield self._assemble(raw[r.where(r.first, self.device)], ids, None, None, None)
+                rows = raw if r.in_order else raw[r.where(r.first, self.device)]
+                yield self._assemble(rows, ids, None, None, None)
                 continue
             ids2 = torch.from_numpy(r.partner).to(self.device, non_blocking=True)
             paired = torch.from_numpy(r.second >= 0).to(self.device, non_blocking=True)
@@ -268,7 +269,8 @@ class _HostRows:
     first: np.ndarray
     second: np.ndarray | None
     partner: np.ndarray | None
-    unique_ids: np.ndarray
+    unique_ids: np.ndarray           # what the loader fetches: sorted unique, or plan order
+    in_order: bool = False           # unique_ids == first: the fetched batch is the rows
 
     def where(self, ids: np.ndarray, device: torch.device) -> torch.Tensor:
         """Positions of ``ids`` in the fetched (sorted, unique) batch."""
@@ -277,8 +279,8 @@ class _HostRows:
 
 def _host_rows(first: torch.Tensor, second: torch.Tensor | None) -> _HostRows:
     f = first.numpy()
-    if second is None:
-        return _HostRows(f, None, None, np.unique(f))
+    if second is None:               # every id once: fetched in plan order, no gather after
+        return _HostRows(f, None, None, f.copy(), in_order=True)
     s = second.numpy()
     partner = np.where(s >= 0, s, f)
     return _HostRows(f, s, partner, np.unique(np.concatenate([f, partner])))

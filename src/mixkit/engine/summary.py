@@ -13,6 +13,7 @@ import torch
 
 import mixkit
 from mixkit.engine.loop import ArmResult
+from mixkit.engine.timing import speedup
 from mixkit.engine.rundir import RunDir
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ def summarize(command: "CommandSpec", ctx: "RunContext", results: dict[str, ArmR
                          if a in results],
         "arms": {n: _arm_summary(r, base) for n, r in results.items()},
         **(command.describe(ctx) if command.describe is not None else {}),
-        "speedup": base.train_seconds / method.train_seconds if both else None,
+        "speedup": speedup(base.train_seconds, method.train_seconds) if both else None,
         "accuracy_delta": method.accuracy - base.accuracy if both else None,
         "speedup_median": robust_speedup(base, method) if both else None,
         "best_at_method_cost": best_at_cost(results, method, command.cost),
@@ -99,7 +100,7 @@ def _arm_summary(r: ArmResult, base: ArmResult | None) -> dict[str, Any]:
     out = {"accuracy": r.accuracy, "best_accuracy": max(vals) if vals else None,
            "train_seconds": r.train_seconds, "inputs": r.inputs,
            "samples": r.samples, "epochs": r.epochs,
-           "speedup": base.train_seconds / r.train_seconds if base is not None else None,
+           "speedup": speedup(base.train_seconds, r.train_seconds) if base is not None else None,
            "speedup_median": robust_speedup(base, r) if base is not None else None,
            "accuracy_delta": r.accuracy - base.accuracy if base is not None else None,
            "timing_spread": timing_spread(r) if r.rows else None,

@@ -95,6 +95,8 @@ class DeviceMeter:
         self._host_weight = self.weight
         return value
 
-    def mean(self) -> float:
-        """Exact running mean (one device read: call once per epoch)."""
-        return float(self.total) / max(self.weight, 1)
+
+def speedup(base_seconds: float, arm_seconds: float) -> float | None:
+    """The one definition of a speedup: the reference's training seconds over the arm's; None
+    when the arm has no measured seconds (nothing to divide by)."""
+    return base_seconds / arm_seconds if arm_seconds > 0 else None

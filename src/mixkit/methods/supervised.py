@@ -70,10 +70,9 @@ class SupervisedArm(Arm):
     """
 
     def __init__(self, name: str, epochs: int, num_samples: int, recipe: Recipe,
-                 plan_generator: torch.Generator, phase: str = "sl",
-                 budget: list[int] | None = None) -> None:
+                 plan_generator: torch.Generator, budget: list[int] | None = None) -> None:
         self.name, self.epochs, self.num_samples = name, epochs, num_samples
-        self.recipe, self.generator, self.phase = recipe, plan_generator, phase
+        self.recipe, self.generator = recipe, plan_generator
         self.budget = budget
 
     @property
@@ -84,7 +83,7 @@ class SupervisedArm(Arm):
         plan = shuffled(self.num_samples, self.generator)
         if self.budget is not None:
             plan = EpochPlan(plan.first[: max(1, self.budget[epoch])])
-        return EpochSpec(self.phase, plan, self.recipe, self.loss)
+        return EpochSpec("sl", plan, self.recipe, self.loss)
 
     def loss(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
         return cross_entropy_loss(model, batch, self.recipe.smoothing)

@@ -19,7 +19,7 @@ import torch
 from mixkit.models.factory import Classifier, create_model
 
 FORMAT = "mixkit-weights/1"
-SKIPPED = ("ssl_head.",)          # trained beside the classifier, not part of it
+SKIPPED = Classifier.SSL_PARTS     # trained beside the classifier, not part of it
 
 
 def weights_payload(model: torch.nn.Module, *, arm: str, model_name: str,
