@@ -31,7 +31,6 @@ from mixkit.config import MixtrainConfig, build_config
 from mixkit.data import load_data
 from mixkit.engine.loop import Engine
 from mixkit.engine.optim import Recipe
-from mixkit.engine.progress import TrainingProgress
 from mixkit.engine.runtime import Runtime, resolve_device
 from mixkit.engine.timing import compile_seconds
 from mixkit.methods.supervised import SupervisedArm
@@ -117,7 +116,7 @@ def compare(data, model_name: str, batch_size: int, device: torch.device, *, amp
     runtime = Runtime(device, amp=amp, channels_last=channels_last, compile=compile)
     data.train.prep.channels_last = channels_last
     engine = Engine(fresh_model(), runtime, data.train, data.val, batch_size=batch_size,
-                    log_interval=10**9, progress=TrainingProgress(enabled=False))
+                    log_interval=10**9)
     arm = SupervisedArm("sl", 10**6, n, Recipe("sl", 1e-3, 1e-6, 0.05, 0, 10**6),
                         torch.Generator().manual_seed(0))
 

@@ -13,7 +13,6 @@ from mixkit.data import load_data, shuffled
 from mixkit.engine.checkpoint import atomic_write, save_checkpoint
 from mixkit.engine.loop import Engine
 from mixkit.engine.optim import Recipe, build_optimizer, cosine_lr, set_lr
-from mixkit.engine.progress import TrainingProgress
 from mixkit.engine.runtime import Runtime
 from mixkit.engine.timing import DeviceMeter
 from mixkit.methods.supervised import SupervisedArm
@@ -95,7 +94,7 @@ def _engine(batch_size: int, fraction: float = 0.1, runtime: Runtime | None = No
     torch.manual_seed(0)
     model, _ = create_model("resnet18", 10, 16)
     eng = Engine(model, runtime or Runtime(CPU), data.train, data.val, batch_size=batch_size,
-                 log_interval=1000, progress=TrainingProgress(enabled=False))
+                 log_interval=1000)
     return eng, data
 
 

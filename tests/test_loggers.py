@@ -16,10 +16,9 @@ import torch
 from conftest import run_cli
 from mixkit.config import MixtrainConfig, build_config
 from mixkit.data import load_data
-from mixkit.engine.events import Callback, Event, TrainState
+from mixkit.engine.events import Callback, Event
 from mixkit.engine.loop import Engine
 from mixkit.engine.optim import Recipe
-from mixkit.engine.progress import TrainingProgress
 from mixkit.engine.runtime import Runtime
 from mixkit.methods.supervised import SupervisedArm
 from mixkit.models import create_model
@@ -41,7 +40,7 @@ def _engine(callbacks) -> tuple[Engine, object]:
     torch.manual_seed(0)
     model, _ = create_model("mobilenetv2_035", 10, 16)
     eng = Engine(model, Runtime(CPU), data.train, data.val, batch_size=32, log_interval=1000,
-                 progress=TrainingProgress(enabled=False), callbacks=callbacks)
+                 callbacks=callbacks)
     return eng, data
 
 

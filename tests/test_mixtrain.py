@@ -319,7 +319,6 @@ def test_mixtrain_step_reads_the_host_once_per_epoch_not_per_step(op, host_reads
     from mixkit.arms import MIXTRAIN
     from mixkit.config import MixtrainConfig, build_config
     from mixkit.engine.loop import Engine
-    from mixkit.engine.progress import TrainingProgress
     from mixkit.methods.mixtrain.method import MixTrainArm
     from mixkit.orchestrate import prepare
 
@@ -331,7 +330,7 @@ def test_mixtrain_step_reads_the_host_once_per_epoch_not_per_step(op, host_reads
         torch.manual_seed(0)
         model, _ = create_model("resnet18", 10, 16)
         eng = Engine(model, ctx.runtime, ctx.data.train, ctx.data.val, batch_size=batch_size,
-                     log_interval=10**6, progress=TrainingProgress(enabled=False))
+                     log_interval=10**6)
         arm = MixTrainArm(ctx.cfg, len(ctx.data.train), mixtrain_recipe(ctx.cfg), ctx.model_info, 16,
                           CPU)
         arm.state.why[: arm.state.n] = 1          # mix everything: a plan with pairs

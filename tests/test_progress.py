@@ -93,7 +93,7 @@ def test_peek_is_none_before_any_value_and_exact_on_the_cpu() -> None:
     assert m.peek() is None
     m.add(torch.tensor(2.0), 3)
     m.add(torch.tensor(4.0), 1)
-    assert m.peek() == (2.0 * 3 + 4.0) / 4 == m.mean()
+    assert m.peek() == (2.0 * 3 + 4.0) / 4 == float(m.total) / m.weight
 
 
 def test_two_arms_of_the_same_name_in_a_row_are_two_arms() -> None:

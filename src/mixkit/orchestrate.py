@@ -30,6 +30,7 @@ from mixkit.engine.rundir import RunDir, WriteFailed
 from mixkit.engine.runtime import Runtime
 from mixkit.engine.signals import Interrupted, stop_on_signals
 from mixkit.engine.summary import summarize
+from mixkit.engine.callbacks import MetricsWriter, ProgressCallback
 from mixkit.engine.events import Callback
 from mixkit.errors import RunFailed, UserError
 from mixkit.loggers import build_loggers, check_loggers
@@ -136,12 +137,16 @@ def run_arm(ctx: RunContext, name: str, factory: ArmFactory, rundir: RunDir | No
               if ctx.dist.enabled else "mixkit")
     hint = f"Resume with: {launch} {command} --resume {rundir.path}" if rundir else ""
     recipe = recipe_fingerprint(ctx.cfg)
+    standard: list[Callback] = [ProgressCallback(progress, ctx.cfg.log_interval)]
+    if rundir is not None:
+        standard.append(MetricsWriter(rundir))
     engine = Engine(model, ctx.runtime, ctx.data.train, ctx.data.tasks,
                     batch_size=ctx.cfg.batch_size, log_interval=ctx.cfg.log_interval,
-                    progress=progress, rundir=rundir, done=done, resume_hint=hint,
+                    rundir=rundir, done=done, resume_hint=hint,
                     meta={"command": command, "config_recipe": recipe,
                           "config_hash": recipe_hash(recipe)},
-                    dist=ctx.dist, ema=ema_settings(ctx.cfg), callbacks=callbacks)
+                    dist=ctx.dist, ema=ema_settings(ctx.cfg),
+                    callbacks=[*standard, *callbacks])
     result = engine.train_arm(arm, resume)
     if rundir is not None and _keeps_weights(ctx.cfg.save_weights, name, command):
         for suffix, weights in (("", model), ("-ema", engine.ema and engine.ema.module)):
@@ -270,8 +275,6 @@ class _Say:
 def _train_arms(cfg: Any, command: CommandSpec, arms: list[tuple[str, ArmFactory]],
                 ctx: RunContext, rundir: RunDir | None, results: dict[str, ArmResult],
                 say: _Say, checkpoint: dict[str, Any] | None) -> dict[str, Any]:
-    dist = ctx.dist
-    console = say.console
     loggers = build_loggers(cfg, rundir.path if rundir is not None else None)
     try:
         return _train_logged(cfg, command, arms, ctx, rundir, results, say, checkpoint,
@@ -367,5 +370,5 @@ def warm_up(ctx: RunContext, factory: ArmFactory, steps: int) -> None:
     arm.extend_model(model)
     engine = Engine(model, ctx.runtime, ctx.data.train, ctx.data.tasks,
                     batch_size=ctx.cfg.batch_size, log_interval=ctx.cfg.log_interval,
-                    progress=TrainingProgress(enabled=False), dist=ctx.dist)
+                    dist=ctx.dist)
     engine.warm_up(arm, steps)

@@ -11,7 +11,6 @@ Two sources take the same :class:`~mixkit.data.plan.EpochPlan`:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterator
 
 import numpy as np

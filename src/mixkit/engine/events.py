@@ -52,6 +52,10 @@ class TrainState:
     batches: int = 0                # steps this epoch has
     steps: int = 0                  # optimiser steps of this arm in this process
     loss: torch.Tensor | None = None   # the last step's loss, on the device
+    inputs: int = 0                 # inputs trained this epoch so far (this process)
+    meter: Any = None               # the epoch's loss meter (``peek()`` never waits)
+    note: str = ""                  # the epoch's note for the live view ("mixed 42%")
+    phased: bool = False            # several phases: the live view names each epoch's
     row: dict[str, Any] | None = None  # the epoch's metrics row (epoch_end, eval_end)
     rows: list[dict[str, Any]] = field(default_factory=list)   # the arm's finished epochs
     result: Any = None              # the arm's ArmResult (fit_end)

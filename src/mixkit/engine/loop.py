@@ -8,7 +8,6 @@ between trainer and algorithms).
 from __future__ import annotations
 
 import gc
-import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -21,14 +20,12 @@ from mixkit.engine.ema import ModelEma
 from mixkit.engine.events import Callback, Event, TrainState, fire
 from mixkit.engine.resume import Checkpointer
 from mixkit.engine.optim import Recipe, build_optimizer, is_fused, set_lr
-from mixkit.engine.progress import TrainingProgress
 from mixkit.engine.rundir import RunDir
 from mixkit.engine.runtime import Runtime
 from mixkit.engine.signals import STOP, Interrupted
 from mixkit.engine.timing import DeviceMeter, EpochTimer
 from mixkit.errors import RunFailed
 
-REFRESH_S = 0.5     # the live view's refresh period inside an epoch (a peek, never a wait)
 
 @dataclass
 class ArmResult:
@@ -113,8 +110,7 @@ class Engine:
     """
 
     def __init__(self, model: torch.nn.Module, runtime: Runtime, train, val, *,
-                 batch_size: int, log_interval: int, progress: TrainingProgress,
-                 rundir: RunDir | None = None, eval_batch_size: int | None = None,
+                 batch_size: int, log_interval: int, rundir: RunDir | None = None, eval_batch_size: int | None = None,
                  done: dict[str, ArmResult] | None = None, resume_hint: str = "",
                  meta: dict[str, Any] | None = None, dist: D.Dist = D.Dist(),
                  ema: tuple[float, bool] | None = None,
@@ -128,7 +124,7 @@ class Engine:
         self.val_tasks = val if isinstance(val, list) else [("val", val)]
         self.batch_size, self.log_interval = batch_size, log_interval
         self.eval_batch_size = eval_batch_size or max(batch_size, 256)
-        self.progress, self.rundir = progress, rundir
+        self.rundir = rundir          # where the checkpoint goes (rank 0; None: not saved)
         self.done = done if done is not None else {}
         self.resume_hint, self.meta = resume_hint, meta or {}
         self._rows: list[dict[str, Any]] = []       # the current arm's finished epochs
@@ -233,31 +229,24 @@ class Engine:
             plan = spec.plan if not self.dist.enabled else D.shard_plan(
                 spec.plan, self.dist.rank, self.dist.world, self.batch_size)
             nb = plan.num_batches(self.batch_size)
-            self.progress.start_epoch(arm.name, spec.phase, epoch, arm.epochs, nb, spec.note,
-                                      arm.phased)
+            if self.state is None or self.state.arm != arm.name:     # train_epoch() alone
+                self.state = TrainState(arm.name, arm.epochs, self.model, ema=self.ema)
             state = self.state
-            if state is not None:
-                state.optimizer, state.recipe, state.phase = opt, spec.recipe, spec.phase
-                state.epoch, state.batch, state.batches, state.row = epoch, start, nb, None
-                fire(self.callbacks, Event.EPOCH_START, state)
-            tick, seen = time.perf_counter(), 0
+            state.optimizer, state.recipe, state.phase = opt, spec.recipe, spec.phase
+            state.epoch, state.batch, state.batches, state.row = epoch, start, nb, None
+            state.note, state.phased, state.meter, state.inputs = spec.note, arm.phased, meter, 0
+            fire(self.callbacks, Event.EPOCH_START, state)
             source = spec.source if spec.source is not None else self.train_source
             for k, batch in enumerate(source.batches(plan, self.batch_size, start, epoch),
                                       start=start):
                 loss = self._step(spec, batch, opt, epoch + (k + 0.5) / nb)
                 meter.add(loss, batch.size)
-                seen += batch.size
-                if state is not None and self.callbacks:
-                    state.batch, state.loss = k + 1, loss
+                if self.callbacks:
+                    state.batch, state.loss, state.inputs = k + 1, loss, state.inputs + batch.size
                     state.steps += 1
                     fire(self.callbacks, Event.AFTER_STEP, state)
                 if self._stop_requested(k + 1, nb):
                     self._interrupt(arm, epoch, k + 1, spec, meter, before + timer.elapsed())
-                now = time.perf_counter()       # refresh every log_interval steps or 0.5 s
-                if self.progress.enabled and ((k + 1) % self.log_interval == 0
-                                              or now - tick >= REFRESH_S):
-                    self.progress.update(k + 1, seen / max(now - tick, 1e-9), meter.peek())
-                    tick, seen = now, 0
             method_metrics = arm.end_epoch(epoch)  # the method's per-epoch work is timed too
         train_loss, bad = self._epoch_loss(meter)       # the epoch's one read (+ the NaN flag)
         if bad:
@@ -300,10 +289,7 @@ class Engine:
                     row["val_acc_ema"] = evaluate_tasks(self.ema.module, self.val_tasks,
                                                         self.runtime, self.eval_batch_size)[0]
             rows.append(row)
-            fire(self.callbacks, Event.EVAL_END, state)
-            self.progress.end_epoch(row, spec.note)
-            if self.rundir is not None:
-                self.rundir.log(row)
+            fire(self.callbacks, Event.EVAL_END, state)   # progress line, metrics.jsonl, loggers
             if self.rundir is not None or self.dist.enabled:   # every rank: RNGs are gathered
                 self.checkpoints.save(arm, epoch + 1, 0, rows)
             if self._stop_requested(0, 0):
