@@ -100,24 +100,25 @@ def _engine(batch_size: int, fraction: float = 0.1, runtime: Runtime | None = No
 
 @pytest.mark.parametrize("compile", [True, False])
 def test_epoch_timer_bills_compilation_to_no_arm(compile, monkeypatch) -> None:
-    """An epoch of 0.2 s compiling (torch's compile clock: 10.0 -> 10.2) and 0.05 s training:
-    with --torchcompile it is a 0.05 s epoch and 0.2 compile seconds; without, 0.25 s and the
-    compile clock is not even read."""
-    import time
+    """An epoch of 0.25 s wall-clock (the host clock 100.0 -> 100.25) of which torch's compile
+    clock counts 0.2 s (10.0 -> 10.2): with --torchcompile it is a 0.05 s epoch and 0.2
+    compile seconds; without, 0.25 s and the compile clock is not even read. Both clocks are
+    scripted, so a loaded host cannot change the result."""
+    import types
 
     import mixkit.engine.timing as timing
 
     clock = iter([10.0, 10.2])
+    wall = iter([100.0, 100.25])
     monkeypatch.setattr(timing, "compile_seconds", lambda: next(clock))
+    monkeypatch.setattr(timing, "time", types.SimpleNamespace(perf_counter=lambda: next(wall)))
     with timing.EpochTimer(Runtime(CPU, compile=compile)) as t:
-        time.sleep(0.2)                  # "compiling"
-        time.sleep(0.05)                 # "training"
+        pass
     if compile:
-        assert t.compile_seconds == pytest.approx(0.2)
-        assert 0.05 <= t.seconds < 0.15
+        assert t.compile_seconds == pytest.approx(0.2) and t.seconds == pytest.approx(0.05)
         assert next(clock, None) is None
     else:
-        assert t.compile_seconds == 0.0 and t.seconds >= 0.25
+        assert t.compile_seconds == 0.0 and t.seconds == pytest.approx(0.25)
         assert next(clock) == 10.0
 
 

@@ -71,7 +71,7 @@ class Checkpointer:
         an exit-2 message naming it, not a KeyError/RuntimeError from deep in a restore."""
         try:
             yield
-        except (KeyError, IndexError, RuntimeError, ValueError, TypeError, AttributeError) as exc:
+        except (KeyError, IndexError, RuntimeError, ValueError) as exc:   # not a code bug's
             rundir = self.engine.rundir
             where = rundir.checkpoint_path if rundir is not None else "the checkpoint"
             detail = str(exc).splitlines()[0][:200] if str(exc) else ""
@@ -84,20 +84,20 @@ class Checkpointer:
         """Model, optimiser (for its recipe), AMP scaler."""
         e = self.engine
         with self._restoring():
-            e.model.load_state_dict(state["model"])
+            e.model.load_state_dict(_mapping(state["model"], "model"))
             if state["recipe"] is not None:
-                e.optimizer_for(Recipe.from_state(state["recipe"])).load_state_dict(
-                    state["optimizer"])
-            e.scaler.load_state_dict(state["scaler"])
+                e.optimizer_for(_recipe(state["recipe"])).load_state_dict(_mapping(
+                    state["optimizer"], "optimizer"))
+            e.scaler.load_state_dict(_mapping(state["scaler"], "scaler"))
             if e.ema is not None:
-                e.ema.load_state_dict(state["ema"])
+                e.ema.load_state_dict(_mapping(state["ema"], "ema"))
 
     def restore_streams(self, arm: Arm, state: dict[str, Any]) -> None:
         """Every RNG and the arm's own state, as they were when the checkpoint was taken."""
         with self._restoring():
-            mine = state["ranks"][self.engine.dist.rank]
-            set_rng_state(mine["rng"], self.streams(arm))
-            arm.load_state_dict(mine["arm_state"])
+            mine = _mapping(state["ranks"][self.engine.dist.rank], "ranks")
+            set_rng_state(_mapping(mine["rng"], "rng"), self.streams(arm))
+            arm.load_state_dict(_mapping(mine["arm_state"], "arm_state"))
 
     def resume_epoch(self, arm: Arm, epoch: int, state: dict[str, Any],
                      meter: DeviceMeter) -> tuple[EpochSpec, int, float]:
@@ -130,3 +130,19 @@ class Checkpointer:
                 -1 <= int(ids.min()) and int(ids.max()) < len(source)):
             raise ValueError("the saved epoch plan names samples this data does not have")
         return plan
+
+
+def _mapping(value: Any, key: str) -> dict[str, Any]:
+    """A checkpoint part that must be a state dict: anything else is "does not fit"."""
+    if not isinstance(value, dict):
+        raise ValueError(f"`{key}` is a {type(value).__name__}, not a state dict")
+    return value
+
+
+def _recipe(value: Any) -> Recipe:
+    """The saved recipe, checked before it is built (a crafted one is "does not fit")."""
+    known = {f.name for f in dataclasses.fields(Recipe)}
+    if not isinstance(value, dict) or not set(value) <= known or not {
+            "name", "lr", "min_lr", "weight_decay", "warmup", "total"} <= set(value):
+        raise ValueError("`recipe` is not a mixkit optimiser recipe")
+    return Recipe.from_state(value)
