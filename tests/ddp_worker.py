@@ -13,8 +13,9 @@ import sys
 
 import torch
 
+from mixkit import orchestrate
 from mixkit.cli import main
-from mixkit.engine.loop import Engine
+from mixkit.engine.events import Callback
 
 
 def digest(tensors) -> str:
@@ -32,36 +33,29 @@ def flat(state) -> list[torch.Tensor]:
     return []
 
 
+class Probe(Callback):
+    """Observes the real run through the engine's events: each step's dataset ids (and
+    partners), and after every epoch a checksum of the parameters and of the arm's state."""
+
+    def __init__(self, trace: dict[str, list]) -> None:
+        self.trace = trace
+
+    def after_step(self, state) -> None:
+        b = state.batch_data
+        ids2 = None if b.ids2 is None else torch.where(b.paired, b.ids2, -1)
+        t = state.epoch + (state.batch - 0.5) / state.batches
+        self.trace["steps"].append([int(t), state.phase, b.ids.tolist(),
+                                    None if ids2 is None else ids2.tolist(), state.arm])
+
+    def epoch_end(self, state) -> None:
+        self.trace["params"].append(digest(p for _, p in sorted(state.model.named_parameters())))
+        arm_state = getattr(state.method, "state_dict", None)
+        self.trace["state"].append(digest(flat(arm_state())) if arm_state else None)
+
+
 def run(out: str, args: list[str]) -> int:
     trace: dict[str, list] = {"steps": [], "params": [], "state": []}
-    step, epoch, warm_up = Engine._step, Engine._train_epoch, Engine.warm_up
-    warming = [False]
-    arm_name = [""]
-
-    def untraced_warm_up(self, arm, steps):         # the untimed warm-up trains no epoch
-        warming[0] = True
-        try:
-            return warm_up(self, arm, steps)
-        finally:
-            warming[0] = False
-
-    def traced_step(self, spec, batch, opt, t):
-        if warming[0]:
-            return step(self, spec, batch, opt, t)
-        ids2 = None if batch.ids2 is None else torch.where(batch.paired, batch.ids2, -1)
-        trace["steps"].append([int(t), spec.phase, batch.ids.tolist(),
-                               None if ids2 is None else ids2.tolist(), arm_name[0]])
-        return step(self, spec, batch, opt, t)
-
-    def traced_epoch(self, arm, e, resume=None):
-        arm_name[0] = arm.name
-        result = epoch(self, arm, e, resume)
-        trace["params"].append(digest(p for _, p in sorted(self.model.named_parameters())))
-        state = getattr(arm, "state_dict", None)
-        trace["state"].append(digest(flat(state())) if state else None)
-        return result
-
-    Engine._step, Engine._train_epoch, Engine.warm_up = traced_step, traced_epoch, untraced_warm_up
+    orchestrate.CALLBACKS.append(lambda: Probe(trace))   # the untimed warm-up attaches none
     code = 0
     try:
         main(args)

@@ -18,7 +18,9 @@ import pytest
 import torch
 
 from conftest import run_cli
+from mixkit import orchestrate
 from mixkit.engine import loop, resume
+from mixkit.engine.events import Callback
 from mixkit.engine.loop import Engine
 from mixkit.engine.signals import STOP
 
@@ -31,31 +33,28 @@ MIXTRAINING = ["mixtraining", *SMALL, "--epochs-ssl", "2", "--epochs-sl", "2",
 WALL_CLOCK = ("epoch_seconds", "img_per_s", "seconds")
 
 
+class StopAt(Callback):
+    """SIGTERM (the flag the handler sets) after the first step of ``arm`` in ``phase`` at
+    progress ``t >= threshold``; each trigger fires once, across resumed processes."""
+
+    def __init__(self, pending: list, signum: int) -> None:
+        self.pending, self.signum = pending, signum
+
+    def after_step(self, state) -> None:
+        t = state.epoch + (state.batch - 0.5) / state.batches      # the step's progress
+        for trig in self.pending:
+            if trig[0] == state.arm and trig[1] == state.phase and t >= trig[2]:
+                self.pending.remove(trig)
+                STOP.request(self.signum)
+                break
+
+
 def stop_at(monkeypatch, triggers: list[tuple[str, str, float]],
             signum: int = signal.SIGTERM) -> list:
-    """SIGTERM (the flag the handler sets) at the first step of ``arm`` in ``phase`` at
-    progress ``t >= threshold``; each trigger fires once, across resumed processes."""
+    """Attach :class:`StopAt` to every arm of the runs this test starts (the untimed warm-up
+    gets no callbacks); returns the triggers still pending."""
     pending = list(triggers)
-    orig = Engine._step
-
-    def step(self, spec, batch, opt, t):
-        out = orig(self, spec, batch, opt, t)
-        arm = getattr(self, "progress_arm", None)      # None: the untimed warm-up
-        for trig in pending:
-            if trig[0] == arm and trig[1] == spec.phase and t >= trig[2]:
-                pending.remove(trig)
-                STOP.request(signum)
-                break
-        return out
-
-    orig_train = Engine.train_arm
-
-    def train_arm(self, arm, resume=None):
-        self.progress_arm = arm.name
-        return orig_train(self, arm, resume)
-
-    monkeypatch.setattr(Engine, "_step", step)
-    monkeypatch.setattr(Engine, "train_arm", train_arm)
+    monkeypatch.setattr(orchestrate, "CALLBACKS", [lambda: StopAt(pending, signum)])
     return pending
 
 

@@ -65,6 +65,11 @@ class RunContext:
 
 ArmFactory = Callable[[RunContext], Arm]
 
+# Factories of callbacks attached to every arm of every run, after the standard ones and the
+# loggers: the seam for code that drives the real command line and observes it (a plugin, the
+# DDP test's probe) without editing or patching the engine.
+CALLBACKS: list[Callable[[], Callback]] = []
+
 
 @dataclass
 class CommandSpec:
@@ -146,7 +151,7 @@ def run_arm(ctx: RunContext, name: str, factory: ArmFactory, rundir: RunDir | No
                     meta={"command": command, "config_recipe": recipe,
                           "config_hash": recipe_hash(recipe)},
                     dist=ctx.dist, ema=ema_settings(ctx.cfg),
-                    callbacks=[*standard, *callbacks])
+                    callbacks=[*standard, *callbacks, *(make() for make in CALLBACKS)])
     result = engine.train_arm(arm, resume)
     if rundir is not None and _keeps_weights(ctx.cfg.save_weights, name, command):
         for suffix, weights in (("", model), ("-ema", engine.ema and engine.ema.module)):

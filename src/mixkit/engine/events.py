@@ -43,6 +43,7 @@ class TrainState:
     arm: str
     epochs: int
     model: torch.nn.Module
+    method: Any = None              # the Arm object (read its state, never call its hooks)
     optimizer: torch.optim.Optimizer | None = None
     recipe: Any = None
     ema: Any = None
@@ -52,6 +53,7 @@ class TrainState:
     batches: int = 0                # steps this epoch has
     steps: int = 0                  # optimiser steps of this arm in this process
     loss: torch.Tensor | None = None   # the last step's loss, on the device
+    batch_data: Any = None          # the last step's Batch (ids, partners; device tensors)
     inputs: int = 0                 # inputs trained this epoch so far (this process)
     meter: Any = None               # the epoch's loss meter (``peek()`` never waits)
     note: str = ""                  # the epoch's note for the live view ("mixed 42%")

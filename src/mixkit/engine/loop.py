@@ -230,7 +230,7 @@ class Engine:
                 spec.plan, self.dist.rank, self.dist.world, self.batch_size)
             nb = plan.num_batches(self.batch_size)
             if self.state is None or self.state.arm != arm.name:     # train_epoch() alone
-                self.state = TrainState(arm.name, arm.epochs, self.model, ema=self.ema)
+                self.state = TrainState(arm.name, arm.epochs, self.model, arm, ema=self.ema)
             state = self.state
             state.optimizer, state.recipe, state.phase = opt, spec.recipe, spec.phase
             state.epoch, state.batch, state.batches, state.row = epoch, start, nb, None
@@ -243,6 +243,7 @@ class Engine:
                 meter.add(loss, batch.size)
                 if self.callbacks:
                     state.batch, state.loss, state.inputs = k + 1, loss, state.inputs + batch.size
+                    state.batch_data = batch
                     state.steps += 1
                     fire(self.callbacks, Event.AFTER_STEP, state)
                 if self._stop_requested(k + 1, nb):
@@ -271,7 +272,7 @@ class Engine:
             self.checkpoints.restore_training(resume)
             rows, first = list(resume["rows"]), resume["epoch"]
         self._rows = rows
-        state = self.state = TrainState(arm.name, arm.epochs, self.model, ema=self.ema,
+        state = self.state = TrainState(arm.name, arm.epochs, self.model, arm, ema=self.ema,
                                         epoch=first, rows=rows)
         fire(self.callbacks, Event.FIT_START, state)
         for epoch in range(first, arm.epochs):
