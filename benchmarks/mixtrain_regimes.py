@@ -295,6 +295,7 @@ def figure(rows: list[dict[str, Any]], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     from mixkit.plots import colour
 
@@ -315,12 +316,18 @@ def figure(rows: list[dict[str, Any]], path: Path) -> None:
                             yerr=[r[ref][1] for r in pts], fmt="o" + style, capsize=3,
                             color=colour(op), alpha=1.0 if ref == "d_base" else 0.6,
                             label=f"{op} vs {'baseline' if ref == 'd_base' else 'skip'}")
+                for r in pts:                   # how many seeds stand behind each point
+                    ax.annotate(f"n={len(r['seeds'])}", (r[key], r[ref][0]), fontsize=7,
+                                xytext=(4, 4), textcoords="offset points", color="0.35")
         sgd = [r for r in rows if r["recipe"] == "sgd" and key == "steps"]
         for r in sgd:
             ax.errorbar([r[key]], [r["d_base"][0]], yerr=[r["d_base"][1]], fmt="s",
                         mfc="none", color=colour(r["op"]), capsize=3,
                         label=f"{r['op']} vs baseline, SGD")
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xticks(sorted({r[key] for r in rows if keep(r)}))
         ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("Δ top-1 accuracy (points), mean ± sd over seeds")
