@@ -195,7 +195,7 @@ def _result(name: str, rows: list[dict[str, Any]]):
 
 def robust_speedup(base, arm) -> float:
     """mixkit's speedup from per-input median epoch costs (robust to a disturbed epoch)."""
-    from mixkit.engine.summary import robust_speedup as ratio
+    from mixkit.summary import robust_speedup as ratio
 
     return ratio(base, arm)
 

@@ -56,7 +56,7 @@ from mixkit.methods.mixtrain import ops
 from mixkit.methods.mixtrain.method import MixTrainArm
 from mixkit.models import create_model
 from mixkit.models.split import region_logits
-from mixkit.engine.summary import NOISY, best_at_cost, robust_speedup, timing_spread
+from mixkit.summary import NOISY, best_at_cost, robust_speedup, timing_spread
 from mixkit.orchestrate import prepare, run_arm, seed_everything, warm_up
 
 

@@ -14,7 +14,7 @@ from conftest import run_cli
 from mixkit.data.sources import Batch
 from mixkit.engine.loop import ArmResult
 from mixkit.engine.optim import Recipe
-from mixkit.engine.summary import best_at_cost, robust_speedup
+from mixkit.summary import best_at_cost, robust_speedup
 from mixkit.methods.infobatch import InfoBatchArm, prune_targets
 
 SMALL = ["--data", "digits", "--data-fraction", "0.1", "--val-fraction", "0.05",

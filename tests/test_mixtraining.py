@@ -357,7 +357,7 @@ def test_closing_line_names_a_cheaper_more_accurate_arm() -> None:
     """Hand-made summary: SL (900 s, 76.3 %) beats MixTraining (1,240 s, 76.1 %) at its cost;
     SSL+SL (1,400 s) costs more and is not eligible."""
     from mixkit.engine.loop import ArmResult
-    from mixkit.engine.summary import best_at_cost
+    from mixkit.summary import best_at_cost
     from mixkit.report import best_at_cost_line
 
     def arm(name: str, secs: float, acc: float) -> ArmResult:

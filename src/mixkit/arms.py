@@ -27,7 +27,7 @@ from mixkit.methods.mixtraining.schedule import Schedule
 from mixkit.methods.infobatch import InfoBatchArm, prune_targets
 from mixkit.methods.supervised import SupervisedArm
 from mixkit.models.mae import Mask, random_masking
-from mixkit.orchestrate import ArmFactory, CommandSpec, RunContext
+from mixkit.command import ArmFactory, CommandSpec, RunContext
 
 # ------------------------------------------------------------------------------------------
 # mixtrain

@@ -2,7 +2,7 @@
 side from the same starting point, and write the summary.
 
 Both subcommands come through :func:`run`; they differ only in the arms they ask for
-(:mod:`mixkit.arms`). ``summary.json`` is built by :mod:`mixkit.engine.summary`; the checks of
+(:mod:`mixkit.arms`). ``summary.json`` is built by :mod:`mixkit.summary`; the checks of
 ``--resume`` live in :mod:`mixkit.resume_run`. Every
 check that can fail on user input (data present, model name, sizes, batch size) happens before
 the run directory is created, so a bad command line leaves nothing behind.
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -21,74 +21,29 @@ import torch
 from rich.console import Console
 
 from mixkit.data import DataBundle, load_data
-from mixkit.data.core import Source
 from mixkit.engine import distributed as D
-from mixkit.engine.arm import Arm
 from mixkit.engine.loop import ArmResult, Engine
 from mixkit.engine.progress import TrainingProgress
 from mixkit.engine.rundir import RunDir, WriteFailed
 from mixkit.engine.runtime import Runtime
 from mixkit.engine.signals import Interrupted, stop_on_signals
-from mixkit.engine.summary import summarize
+from mixkit.summary import summarize
 from mixkit.engine.callbacks import MetricsWriter, ProgressCallback
 from mixkit.engine.events import Callback
 from mixkit.errors import RunFailed, UserError
 from mixkit.loggers import build_loggers, check_loggers
-from mixkit.models import ModelInfo, create_model
+from mixkit.models import create_model
 from mixkit.models.factory import family_of
 from mixkit.models.weights import weights_payload
+from mixkit.command import ArmFactory, CommandSpec, RunContext
 from mixkit.report import speedup_table
 from mixkit.resume_run import recipe_fingerprint, recipe_hash
 
-
-@dataclass
-class RunContext:
-    """What an arm factory may use: the config and the shared cores, built once per run."""
-
-    cfg: Any
-    data: DataBundle
-    runtime: Runtime
-    model_info: ModelInfo
-    ssl_train: Source | None = None     # MixTraining's --ssl-data, loaded by its setup
-    dist: D.Dist = D.Dist()                                  # this process's rank (torchrun)
-    # the arms finished so far, by name (comparison arms are matched to the method's cost)
-    done: dict[str, ArmResult] = field(default_factory=dict)
-
-    def new_model(self) -> torch.nn.Module:
-        """A freshly initialised model (from the global RNG: seed first)."""
-        return create_model(self.cfg.model, self.data.num_classes, self.data.img_size,
-                            self.cfg.patch_size, self.data.spec.native_size)[0]
-
-    def plan_generator(self) -> torch.Generator:
-        return torch.Generator().manual_seed(self.cfg.seed)
-
-
-ArmFactory = Callable[[RunContext], Arm]
 
 # Factories of callbacks attached to every arm of every run, after the standard ones and the
 # loggers: the seam for code that drives the real command line and observes it (a plugin, the
 # DDP test's probe) without editing or patching the engine.
 CALLBACKS: list[Callable[[], Callback]] = []
-
-
-@dataclass
-class CommandSpec:
-    """A training command: its arms, which one is the method and which the baseline."""
-
-    name: str
-    arms: Callable[[Any], list[tuple[str, ArmFactory]]]
-    method_arm: str | None
-    baseline_arm: str
-    # arms the method's accuracy gain is reported against (default: the baseline arm)
-    compare_arms: tuple[str, ...] = ()
-    # method-specific input checks and loading, before the run dir exists (UserError -> exit 2)
-    setup: Callable[[RunContext], None] | None = None
-    # the method's own summary entries (e.g. MixTraining's schedule)
-    describe: Callable[[RunContext], dict[str, Any]] | None = None
-    # after every arm: artifacts such as plots, written into the run dir
-    finish: Callable[[RunContext, dict[str, ArmResult], RunDir], None] | None = None
-    # what "at the method's cost" compares: inputs (equal-cost steps) or train_seconds
-    cost: str = "inputs"
 
 
 def seed_everything(seed: int) -> None:

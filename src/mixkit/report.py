@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mixkit.engine.checkpoint import atomic_write, links_in
-from mixkit.engine.summary import NOISY
+from mixkit.summary import NOISY
 from mixkit.engine.timing import speedup
 from mixkit.errors import UserError
 

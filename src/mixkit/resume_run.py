@@ -22,7 +22,7 @@ from mixkit.engine.rundir import run_status
 from mixkit.errors import UserError
 
 if TYPE_CHECKING:
-    from mixkit.orchestrate import CommandSpec
+    from mixkit.command import CommandSpec
 
 
 RESUMABLE = {"resume", "device", "log_interval", "workers", "data_dir", "download",

@@ -17,7 +17,7 @@ from mixkit.engine.timing import speedup
 from mixkit.engine.rundir import RunDir
 
 if TYPE_CHECKING:
-    from mixkit.orchestrate import CommandSpec, RunContext
+    from mixkit.command import CommandSpec, RunContext
 
 
 def summarize(command: "CommandSpec", ctx: "RunContext", results: dict[str, ArmResult],

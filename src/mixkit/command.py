@@ -1,0 +1,66 @@
+"""A training command as data: :class:`CommandSpec` (its arms, which is the method and which
+the baseline) and :class:`RunContext` (what an arm factory may use). Shared by the command
+layer's modules (``arms``, ``orchestrate``, ``summary``, ``resume_run``) so none of them needs
+another's internals, and nothing imports in a circle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from mixkit.data import DataBundle
+from mixkit.data.core import Source
+from mixkit.engine import distributed as D
+from mixkit.engine.arm import Arm
+from mixkit.engine.loop import ArmResult
+from mixkit.engine.rundir import RunDir
+from mixkit.engine.runtime import Runtime
+from mixkit.models import ModelInfo, create_model
+
+
+@dataclass
+class RunContext:
+    """What an arm factory may use: the config and the shared cores, built once per run."""
+
+    cfg: Any
+    data: DataBundle
+    runtime: Runtime
+    model_info: ModelInfo
+    ssl_train: Source | None = None     # MixTraining's --ssl-data, loaded by its setup
+    dist: D.Dist = D.Dist()                                  # this process's rank (torchrun)
+    # the arms finished so far, by name (comparison arms are matched to the method's cost)
+    done: dict[str, ArmResult] = field(default_factory=dict)
+
+    def new_model(self) -> torch.nn.Module:
+        """A freshly initialised model (from the global RNG: seed first)."""
+        return create_model(self.cfg.model, self.data.num_classes, self.data.img_size,
+                            self.cfg.patch_size, self.data.spec.native_size)[0]
+
+    def plan_generator(self) -> torch.Generator:
+        return torch.Generator().manual_seed(self.cfg.seed)
+
+
+ArmFactory = Callable[[RunContext], Arm]
+
+
+@dataclass
+class CommandSpec:
+    """A training command: its arms, which one is the method and which the baseline."""
+
+    name: str
+    arms: Callable[[Any], list[tuple[str, ArmFactory]]]
+    method_arm: str | None
+    baseline_arm: str
+    # arms the method's accuracy gain is reported against (default: the baseline arm)
+    compare_arms: tuple[str, ...] = ()
+    # method-specific input checks and loading, before the run dir exists (UserError -> exit 2)
+    setup: Callable[[RunContext], None] | None = None
+    # the method's own summary entries (e.g. MixTraining's schedule)
+    describe: Callable[[RunContext], dict[str, Any]] | None = None
+    # after every arm: artifacts such as plots, written into the run dir
+    finish: Callable[[RunContext, dict[str, ArmResult], RunDir], None] | None = None
+    # what "at the method's cost" compares: inputs (equal-cost steps) or train_seconds
+    cost: str = "inputs"
