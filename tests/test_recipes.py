@@ -242,3 +242,15 @@ def test_paper_baseline_configs_hold_the_papers_recipe(name: str) -> None:
     assert (cfg.epochs, cfg.lr, cfg.weight_decay, cfg.milestones(epochs)) == (
         epochs, lr, wd, milestones)
     assert cfg.smoothing == 0 and not cfg.nesterov
+
+
+def test_a_checkpoint_recipe_from_before_these_options_still_matches() -> None:
+    """A recipe saved before --opt/--sched existed restores equal to today's build of the same
+    config: otherwise the engine would rebuild the optimiser on resume (a fresh AdamW)."""
+    from mixkit.arms import mixtrain_recipe
+
+    old = {"name": "sl", "lr": 0.002, "min_lr": 1e-06, "weight_decay": 0.05, "warmup": 1.0,
+           "total": 50, "start": 0.0, "betas": (0.9, 0.999), "layer_decay": 1.0}
+    cfg = build_config(MixtrainConfig, {"epochs": 50}, "t")
+    assert Recipe.from_state(old) == mixtrain_recipe(cfg)
+    assert Recipe.from_state(old).compressed(30) == mixtrain_recipe(cfg).compressed(30)

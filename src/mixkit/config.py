@@ -264,12 +264,19 @@ class TrainConfig:
     def recipe_options(self, opt: str, sched: str, span: float) -> dict[str, Any]:
         """The :class:`~mixkit.engine.optim.Recipe` fields these options set, for a recipe of
         ``opt`` and ``sched`` over ``span`` epochs."""
-        return {"opt": opt, "sched": sched,
-                "momentum": 0.9 if self.momentum is None else self.momentum,
-                "nesterov": bool(self.nesterov),
-                "decay_epochs": self.decay_epochs or max(round(span / 3), 1),
-                "decay_milestones": self.milestones(span), "decay_rate": self.decay_rate,
-                "smoothing": self.smoothing}
+        out: dict[str, Any] = {"opt": opt, "sched": sched, "decay_rate": self.decay_rate,
+                               "smoothing": self.smoothing}
+        # only the fields the optimiser and schedule read; the rest keep Recipe's defaults, so
+        # a recipe equals the one a checkpoint written before these options restores (a
+        # difference would rebuild the optimiser on resume)
+        if opt == "sgd":
+            out["momentum"] = 0.9 if self.momentum is None else self.momentum
+            out["nesterov"] = bool(self.nesterov)
+        if sched == "step":
+            out["decay_epochs"] = self.decay_epochs or max(round(span / 3), 1)
+        if sched == "multistep":
+            out["decay_milestones"] = self.milestones(span)
+        return out
 
 
 def parse_pair(value: Any) -> tuple[float, float] | None:

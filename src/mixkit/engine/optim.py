@@ -94,8 +94,12 @@ class Recipe:
         """The same recipe over ``total`` epochs: warm-up kept, the cosine or the step decays
         moved to the same fractions of the shorter run (mixTrain's ``short`` arm)."""
         k = total / self.total
-        return replace(self, total=total, decay_epochs=self.decay_epochs * k,
-                       decay_milestones=tuple(m * k for m in self.decay_milestones))
+        if self.sched == "step":
+            return replace(self, total=total, decay_epochs=self.decay_epochs * k)
+        if self.sched == "multistep":
+            return replace(self, total=total,
+                           decay_milestones=tuple(m * k for m in self.decay_milestones))
+        return replace(self, total=total)
 
     @classmethod
     def from_state(cls, state: dict) -> "Recipe":
