@@ -164,31 +164,31 @@ def _wandb_records(path: Path):
             parts = b""
 
 
-def _wandb_history(path: Path) -> list[dict]:
-    """The history rows of a local .wandb file, parsed with wandb's own protobuf schema."""
+def _wandb_items(path: Path, kind: str) -> list[dict]:
+    """Each ``kind`` record (``history`` rows, ``summary`` updates) of a local .wandb file as
+    {key: value}, parsed with wandb's own protobuf schema."""
     from wandb.proto import wandb_internal_pb2
 
     out = []
     for raw in _wandb_records(path):
         rec = wandb_internal_pb2.Record()
         rec.ParseFromString(raw)
-        if rec.WhichOneof("record_type") == "history":
-            out.append({item.key or "/".join(item.nested_key): json.loads(item.value_json)
-                        for item in rec.history.item})
+        if rec.WhichOneof("record_type") == kind:
+            items = rec.history.item if kind == "history" else rec.summary.update
+            out.append({i.key or "/".join(i.nested_key): json.loads(i.value_json)
+                        for i in items})
     return out
 
 
-def _wandb_summary(path: Path) -> dict:
-    """The run summary's final values (the last ``summary`` record of each key)."""
-    from wandb.proto import wandb_internal_pb2
+def _wandb_history(path: Path) -> list[dict]:
+    return _wandb_items(path, "history")
 
+
+def _wandb_summary(path: Path) -> dict:
+    """The run summary's final values (the last update of each key)."""
     out: dict = {}
-    for raw in _wandb_records(path):
-        rec = wandb_internal_pb2.Record()
-        rec.ParseFromString(raw)
-        if rec.WhichOneof("record_type") == "summary":
-            out.update({item.key or "/".join(item.nested_key): json.loads(item.value_json)
-                        for item in rec.summary.update})
+    for update in _wandb_items(path, "summary"):
+        out.update(update)
     return out
 
 
