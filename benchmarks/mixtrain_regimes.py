@@ -30,13 +30,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from mixkit.runs import mean_sd
 
 ROOT = Path(__file__).resolve().parent
 OUT = ROOT / "results" / "regimes"
@@ -226,10 +227,6 @@ def cell_seeds(cell: Cell) -> dict[int, dict[str, Any]]:
             key = {"mixtrain": op, "baseline": "baseline"}.get(arm, f"{arm}@{op}")
             arms[key] = mine
     return out
-
-
-def mean_sd(xs: list[float]) -> tuple[float, float]:
-    return statistics.mean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0
 
 
 def cell_summary(cell: Cell) -> list[dict[str, Any]]:
