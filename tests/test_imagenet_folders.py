@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torchvision.transforms.functional as TF
 from PIL import Image
 
 from conftest import run_cli
@@ -80,7 +81,6 @@ def test_the_fallback_is_the_central_crop_of_the_clamped_ratio() -> None:
 @pytest.mark.parametrize("w,h,crop_pct", [(500, 375, 0.875), (90, 300, 0.875), (301, 77, 0.95)])
 def test_eval_centre_crop_equals_torchvision(tmp_path: Path, w: int, h: int,
                                              crop_pct: float) -> None:
-    import torchvision.transforms.functional as TF
 
     path = _photo(tmp_path / "x.png", w, h, 3, "PNG")
     ours = T.decode_eval(path, 64, crop_pct)
@@ -172,3 +172,21 @@ def test_imagenet_is_listed_and_found_in_the_data_root(tmp_path: Path, capsys) -
     assert find(get_spec("imagenet"), str(tmp_path)) == (tmp_path / "imagenet").resolve()
     code, out, _ = run_cli(["datasets", "--data-dir", str(tmp_path)], capsys)
     assert code == 0 and "imagenet" in out and "1000" in out
+
+
+def test_a_cmyk_jpeg_decodes_as_pils_rgb_conversion(tmp_path: Path) -> None:
+    """ImageNet's train set holds a few CMYK JPEGs: they are images, not bad input. The crop
+    and evaluation paths give what PIL's own CMYK -> RGB conversion of the file gives."""
+    rgb = Image.open(_photo(tmp_path / "rgb.JPEG", 120, 90, 7))
+    path = tmp_path / "cmyk.JPEG"
+    rgb.convert("CMYK").save(path, "JPEG", quality=95)
+    assert Image.open(path).mode == "CMYK"
+    ref = Image.open(path).convert("RGB")
+    ours = T.decode_eval(path, 64, 1.0)
+    expect = TF.center_crop(TF.resize(ref, 64), [64, 64])
+    assert np.array_equal(ours, np.asarray(expect).transpose(2, 0, 1))
+    out = T.decode_rrc(path, 32, np.random.default_rng(3))
+    top, left, bh, bw = T.rrc_box(120, 90, T.SCALE, T.RATIO, np.random.default_rng(3))
+    crop = ref.resize((32, 32), Image.BILINEAR, box=(left, top, left + bw, top + bh))
+    assert out.shape == (3, 32, 32)
+    assert np.abs(out.astype(int) - np.asarray(crop).transpose(2, 0, 1)).mean() < 4
