@@ -15,10 +15,8 @@ from typing import Any, Callable
 
 import torch
 
-from mixkit.config import build_config, field_types
+from mixkit.config import build_config, field_types, flag_of
 
-# per-invocation options of the CLI that mean nothing to a benchmark (nothing is written)
-_NOT_FOR_BENCHMARKS = {"output", "experiment", "overwrite", "resume", "baseline"}
 
 
 def mean_sd(xs: list[float], digits: int = 3) -> str:
@@ -37,10 +35,10 @@ def config_options(parser: argparse.ArgumentParser, cls: type,
     group = parser.add_argument_group(f"mixkit options ({cls.__name__}; see `mixkit --help`)")
     names = []
     for f in dataclasses.fields(cls):
-        if f.name in _NOT_FOR_BENCHMARKS:
+        if not f.metadata["bench"]:     # where a run dir goes, --overwrite, --no-baseline...
             continue
         tp, _ = field_types(cls)[f.name]
-        flags = [f.metadata.get("flag") or "--" + f.name.replace("_", "-")]
+        flags = [flag_of(f.name)]
         if f.metadata.get("short"):
             flags.append(f.metadata["short"])
         kw: dict[str, Any] = {"dest": f.name, "default": defaults.get(f.name),

@@ -115,8 +115,7 @@ def compare(data, model_name: str, batch_size: int, device: torch.device, *, amp
         plain_model.compile()
     runtime = Runtime(device, amp=amp, channels_last=channels_last, compile=compile)
     data.train.prep.channels_last = channels_last
-    engine = Engine(fresh_model(), runtime, data.train, data.val, batch_size=batch_size,
-                    log_interval=10**9)
+    engine = Engine(fresh_model(), runtime, data.train, data.val, batch_size=batch_size)
     arm = SupervisedArm("sl", 10**6, n, Recipe("sl", 1e-3, 1e-6, 0.05, 0, 10**6),
                         torch.Generator().manual_seed(0))
 

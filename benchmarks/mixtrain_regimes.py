@@ -37,7 +37,7 @@ from typing import Any
 
 import torch
 
-from mixkit.runs import mean_sd
+from mixkit.run_reader import mean_sd
 
 ROOT = Path(__file__).resolve().parent
 OUT = ROOT / "results" / "regimes"
@@ -124,8 +124,8 @@ def status(path: Path) -> str:
 
 def train(cell: Cell, seed: int, op: str) -> bool:
     """Train (or continue) one run dir in this process; False if stopped by a signal."""
-    from mixkit import orchestrate, resume_run
-    from mixkit.arms import MIXTRAIN
+    from mixkit import orchestrate, resume_checks
+    from mixkit.lineup import MIXTRAIN
     from mixkit.config import MixtrainConfig, build_config
     from mixkit.engine.signals import Interrupted
 
@@ -136,7 +136,7 @@ def train(cell: Cell, seed: int, op: str) -> bool:
         return True
     try:
         if state == "resumable":
-            cfg, ckpt = resume_run.resume_config(MixtrainConfig, MIXTRAIN, {"resume": str(path)})
+            cfg, ckpt = resume_checks.resume_config(MixtrainConfig, MIXTRAIN, {"resume": str(path)})
             orchestrate.run(cfg, MIXTRAIN, strict_experiment=True, checkpoint=ckpt)
         else:
             values = {**cell.config(seed, op), "output": str(path.parent),
@@ -179,7 +179,7 @@ def cmd_plan(args: argparse.Namespace) -> None:
 
 
 def _rows(path: Path) -> list[dict[str, Any]]:
-    from mixkit.runs import load_run
+    from mixkit.run_reader import load_run
 
     return load_run(path).rows
 

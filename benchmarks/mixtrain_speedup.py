@@ -47,7 +47,7 @@ import yaml
 
 from common import (add_run_options, apply_threads, config_options, load_rows, mean_sd,
                     save_rows)
-from mixkit.arms import COMPARISONS, MIXTRAIN, mixtrain, mixtrain_recipe, supervised
+from mixkit.lineup import COMPARISONS, MIXTRAIN, mixtrain, mixtrain_recipe, supervised
 from mixkit.config import MixtrainConfig, build_config, recipe_dict
 from mixkit.data.plan import pair_plan
 from mixkit.engine.loop import ArmResult
@@ -55,7 +55,7 @@ from mixkit.engine.progress import TrainingProgress
 from mixkit.methods.mixtrain import ops
 from mixkit.methods.mixtrain.method import MixTrainArm
 from mixkit.models import create_model
-from mixkit.models.split import region_logits
+from mixkit.models.split_propagation import region_logits
 from mixkit.summary import NOISY, best_at_cost, robust_speedup, timing_spread
 from mixkit.orchestrate import prepare, run_arm, seed_everything, warm_up
 
@@ -180,7 +180,7 @@ def run_seed(cfg, ops: list[str], progress: TrainingProgress, turn: int = 0,
         else:
             ctx.cfg = arm_config(cfg, name)
             out[name] = run_arm(ctx, "mixtrain", mixtrain, None, progress)
-    ctx.cfg, ctx.done = cfg, {"mixtrain": out[ops[0]]}
+    ctx.cfg, ctx.done = cfg, {ctx.command.method_arm: out[ops[0]]}
     for name in compare:
         out[name] = run_arm(ctx, name, COMPARISONS[name], None, progress)
     return out

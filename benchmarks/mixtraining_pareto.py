@@ -41,7 +41,7 @@ from pathlib import Path
 
 from common import (add_run_options, apply_threads, config_options, load_rows_by_seed,
                     mean_sd, save_rows)
-from mixkit.arms import MIXTRAINING, SCHEDULES, _mixtraining_finish, mixtraining_arm
+from mixkit.lineup import MIXTRAINING, SCHEDULES, _mixtraining_finish, mixtraining_arm
 from mixkit.config import MixtrainingConfig
 from mixkit.engine.loop import ArmResult
 from mixkit.engine.progress import TrainingProgress
@@ -120,8 +120,31 @@ def against_reference(seeds: list[int], runs: list[dict[str, ArmResult]],
         if here:
             d = [100 * (a.accuracy - ArmResult.from_rows(name, len(v), v).accuracy)
                  for a, v in here]
+            t = [a.train_seconds / ArmResult.from_rows(name, len(v), v).train_seconds
+                 for a, v in here]
             print(f"{name} here vs the same arm in --reference: {mean_sd(d, 2)} pts "
-                  f"(per seed {[round(x, 2) for x in d]})")
+                  f"(per seed {[round(x, 2) for x in d]}), train seconds {mean_sd(t)}x")
+            mix_losses(name, [(a.rows, v) for a, v in here])
+
+
+def mix_losses(name: str, pairs: list[tuple[list[dict], list[dict]]]) -> None:
+    """Both losses of the mix phase (Eq. 3's ``l_ssl`` and ``l_sl``), mean over its epochs and
+    seeds, here and in --reference: what a change to the mix phase (``--mix-forward``) did to
+    the pretext task and to the classifier, and the mix epoch's cost."""
+    def stats(rows: list[dict]) -> tuple[float, float, float] | None:
+        mix = [r for r in rows if r["phase"] == "mix" and "ssl_loss" in r]
+        if not mix:
+            return None
+        return (statistics.mean(r["ssl_loss"] for r in mix),
+                statistics.mean(r["sl_loss"] for r in mix),
+                statistics.median(r["epoch_seconds"] for r in mix))
+    got = [(stats(a), stats(b)) for a, b in pairs]
+    got = [(a, b) for a, b in got if a is not None and b is not None]
+    if not got:
+        return
+    for k, label in enumerate(("MAE loss l_ssl", "classifier loss l_sl", "mix epoch s")):
+        here, ref = [a[k] for a, _ in got], [b[k] for _, b in got]
+        print(f"  {name} mix phase {label}: here {mean_sd(here)}, --reference {mean_sd(ref)}")
 
 
 def report(runs: list[dict[str, ArmResult]], sched: Schedule, across: bool = False) -> None:
@@ -208,7 +231,7 @@ def save_sweep_figure(groups: dict[str, dict[int, dict[str, ArmResult]]], path: 
     """Accuracy against training time: SL, SSL+SL and MixTraining at each setting, mean ± sd
     over the seeds every setting has (``mixkit report``'s Pareto figure, fed from rows)."""
     from mixkit.plots import pareto
-    from mixkit.runs import Run
+    from mixkit.run_reader import Run
 
     seeds = sorted(set.intersection(*(set(g) for g in groups.values())))
     alphas = {label.split("alpha ")[1] for label in groups}

@@ -1,4 +1,4 @@
-"""The bad-input matrix (SPEC §6): every user mistake is one paragraph, exit code 2, no traceback,
+"""The bad-input matrix (`docs/reliability.md`): every user mistake is one paragraph, exit code 2, no traceback,
 a message naming the offending option or path, and nothing written."""
 
 from __future__ import annotations

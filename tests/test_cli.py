@@ -187,7 +187,7 @@ def test_no_baseline_table_has_no_speedup_column(tmp_path: Path, capsys) -> None
 def _check_weights_score_the_reported_accuracy(run, accuracy: float) -> None:
     """``weights/ARM.pt`` is the classifier that scored the run's reported accuracy: rebuilt
     from the file alone and evaluated on the run's validation split (its saved config)."""
-    from mixkit.arms import MIXTRAIN
+    from mixkit.lineup import MIXTRAIN
     from mixkit.config import MixtrainConfig, load_config
     from mixkit.engine.loop import evaluate
     from mixkit.models.weights import load_weights

@@ -121,23 +121,27 @@ def test_ssl_data_on_cuda_draws_partners_on_the_device(no_host_syncs, tmp_path, 
 def test_resume_on_cuda_is_exact(tmp_path, capsys, monkeypatch) -> None:
     """Stopped mid-run on the GPU and resumed: the same final weights as an uninterrupted run
     (CUDA RNG state and the device generators travel in the checkpoint)."""
+    from mixkit import orchestrate
+    from mixkit.engine.events import Callback
     from mixkit.engine.signals import STOP
 
     monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)   # not left on for later
     args = [*MIXTRAIN, "--op", "mixup", "--no-baseline", "--device", "cuda", "--no-amp",
             "--output", str(tmp_path)]
     assert run_cli([*args, "--experiment", "U"], capsys)[0] == 0
-    orig, fired = Engine._step, []
+    class StopOnce(Callback):
+        """SIGTERM's flag after the first step past progress 1.5 (mid epoch 2)."""
 
-    def step(self, spec, batch, opt, t):
-        out = orig(self, spec, batch, opt, t)
-        if self.rundir is not None and t > 1.5 and not fired:
-            fired.append(t)
-            STOP.request(15)
-        return out
-    monkeypatch.setattr(Engine, "_step", step)
+        fired = False
+
+        def after_step(self, state) -> None:
+            if not StopOnce.fired and state.epoch + (state.batch - 0.5) / state.batches > 1.5:
+                StopOnce.fired = True
+                STOP.request(15)
+
+    monkeypatch.setattr(orchestrate, "CALLBACKS", [StopOnce])
     assert run_cli([*args, "--experiment", "R"], capsys)[0] == 143
-    monkeypatch.setattr(Engine, "_step", orig)
+    monkeypatch.setattr(orchestrate, "CALLBACKS", [])
     code, _, err = run_cli(["mixtrain", "--resume", str(tmp_path / "R")], capsys)
     assert code == 0, err
     a, b = (torch.load(tmp_path / r / "weights" / "mixtrain.pt", weights_only=True)["state_dict"]

@@ -10,7 +10,7 @@ import torch
 from mixkit.config import MixtrainConfig, build_config
 from mixkit.data import EpochPlan, load_data, shuffled
 from mixkit.data.augment import crop_flip, normalize, resize_uint8, sample_crop_flip
-from mixkit.data.split import stratified_holdout, stratified_indices
+from mixkit.data.holdout import stratified_holdout, stratified_indices
 from mixkit.errors import UserError
 
 CPU = torch.device("cpu")

@@ -10,7 +10,7 @@ import torch
 
 from mixkit.config import MixtrainConfig, build_config
 from mixkit.data import load_data, shuffled
-from mixkit.engine.checkpoint import atomic_write, save_checkpoint
+from mixkit.engine.files import atomic_write, save_checkpoint
 from mixkit.engine.loop import Engine
 from mixkit.engine.optim import Recipe, build_optimizer, cosine_lr, set_lr
 from mixkit.engine.runtime import Runtime
@@ -93,8 +93,7 @@ def _engine(batch_size: int, fraction: float = 0.1, runtime: Runtime | None = No
     data = load_data("synthetic", cfg, CPU, "mixtrain")
     torch.manual_seed(0)
     model, _ = create_model("resnet18", 10, 16)
-    eng = Engine(model, runtime or Runtime(CPU), data.train, data.val, batch_size=batch_size,
-                 log_interval=1000)
+    eng = Engine(model, runtime or Runtime(CPU), data.train, data.val, batch_size=batch_size)
     return eng, data
 
 
@@ -126,7 +125,7 @@ def test_supervised_training_learns_synthetic_patterns() -> None:
     eng, data = _engine(batch_size=20)
     arm = SupervisedArm("baseline", 4, len(data.train), Recipe("sl", 2e-3, 1e-5, 0.0, 0.5, 4),
                         torch.Generator().manual_seed(0))
-    result = eng.train_arm(arm)
+    result = eng.fit(arm)
     losses = [r["train_loss"] for r in result.rows]
     assert losses[-1] < losses[0] * 0.7
     assert result.accuracy > 0.3                         # chance is 0.1
@@ -190,6 +189,8 @@ def test_a_non_finite_loss_skips_the_whole_update_fused_or_not(fused, monkeypatc
         monkeypatch.setattr(loop, "build_optimizer", plain)
     eng, data = _engine(batch_size=20)
     recipe = Recipe("sl", 1e-3, 0, 0.05, 0, 1)
+    eng.state = eng.new_state(SupervisedArm("b", 1, len(data.train), recipe,
+                                            torch.Generator().manual_seed(0)))
     opt = eng.optimizer_for(recipe)
     assert loop.is_fused(opt) is fused
     batch = next(iter(data.train.batches(shuffled(len(data.train),

@@ -14,7 +14,7 @@ import torch
 
 from conftest import run_cli
 from mixkit.engine import rundir as rundir_mod
-from mixkit.engine.checkpoint import atomic_write
+from mixkit.engine.files import atomic_write
 
 SMALL = ["--data", "digits", "--data-fraction", "0.05", "--val-fraction", "0.05",
          "--img-size", "16", "-b", "16"]

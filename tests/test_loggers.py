@@ -34,13 +34,12 @@ def _rows(run: Path) -> list[dict]:
     return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-def _engine(callbacks) -> tuple[Engine, object]:
+def _engine() -> tuple[Engine, object]:
     cfg = build_config(MixtrainConfig, {"img_size": 16, "data_fraction": 0.1}, "test")
     data = load_data("synthetic", cfg, CPU, "mixtrain")
     torch.manual_seed(0)
     model, _ = create_model("mobilenetv2_035", 10, 16)
-    eng = Engine(model, Runtime(CPU), data.train, data.val, batch_size=32, log_interval=1000,
-                 callbacks=callbacks)
+    eng = Engine(model, Runtime(CPU), data.train, data.val, batch_size=32)
     return eng, data
 
 
@@ -60,10 +59,10 @@ class Recorder(Callback):
 
 def test_events_fire_in_order_with_the_state_they_promise() -> None:
     rec = Recorder()
-    eng, data = _engine([rec])
+    eng, data = _engine()
     arm = SupervisedArm("b", 2, len(data.train), Recipe("sl", 1e-3, 0, 0, 0, 2),
                         torch.Generator().manual_seed(0))
-    eng.train_arm(arm)
+    eng.fit(arm, [rec])
     names = [s[0] for s in rec.seen]
     steps = -(-len(data.train) // 32)
     epoch = (["epoch_start"] + ["after_backward", "after_step"] * steps
@@ -85,10 +84,10 @@ def _worked_example() -> type:
 
 def test_the_documented_grad_norm_callback_runs_without_a_sync(syncing_ops) -> None:
     cb = _worked_example()()
-    eng, data = _engine([cb])
+    eng, data = _engine()
     arm = SupervisedArm("b", 2, len(data.train), Recipe("sl", 1e-3, 0, 0, 0, 2),
                         torch.Generator().manual_seed(0))
-    eng.train_arm(arm)
+    eng.fit(arm, [cb])
     assert len(cb.per_epoch) == 2 and all(0 < g < 1e4 for g in cb.per_epoch)
     assert not syncing_ops, "\n".join(syncing_ops[:5])        # no read in the hot loop
 

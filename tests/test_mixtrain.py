@@ -14,9 +14,9 @@ from mixkit.methods.mixtrain import ops
 from mixkit.data.plan import pair_plan
 from mixkit.methods.mixtrain.selection import (NONE, R1, R2, R3, MixState, below_mid,
                                                next_mix, regions, thresholds)
-from mixkit.arms import mixtrain_recipe
+from mixkit.lineup import mixtrain_recipe
 from mixkit.models import create_model
-from mixkit.models.split import region_logits
+from mixkit.models.split_propagation import region_logits
 
 CPU = torch.device("cpu")
 
@@ -316,7 +316,7 @@ def test_mixtrain_step_reads_the_host_once_per_epoch_not_per_step(op, host_reads
     """Host reads in mixkit's code per epoch are the same for 2 and for 8 batches."""
     from dataclasses import replace
 
-    from mixkit.arms import MIXTRAIN
+    from mixkit.lineup import MIXTRAIN
     from mixkit.config import MixtrainConfig, build_config
     from mixkit.engine.loop import Engine
     from mixkit.methods.mixtrain.method import MixTrainArm
@@ -329,8 +329,7 @@ def test_mixtrain_step_reads_the_host_once_per_epoch_not_per_step(op, host_reads
         ctx = prepare(replace(cfg, batch_size=batch_size), MIXTRAIN)
         torch.manual_seed(0)
         model, _ = create_model("resnet18", 10, 16)
-        eng = Engine(model, ctx.runtime, ctx.data.train, ctx.data.val, batch_size=batch_size,
-                     log_interval=10**6)
+        eng = Engine(model, ctx.runtime, ctx.data.train, ctx.data.val, batch_size=batch_size)
         arm = MixTrainArm(ctx.cfg, len(ctx.data.train), mixtrain_recipe(ctx.cfg), ctx.model_info, 16,
                           CPU)
         arm.state.why[: arm.state.n] = 1          # mix everything: a plan with pairs

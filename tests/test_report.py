@@ -14,7 +14,7 @@ from matplotlib.colors import to_rgba
 
 from conftest import run_cli
 from mixkit import plots
-from mixkit.runs import arm_table, group, load_run, time_to
+from mixkit.run_reader import arm_table, group, load_run, time_to
 
 N = 100        # samples in the (pretend) training set
 

@@ -16,7 +16,8 @@ from typing import Any, Callable, Optional
 import typer
 from rich.console import Console
 
-from mixkit.config import MixtrainConfig, MixtrainingConfig, field_types, load_config
+from mixkit.config import (MixtrainConfig, MixtrainingConfig, field_types, flag_of,
+                           load_config)
 from mixkit.errors import EXIT_USER_ERROR, UserError, print_user_error
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -44,7 +45,7 @@ def _main(version: bool = typer.Option(False, "--version", callback=_version, is
 
 
 def _option(name: str, tp: Any, meta: dict) -> inspect.Parameter:
-    flag = meta.get("flag") or "--" + name.replace("_", "-")
+    flag = flag_of(name)
     decls = [f"{flag}/--no-{flag[2:]}"] if tp is bool else [flag]
     if meta.get("short"):
         decls.append(meta["short"])
@@ -85,13 +86,13 @@ def training_command(config_cls: type,
 
 def _run(command_name: str) -> Callable[[type, Optional[Path], dict[str, Any]], None]:
     def run(config_cls: type, path: Optional[Path], overrides: dict[str, Any]) -> None:
-        from mixkit import arms, orchestrate, resume_run
+        from mixkit import lineup, orchestrate, resume_checks
 
-        spec = {"mixtrain": arms.MIXTRAIN, "mixtraining": arms.MIXTRAINING}[command_name]
+        spec = {"mixtrain": lineup.MIXTRAIN, "mixtraining": lineup.MIXTRAINING}[command_name]
         if "resume" in overrides:
             if path is not None:
                 raise UserError("--resume uses the run's own config.yaml; drop -c/--config.")
-            cfg, checkpoint = resume_run.resume_config(config_cls, spec, overrides)
+            cfg, checkpoint = resume_checks.resume_config(config_cls, spec, overrides)
             orchestrate.run(cfg, spec, strict_experiment=True, checkpoint=checkpoint)
             return
         cfg = load_config(config_cls, path, overrides)

@@ -1,6 +1,6 @@
 """A training command as data: :class:`CommandSpec` (its arms, which is the method and which
 the baseline) and :class:`RunContext` (what an arm factory may use). Shared by the command
-layer's modules (``arms``, ``orchestrate``, ``summary``, ``resume_run``) so none of them needs
+layer's modules (``lineup``, ``orchestrate``, ``summary``, ``resume_checks``) so none of them needs
 another's internals, and nothing imports in a circle.
 """
 
@@ -33,6 +33,12 @@ class RunContext:
     dist: D.Dist = D.Dist()                                  # this process's rank (torchrun)
     # the arms finished so far, by name (comparison arms are matched to the method's cost)
     done: dict[str, ArmResult] = field(default_factory=dict)
+    command: "CommandSpec | None" = None        # the command being run (its method arm, ...)
+
+    def method_result(self) -> ArmResult:
+        """The command's own arm, finished earlier in this run (what comparisons match)."""
+        assert self.command is not None and self.command.method_arm is not None
+        return self.done[self.command.method_arm]
 
     def new_model(self) -> torch.nn.Module:
         """A freshly initialised model (from the global RNG: seed first)."""

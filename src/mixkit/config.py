@@ -28,6 +28,9 @@ from mixkit.engine.optim import OPTIMIZERS, SCHEDULES
 from mixkit.errors import UserError
 
 
+ROLES = ("experiment", "seed", "run", "name", "action")
+
+
 def option(
     default: Any,
     help: str,
@@ -39,14 +42,32 @@ def option(
     gt: float | None = None,
     recipe: bool = True,
     flag: str | None = None,
+    role: str = "experiment",
+    bench: bool | None = None,
 ) -> Any:
-    """A config field with its CLI help line and valid range.
+    """A config field with its CLI help line, valid range and role.
 
-    ``recipe=False`` marks per-invocation actions (``--overwrite``) that are not written to the
-    resolved ``config.yaml``, so re-running a saved config never repeats them.
+    ``recipe=False`` marks options that are not written to the resolved ``config.yaml``, so
+    re-running a saved config never repeats them. ``role`` says what the key means to a run,
+    the one place the key classes are derived from (:func:`keys_with`: the keys ``--resume`` may
+    change, those that do not make another experiment in ``mixkit report``, the flag-only ones,
+    and the benchmarks' options):
+
+    * ``experiment``: what is trained (data, model, recipe, method): fixed on ``--resume``;
+      runs that differ in one are different experiments in ``mixkit report``;
+    * ``seed``: which repetition: fixed on ``--resume``, pooled as seeds by the report;
+    * ``run``: where and how it runs and what it writes (device, workers, loggers, plots):
+      may change on ``--resume``, never makes another experiment;
+    * ``name``: where the run directory goes (``--output``, ``--experiment``);
+    * ``action``: acts on one invocation (``--overwrite``, ``--resume``): a command-line flag
+      only, never read from a config file.
+
+    ``bench``: offered by the benchmark scripts (default: not for ``name``/``action`` keys).
     """
+    assert role in ROLES, role
     meta = {"help": help, "short": short, "choices": choices, "min": min, "max": max,
-            "gt": gt, "recipe": recipe, "flag": flag}
+            "gt": gt, "recipe": recipe, "flag": flag, "role": role,
+            "bench": role not in ("name", "action") if bench is None else bench}
     return field(default=default, metadata=meta)
 
 
@@ -62,8 +83,8 @@ class TrainConfig:
     data: str = option("digits", "Dataset name (see `mixkit datasets`).")
     data_dir: Optional[str] = option(
         None, "Data root. Default: $MIXKIT_DATA_DIR, else the user cache dir. For "
-        "`imagefolder`, the image tree itself.")
-    download: bool = option(False, "Download the dataset into the data root if it is missing.")
+        "`imagefolder`, the image tree itself.", role="run")
+    download: bool = option(False, "Download the dataset into the data root if it is missing.", role="run")
     data_fraction: float = option(
         1.0, "Stratified, seeded fraction of the training split to use (0, 1].", gt=0.0, max=1.0)
     img_size: Optional[int] = option(
@@ -94,7 +115,7 @@ class TrainConfig:
         None, "Evaluate on a stratified, fixed (seed 0) subset of this many validation images, "
         "the same for every arm and seed (default: the whole split). Makes per-epoch evaluation "
         "affordable on a CPU; report it with the numbers.", min=10, max=1 << 30)
-    workers: int = option(4, "DataLoader workers for streamed datasets (imagefolder).", min=0, max=128)
+    workers: int = option(4, "DataLoader workers for streamed datasets (imagefolder).", min=0, max=128, role="run")
     # --- model core ------------------------------------------------------------------------
     model: str = option("resnet18", "timm model name (see `mixkit models`), random init.")
     patch_size: Optional[int] = option(
@@ -140,8 +161,8 @@ class TrainConfig:
                                  "run's EMA is not dominated by its initial weights.")
     # --- runtime ---------------------------------------------------------------------------
     seed: int = option(0, "Random seed (model init, data subset, plans, augmentation).", min=0,
-                    max=2**63 - 1)
-    device: str = option("auto", "auto, cpu, cuda, cuda:N or mps.")
+                    max=2**63 - 1, role="seed")
+    device: str = option("auto", "auto, cpu, cuda, cuda:N or mps.", role="run")
     amp: Optional[bool] = option(
         None, "Automatic mixed precision (autocast). Default: on with bfloat16 on a CUDA GPU that "
         "supports it, off on CPU and MPS (--no-amp turns it off).")
@@ -161,38 +182,38 @@ class TrainConfig:
         "tell a tracing problem from a code-generation one).")
     timing_warmup: int = option(
         2, "Untimed warm-up steps before the first arm, so one-time costs (thread pools, "
-        "allocator, kernel selection) are billed to no arm (0 disables).", min=0, max=10000)
+        "allocator, kernel selection) are billed to no arm (0 disables).", min=0, max=10000, role="run")
     log_interval: int = option(25, "Steps between progress refreshes (one device read each).",
-                            min=1, max=1 << 20)
+                            min=1, max=1 << 20, role="run")
     # --- run directory ---------------------------------------------------------------------
-    output: str = option("runs", "Parent folder of run directories.")
+    output: str = option("runs", "Parent folder of run directories.", role="name")
     experiment: Optional[str] = option(
-        None, "Run name (default: <command>-<data>-<model>-<timestamp>).")
-    baseline: bool = option(True, "Run the baseline arm(s) side by side (--no-baseline skips).")
+        None, "Run name (default: <command>-<data>-<model>-<timestamp>).", role="name")
+    baseline: bool = option(True, "Run the baseline arm(s) side by side (--no-baseline skips).", role="experiment", bench=False)
     log_tensorboard: bool = option(
         False, "Log every arm's per-epoch metrics and the summary as TensorBoard event files "
-        "under RUN_DIR/tb/<arm>/ (needs `pip install -e \".[tensorboard]\"`).")
+        "under RUN_DIR/tb/<arm>/ (needs `pip install -e \".[tensorboard]\"`).", role="run")
     log_wandb: bool = option(
         False, "Log every arm's per-epoch metrics and the summary to Weights & Biases, files "
-        "under RUN_DIR/wandb/ (needs `pip install -e \".[wandb]\"`).")
-    wandb_project: str = option("mixkit", "W&B project name (with --log-wandb).")
+        "under RUN_DIR/wandb/ (needs `pip install -e \".[wandb]\"`).", role="run")
+    wandb_project: str = option("mixkit", "W&B project name (with --log-wandb).", role="run")
     wandb_mode: str = option("auto", "W&B mode: auto = offline unless WANDB_API_KEY/WANDB_MODE "
                              "say otherwise (then `wandb sync`), online or offline.",
-                             choices=("auto", "online", "offline"))
+                             choices=("auto", "online", "offline"), role="run")
     plots: bool = option(True, "Write the run's figures into RUN_DIR/plots when it finishes "
-                      "(--no-plots skips).", recipe=False)
+                      "(--no-plots skips).", recipe=False, role="run")
     save_weights: str = option(
         "method", "Which arms' trained classifiers to keep in RUN_DIR/weights/ARM.pt: the "
-        "method's arm, every arm, or none.", choices=("method", "all", "none"), recipe=False)
+        "method's arm, every arm, or none.", choices=("method", "all", "none"), recipe=False, role="run")
     keep_checkpoint: bool = option(
         False, "Keep last.pt (optimiser state, RNGs) after the run completes; by default it is "
-        "deleted then, as a completed run cannot be resumed.")
+        "deleted then, as a completed run cannot be resumed.", role="run")
     overwrite: bool = option(False, "Replace an existing run directory of the same name.",
-                          recipe=False)
+                          recipe=False, role="action")
     resume: Optional[str] = option(
         None, "Continue the run in this RUN_DIR exactly from its last checkpoint, with its saved "
         "config (only --device, --log-interval, --workers, --data-dir may change).",
-        recipe=False)
+        recipe=False, role="action")
 
 
     # --- the optimiser recipe --------------------------------------------------------------
@@ -218,7 +239,7 @@ class TrainConfig:
                    and "multistep" not in scheds, "--sched multistep")]
         for name, bad, needs in unused:
             if bad:
-                flag = "--" + name.replace("_", "-")
+                flag = flag_of(name)
                 raise UserError(f"{where}: {flag} is only read with {needs}; this run uses "
                                 f"--opt {self.opt} --sched {self.sched}.",
                                 hint=f"Drop {flag}, or add {needs}.")
@@ -481,6 +502,23 @@ def _flag(f: dataclasses.Field) -> str:
     return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
 
 
+def _all_fields() -> dict[str, dataclasses.Field]:
+    """Every option of both commands by name (a name means the same option in both)."""
+    return {f.name: f for cls in (MixtrainConfig, MixtrainingConfig) for f in fields(cls)}
+
+
+def flag_of(name: str) -> str:
+    """The command-line flag of config key ``name`` (``--a-b`` for ``a_b`` unless the field
+    names its own): the one derivation the CLI, the messages and the benchmarks share."""
+    f = _all_fields().get(name)
+    return _flag(f) if f is not None else "--" + name.replace("_", "-")
+
+
+def keys_with(*roles: str) -> frozenset[str]:
+    """The config keys of both commands whose ``role`` is one of ``roles``."""
+    return frozenset(n for n, f in _all_fields().items() if f.metadata["role"] in roles)
+
+
 def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
@@ -504,7 +542,7 @@ def _short(value: Any) -> str:
 
 
 def _coerce(name: str, value: Any, tp: Any, optional: bool, where: str) -> Any:
-    flag = "--" + name.replace("_", "-")
+    flag = flag_of(name)
     if value is None:
         if optional:
             return None
@@ -620,7 +658,6 @@ class _ConfigLoader(yaml.SafeLoader):
 
 
 # keys that act on this invocation only: they must be typed, never read from a file
-FLAG_ONLY = ("overwrite", "resume")
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -649,13 +686,13 @@ def read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise UserError(f"config file {path} must hold a mapping of option: value, "
                         f"not a {type(data).__name__}.")
-    typed = [k for k in FLAG_ONLY if k in data]
+    typed = [k for k in sorted(keys_with("action")) if k in data]
     if typed:
         raise UserError(f"config file {path} sets `{typed[0]}`, which acts on one invocation "
                         "and is only accepted as a command-line flag (a saved or shared config "
                         "must never delete or resume a run by itself).",
                         hint=f"Remove `{typed[0]}` from the file and pass "
-                        f"--{typed[0].replace('_', '-')} on the command line.")
+                        f"{flag_of(typed[0])} on the command line.")
     return data
 
 

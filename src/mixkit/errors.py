@@ -2,7 +2,7 @@
 
 Every user mistake (unknown name, missing data, value out of range, ...) raises
 :class:`UserError` with one paragraph that says what was wrong and what to do. The CLI turns it
-into that paragraph on stderr and exit code 2, never a traceback (SPEC §6).
+into that paragraph on stderr and exit code 2, never a traceback (`docs/reliability.md`).
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 side from the same starting point, and write the summary.
 
 Both subcommands come through :func:`run`; they differ only in the arms they ask for
-(:mod:`mixkit.arms`). ``summary.json`` is built by :mod:`mixkit.summary`; the checks of
-``--resume`` live in :mod:`mixkit.resume_run`. Every
+(:mod:`mixkit.lineup`). ``summary.json`` is built by :mod:`mixkit.summary`; the checks of
+``--resume`` live in :mod:`mixkit.resume_checks`. Every
 check that can fail on user input (data present, model name, sizes, batch size) happens before
 the run directory is created, so a bad command line leaves nothing behind.
 """
@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
+from mixkit.config import dump_yaml
 from mixkit.data import DataBundle, load_data
 from mixkit.engine import distributed as D
 from mixkit.engine.loop import ArmResult, Engine
@@ -28,7 +29,9 @@ from mixkit.engine.rundir import RunDir, WriteFailed
 from mixkit.engine.runtime import Runtime
 from mixkit.engine.signals import Interrupted, stop_on_signals
 from mixkit.summary import summarize
-from mixkit.engine.callbacks import MetricsWriter, ProgressCallback
+from mixkit.engine.arm import Arm
+from mixkit.engine.callbacks import (CheckpointSaver, MetricsWriter, NonFiniteGuard,
+                                     ProgressCallback, StopOnSignal)
 from mixkit.engine.events import Callback
 from mixkit.errors import RunFailed, UserError
 from mixkit.loggers import build_loggers, check_loggers
@@ -37,7 +40,7 @@ from mixkit.models.factory import family_of
 from mixkit.models.weights import weights_payload
 from mixkit.command import ArmFactory, CommandSpec, RunContext
 from mixkit.report import speedup_table
-from mixkit.resume_run import recipe_fingerprint, recipe_hash
+from mixkit.resume_checks import recipe_fingerprint, recipe_hash
 
 
 # Factories of callbacks attached to every arm of every run, after the standard ones and the
@@ -73,42 +76,67 @@ def prepare(cfg: Any, command: CommandSpec, dist: D.Dist = D.Dist()) -> RunConte
     _check(cfg, data)
     _, info = create_model(cfg.model, data.num_classes, data.img_size, cfg.patch_size,
                            data.spec.native_size)
-    ctx = RunContext(cfg, data, runtime, info, dist=dist)
+    ctx = RunContext(cfg, data, runtime, info, dist=dist, command=command)
     if command.setup is not None:
         command.setup(ctx)
     check_loggers(cfg)
     return ctx
 
 
-def run_arm(ctx: RunContext, name: str, factory: ArmFactory, rundir: RunDir | None,
-            progress: TrainingProgress, resume: dict[str, Any] | None = None,
-            done: dict[str, ArmResult] | None = None, command: str = "",
-            callbacks: Sequence[Callback] = ()) -> ArmResult:
-    """One arm from the same starting point as every other: seed, fresh model, fresh streams.
-
-    With ``resume`` (a checkpoint of this arm) the engine then restores the state it saved.
-    """
+def _build(ctx: RunContext, factory: ArmFactory) -> tuple[torch.nn.Module, Arm, Engine]:
+    """An arm from the same starting point as every other: seed, fresh model, fresh streams,
+    and the engine that trains it."""
     seed_everything(ctx.cfg.seed)
     ctx.data.train.generator.manual_seed(ctx.dist.stream_seed(ctx.cfg.seed))
     model = ctx.new_model()
     arm = factory(ctx)
     arm.extend_model(model)                         # e.g. MixTraining attaches the MAE decoder
-    launch = (f"torchrun --nproc_per_node {ctx.dist.world} (in total) -m mixkit"
-              if ctx.dist.enabled else "mixkit")
-    hint = f"Resume with: {launch} {command} --resume {rundir.path}" if rundir else ""
-    recipe = recipe_fingerprint(ctx.cfg)
-    standard: list[Callback] = [ProgressCallback(progress, ctx.cfg.log_interval)]
-    if rundir is not None:
-        standard.append(MetricsWriter(rundir))
     engine = Engine(model, ctx.runtime, ctx.data.train, ctx.data.tasks,
-                    batch_size=ctx.cfg.batch_size, log_interval=ctx.cfg.log_interval,
-                    rundir=rundir, done=done, resume_hint=hint,
-                    meta={"command": command, "config_recipe": recipe,
-                          "config_hash": recipe_hash(recipe)},
-                    dist=ctx.dist, ema=ema_settings(ctx.cfg),
-                    callbacks=[*standard, *callbacks, *(make() for make in CALLBACKS)])
-    result = engine.train_arm(arm, resume)
-    if rundir is not None and _keeps_weights(ctx.cfg.save_weights, name, command):
+                    batch_size=ctx.cfg.batch_size, dist=ctx.dist, ema=ema_settings(ctx.cfg))
+    return model, arm, engine
+
+
+def standard_callbacks(ctx: RunContext, rundir: RunDir | None, progress: TrainingProgress,
+                       done: dict[str, ArmResult], extra: Sequence[Callback] = ()
+                       ) -> list[Callback]:
+    """Every arm's callbacks, in the order they must run: the non-finite guard first (nothing
+    is logged or saved after a bad epoch), then the observers (live view, ``metrics.jsonl``,
+    loggers, :data:`CALLBACKS`), then stop-on-signal and the checkpoint saver, which act on what
+    the observers did in the same step."""
+    recipe = recipe_fingerprint(ctx.cfg)
+    out: list[Callback] = [NonFiniteGuard(), ProgressCallback(progress, ctx.cfg.log_interval)]
+    if rundir is not None:
+        out.append(MetricsWriter(rundir))
+    out += [*extra, *(make() for make in CALLBACKS),
+            StopOnSignal(ctx.dist, ctx.cfg.log_interval, ctx.runtime.device)]
+    if rundir is not None or ctx.dist.enabled:      # every rank: the RNGs are gathered
+        out.append(CheckpointSaver(rundir, ctx.dist, {
+            "command": ctx.command.name, "config_recipe": recipe, "config_hash": recipe_hash(recipe)},
+            done))
+    return out
+
+
+def run_arm(ctx: RunContext, name: str, factory: ArmFactory, rundir: RunDir | None,
+            progress: TrainingProgress, resume: dict[str, Any] | None = None,
+            done: dict[str, ArmResult] | None = None,
+            callbacks: Sequence[Callback] = ()) -> ArmResult:
+    """One arm from the same starting point as every other (:func:`_build`), trained with the
+    standard callbacks; with ``resume`` (a checkpoint of this arm) from where it stopped."""
+    model, arm, engine = _build(ctx, factory)
+    attached = standard_callbacks(ctx, rundir, progress, {} if done is None else done,
+                                  callbacks)
+    where = str(rundir.checkpoint_path) if rundir is not None else "the checkpoint"
+    try:
+        result = engine.fit(arm, attached, resume=resume, resume_from=where)
+    except Interrupted as stop:
+        if rundir is None:
+            raise
+        launch = (f"torchrun --nproc_per_node {ctx.dist.world} (in total) -m mixkit"
+                  if ctx.dist.enabled else "mixkit")
+        raise Interrupted(stop.signum, f"{stop}; a resumable checkpoint is saved. Resume "
+                          f"with: {launch} {ctx.command.name} --resume {rundir.path}") from None
+    if rundir is not None and _keeps_weights(ctx.cfg.save_weights, name,
+                                             ctx.command.method_arm):
         for suffix, weights in (("", model), ("-ema", engine.ema and engine.ema.module)):
             if weights is not None:             # ARM.pt, and ARM-ema.pt with --model-ema
                 rundir.save_weights(name + suffix, weights_payload(
@@ -123,9 +151,9 @@ def ema_settings(cfg: Any) -> tuple[float, bool] | None:
     return (cfg.model_ema_decay, cfg.model_ema_warmup) if cfg.model_ema else None
 
 
-def _keeps_weights(which: str, arm: str, command: str) -> bool:
-    """``--save-weights``: ``method`` keeps the command's own arm (named like the command)."""
-    return which == "all" or (which == "method" and arm == command)
+def _keeps_weights(which: str, arm: str, method_arm: str | None) -> bool:
+    """``--save-weights``: ``method`` keeps the command's own arm (its spec's ``method_arm``)."""
+    return which == "all" or (which == "method" and arm == method_arm)
 
 
 def _open_resumed(cfg: Any, checkpoint: dict[str, Any],
@@ -146,7 +174,7 @@ def _create(cfg: Any, command: CommandSpec, strict: bool, main: bool) -> RunDir 
         return None
     experiment = cfg.experiment or default_experiment(command.name, cfg)
     rundir = RunDir.create(cfg.output, experiment, strict=strict, overwrite=cfg.overwrite)
-    rundir.write_config(cfg)
+    rundir.write_config(dump_yaml(cfg))
     return rundir
 
 
@@ -260,7 +288,7 @@ def _train_logged(cfg: Any, command: CommandSpec, arms: list[tuple[str, ArmFacto
                     continue
                 resume = checkpoint if checkpoint and checkpoint["arm"] == name else None
                 results[name] = run_arm(ctx, name, factory, rundir, progress, resume,
-                                        results, command.name, loggers)
+                                        results, loggers)
         if rundir is None:                  # not rank 0: rank 0 reports; the ranks leave together
             D.barrier()                     # (a rank tearing down gloo while rank 0 still
             return {}                       # writes its summary and figures can abort)
@@ -320,15 +348,11 @@ def _plots(rundir: RunDir, say: _Say) -> None:
 def warm_up(ctx: RunContext, factory: ArmFactory, steps: int) -> None:
     """``--timing-warmup`` untimed steps of the first arm on a throwaway model, so one-time
     process costs (thread pools, the allocator, kernel selection) are billed to no arm: without
-    it the arm that runs first is the slowest and every speedup is biased by run order. Every
-    random stream is reseeded by :func:`run_arm` afterwards, so results are unchanged."""
+    it the arm that runs first is the slowest and every speedup is biased by run order. It is
+    :meth:`Engine.fit` with no callbacks; every random stream is reseeded by :func:`_build`
+    for the real arms afterwards, so results are unchanged."""
     if steps <= 0:
         return
-    seed_everything(ctx.cfg.seed)
-    model = ctx.new_model()
-    arm = factory(ctx)
-    arm.extend_model(model)
-    engine = Engine(model, ctx.runtime, ctx.data.train, ctx.data.tasks,
-                    batch_size=ctx.cfg.batch_size, log_interval=ctx.cfg.log_interval,
-                    dist=ctx.dist)
-    engine.warm_up(arm, steps)
+    _, arm, engine = _build(ctx, factory)
+    engine.fit(arm, steps=steps)
+    ctx.runtime.synchronize()

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from mixkit.runs import Run  # noqa: E402
+from mixkit.run_reader import Run  # noqa: E402
 
 OKABE_ITO = ["#000000", "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00",
              "#CC79A7"]
@@ -215,7 +215,7 @@ def save(fig: Figure, path: Path) -> Path:
     never written through)."""
     import io
 
-    from mixkit.engine.checkpoint import atomic_write
+    from mixkit.engine.files import atomic_write
 
     path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()

@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from mixkit.engine.checkpoint import atomic_write, links_in
+from mixkit.engine.files import atomic_write, links_in
 from mixkit.summary import NOISY
 from mixkit.engine.timing import speedup
 from mixkit.errors import UserError
@@ -199,7 +199,7 @@ def write_report(paths: list[str], out: Path | None, target: float | None,
     table per group, write ``report.md``, ``report.csv`` and the figures into ``out``."""
     from mixkit import plots
     from mixkit.errors import UserError
-    from mixkit.runs import arm_table, expand, group, load_run
+    from mixkit.run_reader import arm_table, expand, group, load_run
 
     runs, skipped, notes = [], [], []
     for path in expand(paths):
@@ -264,7 +264,7 @@ def _report_folder(out: Path) -> Path:
 def write_run_plots(path: Path) -> list[Path]:
     """A finished run's own figures, into ``RUN_DIR/plots`` (``--no-plots`` skips)."""
     from mixkit import plots
-    from mixkit.runs import arm_table, load_run
+    from mixkit.run_reader import arm_table, load_run
 
     run = load_run(path)
     rows = arm_table([run], None)

@@ -1,4 +1,4 @@
-"""``summary.json``: the run's final figures, a public interface (SPEC §7, ``docs/run-dir.md``).
+"""``summary.json``: the run's final figures, a public interface (``docs/run-dir.md``).
 
 One function builds it from the arms' results, for every command: which arm is the method,
 which the baseline, the per-arm figures, the command's own entries and the speedup.

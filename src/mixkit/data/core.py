@@ -20,7 +20,7 @@ from mixkit.data.folder import check_imagenet, scan_image_folder
 from mixkit.data.registry import (READERS, DatasetSpec, download, find, get_spec, locate,
                                   missing_error, resolve_root)
 from mixkit.data.sources import FileDataset, Preprocess, StreamSource, TensorSource
-from mixkit.data.split import stratified_holdout, stratified_indices
+from mixkit.data.holdout import stratified_holdout, stratified_indices
 from mixkit.config import parse_pair
 from mixkit.errors import UserError
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mixkit.data.split import stratified_holdout
+from mixkit.data.holdout import stratified_holdout
 from mixkit.errors import UserError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"}

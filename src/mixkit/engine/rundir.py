@@ -1,4 +1,4 @@
-"""The run directory ``OUTPUT/EXPERIMENT/``: a public, machine-readable interface (SPEC §7).
+"""The run directory ``OUTPUT/EXPERIMENT/``: a public, machine-readable interface (`docs/run-dir.md`).
 
 ``config.yaml`` (resolved, re-runnable), ``metrics.jsonl`` (one line per epoch and arm, flushed
 per line), ``summary.json`` (final figures, written atomically), ``summary.csv`` (timm-style
@@ -27,8 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from mixkit.config import dump_yaml
-from mixkit.engine.checkpoint import (atomic_write, links_in, open_append, save_checkpoint,
+from mixkit.engine.files import (atomic_write, links_in, open_append, save_checkpoint,
                                      write_json)
 from mixkit.errors import RunFailed, UserError
 
@@ -237,8 +236,9 @@ class RunDir:
         with writing(self.path / name):
             atomic_write(self.path / name, write)
 
-    def write_config(self, cfg: Any) -> None:
-        self._atomic("config.yaml", lambda f: f.write(dump_yaml(cfg).encode()))
+    def write_config(self, text: str) -> None:
+        """``config.yaml``: the resolved config as YAML (the command layer renders it)."""
+        self._atomic("config.yaml", lambda f: f.write(text.encode()))
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
         with writing(self.checkpoint_path):

@@ -22,7 +22,7 @@ from mixkit.methods.mixtrain import ops
 from mixkit.methods.mixtrain.selection import MixState
 from mixkit.methods.supervised import smoothed
 from mixkit.models import ModelInfo
-from mixkit.models.split import region_logits
+from mixkit.models.split_propagation import region_logits
 
 
 def check_op(op: str, info: ModelInfo, img_size: int) -> None:

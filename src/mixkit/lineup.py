@@ -54,7 +54,7 @@ def mixtrain(ctx: RunContext) -> MixTrainArm:
 def _method_inputs(ctx: RunContext) -> list[int]:
     """The mixtrain arm's inputs per epoch, as measured in this run: what a comparison arm is
     matched to."""
-    return [int(r["inputs"]) for r in ctx.done["mixtrain"].rows]
+    return [int(r["inputs"]) for r in ctx.method_result().rows]
 
 
 def short(ctx: RunContext) -> SupervisedArm:

@@ -4,7 +4,7 @@ A resume must continue *the same run*: the run directory's ``config.yaml`` with 
 where-it-runs options changed, a checkpoint whose structure, command, arms and recipe match it,
 and the world size it was written with. Anything else is an exit-2 message naming the file
 (``docs/reliability.md``). The engine then restores the checkpoint
-(:mod:`mixkit.engine.resume`).
+(:mod:`mixkit.engine.snapshot`).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mixkit.config import load_config, recipe_dict
+from mixkit.config import flag_of, keys_with, load_config, recipe_dict
 from mixkit.engine import distributed as D
-from mixkit.engine.checkpoint import links_in, load_checkpoint
+from mixkit.engine.files import links_in, load_checkpoint
 from mixkit.engine.rundir import run_status
 from mixkit.errors import UserError
 
@@ -25,9 +25,8 @@ if TYPE_CHECKING:
     from mixkit.command import CommandSpec
 
 
-RESUMABLE = {"resume", "device", "log_interval", "workers", "data_dir", "download",
-             "timing_warmup", "plots", "save_weights", "keep_checkpoint", "log_tensorboard",
-             "log_wandb", "wandb_project", "wandb_mode"}
+# where and how a run runs may change on resume (and --resume itself is given); nothing else
+RESUMABLE = keys_with("run") | {"resume"}
 COMMANDS = ("mixtrain", "mixtraining")
 # what a checkpoint must hold, and of which type, before anything in it is trusted
 CHECKPOINT_KEYS = {"command": str, "arm": str, "epoch": int, "batch": int, "rows": list,
@@ -100,7 +99,7 @@ def resume_config(cls: type, command: "CommandSpec",
                         hint="Pass the OUTPUT/EXPERIMENT directory of a stopped run.")
     changed = sorted(set(overrides) - RESUMABLE)
     if changed:
-        flag = "--" + changed[0].replace("_", "-")
+        flag = flag_of(changed[0])
         raise UserError(f"--resume continues a run with its saved config; {flag} cannot be "
                         "changed on resume.", hint="Drop it, or start a new run with "
                         f"--config {path / 'config.yaml'}.")

@@ -17,15 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mixkit.engine.checkpoint import links_in
+from mixkit.config import keys_with
+from mixkit.engine.files import links_in
 from mixkit.engine.timing import speedup
 from mixkit.errors import UserError
 
 # config keys that do not make two runs different experiments
-NOT_THE_EXPERIMENT = {"seed", "experiment", "output", "device", "log_interval", "workers",
-                      "data_dir", "download", "timing_warmup", "plots", "save_weights",
-                      "keep_checkpoint", "log_tensorboard", "log_wandb", "wandb_project",
-                      "wandb_mode"}
+NOT_THE_EXPERIMENT = keys_with("seed", "run", "name")
 
 
 @dataclass

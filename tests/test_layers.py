@@ -1,0 +1,82 @@
+"""The package's layering, read from the source (every import counts: module level, inside a
+function, and under ``TYPE_CHECKING``): no import circle anywhere in ``src/mixkit``, and the
+engine never imports the command layer (``docs/engine.md``, "Where things live")."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "mixkit"
+# the command layer: which arms run, how, and what is reported (the engine knows none of it)
+COMMAND_LAYER = {"mixkit.cli", "mixkit.lineup", "mixkit.command", "mixkit.orchestrate",
+                 "mixkit.resume_checks", "mixkit.summary", "mixkit.report", "mixkit.plots",
+                 "mixkit.run_reader", "mixkit.loggers", "mixkit.catalog", "mixkit.config",
+                 "mixkit.methods"}
+
+
+def _module(path: Path) -> str:
+    parts = path.relative_to(SRC.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path, modules: set[str]) -> set[str]:
+    """The mixkit modules ``path`` imports (``from mixkit.x import y``: ``mixkit.x.y`` where
+    that is a module, else ``mixkit.x``)."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name.startswith("mixkit")}
+        elif isinstance(node, ast.ImportFrom) and node.module and \
+                node.module.startswith("mixkit"):
+            for a in node.names:
+                sub = f"{node.module}.{a.name}"
+                out.add(sub if sub in modules else node.module)
+    return out
+
+
+def _graph() -> dict[str, set[str]]:
+    paths = {_module(p): p for p in SRC.rglob("*.py")}
+    modules = set(paths)
+    return {m: _imports(p, modules) - {m} for m, p in paths.items()}
+
+
+def test_no_import_circles() -> None:
+    graph = _graph()
+    state: dict[str, int] = {}          # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(m: str) -> None:
+        state[m] = 1
+        path.append(m)
+        for n in sorted(graph.get(m, ())):
+            if n not in graph or n == "mixkit" or n.startswith("mixkit") and n + "." in m:
+                continue                 # a package's __init__ re-exporting its own modules
+            if state.get(n) == 1:
+                cycle = path[path.index(n):] + [n]
+                raise AssertionError("import circle: " + " -> ".join(cycle))
+            if n not in state:
+                visit(n)
+        path.pop()
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m)
+
+
+def test_the_engine_imports_nothing_from_the_command_layer() -> None:
+    bad = [(m, n) for m, deps in _graph().items() if m.startswith("mixkit.engine")
+           for n in deps if any(n == c or n.startswith(c + ".") for c in COMMAND_LAYER)]
+    assert not bad, bad
+
+
+def test_the_checker_sees_a_circle_and_a_layer_breach(tmp_path: Path) -> None:
+    """The two checks are not vacuous: the import parser finds function-level and
+    TYPE_CHECKING imports (the kinds a circle hides in)."""
+    mod = tmp_path / "m.py"
+    mod.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                   "    from mixkit.orchestrate import run\n"
+                   "def f():\n    from mixkit.engine import loop\n")
+    found = _imports(mod, {"mixkit.engine.loop", "mixkit.orchestrate"})
+    assert found == {"mixkit.orchestrate", "mixkit.engine.loop"}
