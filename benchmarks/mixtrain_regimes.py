@@ -98,6 +98,17 @@ CELLS = {c.name: c for c in [
     Cell("p10-e25-sgd", 0.10, 25, {**SGD, "decay_milestones": _ms(25)}),
     Cell("p100-e8-adamw", 1.0, 8, mixup=False),
 ]}
+# Beyond the paper (issue #26, item 3), measured in the largest affordable cell against the
+# faithful rules: each a CutMix run dir `seedK-cutmix-NAME` with only the mixtrain arm
+# (`--no-baseline`, no comparison arms: the seed's faithful CutMix and baseline are its pair).
+VARIANTS: dict[str, dict[str, Any]] = {
+    # boxes touching two borders: at area 0.5 on a 4x4 grid always a half-image
+    "edge": {"cutmix_anchor": "edge"},
+    # L_corr / L_incorr as the mean of per-epoch means (epoch 0 weighs one epoch)
+    "epochs": {"thresholds": "epochs"},
+}
+VARIANT_CELL = "p10-e25-adamw"      # 6,000 images: p25's 5 core-hours a seed is not affordable
+
 # the first cell was measured by mixtrain_speedup.py before this script existed (val 1,000)
 LEGACY = {"p04-e25-adamw": [ROOT / "results" / f"mixtrain-fmnist-p04-mnv2-25ep-seed{s}.json"
                             for s in (0, 1, 2)]}
@@ -108,8 +119,8 @@ LEGACY = {"p04-e25-adamw": [ROOT / "results" / f"mixtrain-fmnist-p04-mnv2-25ep-s
 # ------------------------------------------------------------------------------------------
 
 
-def run_dir(cell: Cell, seed: int, op: str) -> Path:
-    return OUT / cell.name / f"seed{seed}-{op}"
+def run_dir(cell: Cell, seed: int, op: str, variant: str | None = None) -> Path:
+    return OUT / cell.name / (f"seed{seed}-{op}" + (f"-{variant}" if variant else ""))
 
 
 def status(path: Path) -> str:
@@ -122,16 +133,22 @@ def status(path: Path) -> str:
     return "resumable" if (path / "last.pt").is_file() else "fresh"
 
 
-def train(cell: Cell, seed: int, op: str) -> bool:
+def variant_config(cell: Cell, seed: int, variant: str) -> dict[str, Any]:
+    """The CutMix run of ``cell`` with one beyond-the-paper rule and no other arm."""
+    return {**cell.config(seed, "cutmix"), **VARIANTS[variant], "baseline": False,
+            "compare": ""}
+
+
+def train(cell: Cell, seed: int, op: str, variant: str | None = None) -> bool:
     """Train (or continue) one run dir in this process; False if stopped by a signal."""
     from mixkit import orchestrate, resume_checks
     from mixkit.lineup import MIXTRAIN
     from mixkit.config import MixtrainConfig, build_config
     from mixkit.engine.signals import Interrupted
 
-    path = run_dir(cell, seed, op)
+    path = run_dir(cell, seed, op, variant)
     state = status(path)
-    print(f"== {cell.name} seed {seed} {op}: {state}", flush=True)
+    print(f"== {cell.name} seed {seed} {path.name}: {state}", flush=True)
     if state == "completed":
         return True
     try:
@@ -139,7 +156,8 @@ def train(cell: Cell, seed: int, op: str) -> bool:
             cfg, ckpt = resume_checks.resume_config(MixtrainConfig, MIXTRAIN, {"resume": str(path)})
             orchestrate.run(cfg, MIXTRAIN, strict_experiment=True, checkpoint=ckpt)
         else:
-            values = {**cell.config(seed, op), "output": str(path.parent),
+            config = variant_config(cell, seed, variant) if variant else cell.config(seed, op)
+            values = {**config, "output": str(path.parent),
                       "experiment": path.name, "overwrite": path.exists()}
             cfg = build_config(MixtrainConfig, values, where=f"cell {cell.name}")
             orchestrate.run(cfg, MIXTRAIN, strict_experiment=True)
@@ -155,8 +173,10 @@ def cmd_run(args: argparse.Namespace) -> None:
     for name in args.cells:
         cell = CELLS[name]
         for seed in args.seeds:
-            for op in ("cutmix", "mixup") if cell.mixup else ("cutmix",):
-                if not train(cell, seed, op):
+            jobs = ([("cutmix", v) for v in args.variants] if args.variants else
+                    [(op, None) for op in (("cutmix", "mixup") if cell.mixup else ("cutmix",))])
+            for op, variant in jobs:
+                if not train(cell, seed, op, variant):
                     sys.exit(0)
 
 
@@ -171,6 +191,13 @@ def cmd_plan(args: argparse.Namespace) -> None:
               f"runs completed: {', '.join(done) or '-'}{legacy}")
         total += hours
     print(f"one seed of every cell: ~{total:.0f} core-hours")
+    cell = CELLS[VARIANT_CELL]
+    hours = cell.fraction / 0.04 * 0.7 * cell.epochs * 30 / 3600     # the CutMix arm alone
+    for name in VARIANTS:
+        done = [p.name.split("-")[0] for p in (OUT / cell.name).glob(f"seed*-cutmix-{name}")
+                if status(p) == "completed"]
+        print(f"variant {name:8s} in {cell.name}: ~{hours:.1f} core-h per seed  "
+              f"runs completed: {', '.join(sorted(done)) or '-'}")
 
 
 # ------------------------------------------------------------------------------------------
@@ -219,9 +246,10 @@ def cell_seeds(cell: Cell) -> dict[int, dict[str, Any]]:
     for path in sorted((OUT / cell.name).glob("seed*-*")):
         if status(path) != "completed":
             continue
-        seed, op = int(path.name.split("-")[0][4:]), path.name.split("-")[1]
+        seed, op, *variant = path.name.split("-")
+        op = "+".join([op, *variant])        # "cutmix", "mixup" or "cutmix+edge"
         rows = _rows(path)
-        arms = out.setdefault(seed, {})
+        arms = out.setdefault(int(seed[4:]), {})
         for arm in {r["arm"] for r in rows}:
             mine = [r for r in rows if r["arm"] == arm]
             key = {"mixtrain": op, "baseline": "baseline"}.get(arm, f"{arm}@{op}")
@@ -260,6 +288,56 @@ def cell_summary(cell: Cell) -> list[dict[str, Any]]:
     return out
 
 
+def variant_summary() -> list[dict[str, Any]]:
+    """Per beyond-the-paper rule: paired Δ accuracy against the faithful CutMix of the same
+    seed (and against the baseline), the inputs and speedup against the baseline."""
+    cell = CELLS[VARIANT_CELL]
+    seeds = cell_seeds(cell)
+    out = []
+    for name in VARIANTS:
+        key = f"cutmix+{name}"
+        have = {s: a for s, a in seeds.items() if key in a and "cutmix" in a and "baseline" in a}
+        if not have:
+            continue
+        acc = {s: _final(a[key]) for s, a in have.items()}
+        out.append({"cell": cell.name, "variant": name, "seeds": sorted(have),
+                    "options": VARIANTS[name], "acc": mean_sd([100 * v for v in acc.values()]),
+                    "d_faithful": mean_sd([100 * (acc[s] - _final(a["cutmix"]))
+                                           for s, a in have.items()]),
+                    "d_base": mean_sd([100 * (acc[s] - _final(a["baseline"]))
+                                       for s, a in have.items()]),
+                    "inputs": mean_sd([sum(r["inputs"] for r in a[key])
+                                       / sum(r["inputs"] for r in a["baseline"])
+                                       for a in have.values()]),
+                    "inputs_faithful": mean_sd([sum(r["inputs"] for r in a["cutmix"])
+                                                / sum(r["inputs"] for r in a["baseline"])
+                                                for a in have.values()])})
+    return out
+
+
+FIG6 = ("correct_below_mid", "incorrect_below_mid", "correct_below_mid_all",
+        "incorrect_below_mid_all")
+
+
+def fig6_summary() -> list[dict[str, Any]]:
+    """Fig. 6's check of ``L_mid`` per cell and op, the paper's way (samples trained unmixed
+    that epoch) beside every sample (mixed ones by their mixed loss): the share of correct and
+    of incorrect samples below ``L_mid``, each run's mean over its epochs after the first, then
+    mean ± sd over seeds. The paper reports > 95 % correct and < 10 % incorrect below."""
+    out = []
+    for cell in CELLS.values():
+        for op in ("cutmix", "mixup", *(f"cutmix+{v}" for v in VARIANTS)):
+            per_seed = []
+            for arms in cell_seeds(cell).values():
+                rows = [r for r in arms.get(op, []) if r.get("epoch", 0) > 1]
+                if rows and all(r.get(k) is not None for r in rows for k in FIG6):
+                    per_seed.append({k: sum(r[k] for r in rows) / len(rows) for k in FIG6})
+            if per_seed:
+                out.append({"cell": cell.name, "op": op, "seeds": len(per_seed),
+                            **{k: mean_sd([100 * d[k] for d in per_seed]) for k in FIG6}})
+    return out
+
+
 def _fmt(ms: tuple[float, float] | None, digits: int = 2) -> str:
     return "—" if ms is None else f"{ms[0]:+.{digits}f} ± {ms[1]:.{digits}f}"
 
@@ -278,8 +356,29 @@ def cmd_summary(args: argparse.Namespace) -> None:
             and r["d_base"][0] >= -0.5 and r.get("d_skip", (-1, 0))[0] >= 0]
     print("\ngoal (>= 1.3x within 0.5 points of the baseline and >= skip, mean of >= 2 "
           f"seeds): {', '.join(r['cell'] + ' ' + r['op'] for r in pays) or 'no cell so far'}")
+    variants = variant_summary()
+    if variants:
+        print(f"\nbeyond the paper, CutMix in {VARIANT_CELL} (paired by seed):\n")
+        print("| rule | seeds | accuracy | Δ vs faithful CutMix | Δ vs baseline | inputs "
+              "(faithful) |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        for v in variants:
+            flags = " ".join(f"--{k.replace('_', '-')} {x}" for k, x in v["options"].items())
+            print(f"| `{flags}` | {len(v['seeds'])} | {v['acc'][0]:.2f} ± {v['acc'][1]:.2f} % | "
+                  f"{_fmt(v['d_faithful'])} | {_fmt(v['d_base'])} | {v['inputs'][0]:.3f} "
+                  f"({v['inputs_faithful'][0]:.3f}) |")
+    fig6 = fig6_summary()
+    if fig6:
+        print("\nFig. 6's check of L_mid (% below it; mean over epochs 2.., then over seeds):\n")
+        print("| cell | op | seeds | correct (unmixed) | incorrect (unmixed) | correct (all) | "
+              "incorrect (all) |")
+        print("| --- | --- | --- | --- | --- | --- | --- |")
+        for r in fig6:
+            cols = " | ".join(f"{r[k][0]:.1f} ± {r[k][1]:.1f}" for k in FIG6)
+            print(f"| {r['cell']} | {r['op']} | {r['seeds']} | {cols} |")
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1))
+        Path(args.json).write_text(json.dumps({"cells": rows, "variants": variants,
+                                               "fig6": fig6}, indent=1))
     if args.figure:
         figure(rows, Path(args.figure))
 
@@ -345,6 +444,9 @@ def main() -> None:
     r = sub.add_parser("run", help="train (or continue) cells")
     r.add_argument("cells", nargs="+", choices=list(CELLS))
     r.add_argument("--seeds", type=int, nargs="+", default=[0])
+    r.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=[],
+                   help=f"instead of the cell's runs, CutMix with these beyond-the-paper rules "
+                        f"(one run dir each; measured in {VARIANT_CELL})")
     r.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (pin with `taskset -c K`)")
     sub.add_parser("plan", help="cells, estimated cost and what has completed")
