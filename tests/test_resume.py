@@ -268,3 +268,20 @@ def test_comparison_arms_resume_exactly(tmp_path, monkeypatch, capsys) -> None:
     resumed = _interrupted_then_resumed(
         args, tmp_path, [("skip", "sl", 1.5), ("infobatch", "sl", 1.5)], monkeypatch, capsys)
     _compare(tmp_path / "U", resumed)
+
+
+def test_resume_writes_what_the_run_was_told_to_write(tmp_path, monkeypatch, capsys) -> None:
+    """`--save-weights none --no-plots` hold after a resume (config.yaml records them), and a
+    resume may still change them: the run's own files, not the defaults'."""
+    args = [*MIXTRAIN, "--epochs", "2", "--no-baseline", "--save-weights", "none", "--no-plots"]
+    run = _interrupted_then_resumed(args, tmp_path, [("mixtrain", "sl", 0.5)], monkeypatch,
+                                    capsys)
+    assert not (run / "weights").exists() and not (run / "plots").exists()
+    stop_at(monkeypatch, [("mixtrain", "sl", 0.5)])
+    code, _, _ = run_cli([*args, "--output", str(tmp_path), "--experiment", "W"], capsys)
+    assert code == 143
+    code, _, err = run_cli(["mixtrain", "--resume", str(tmp_path / "W"), "--save-weights",
+                            "method"], capsys)
+    assert code == 0, err
+    assert (tmp_path / "W" / "weights" / "mixtrain.pt").is_file()
+    assert not (tmp_path / "W" / "plots").exists()

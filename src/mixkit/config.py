@@ -40,15 +40,13 @@ def option(
     min: float | None = None,
     max: float | None = None,
     gt: float | None = None,
-    recipe: bool = True,
     flag: str | None = None,
     role: str = "experiment",
     bench: bool | None = None,
 ) -> Any:
     """A config field with its CLI help line, valid range and role.
 
-    ``recipe=False`` marks options that are not written to the resolved ``config.yaml``, so
-    re-running a saved config never repeats them. ``role`` says what the key means to a run,
+    ``role`` says what the key means to a run,
     the one place the key classes are derived from (:func:`keys_with`: the keys ``--resume`` may
     change, those that do not make another experiment in ``mixkit report``, the flag-only ones,
     and the benchmarks' options):
@@ -60,13 +58,14 @@ def option(
       may change on ``--resume``, never makes another experiment;
     * ``name``: where the run directory goes (``--output``, ``--experiment``);
     * ``action``: acts on one invocation (``--overwrite``, ``--resume``): a command-line flag
-      only, never read from a config file.
+      only, never read from a config file nor written to ``config.yaml`` (every other key is
+      written, so ``--resume`` and ``--config`` repeat what the run wrote, not the defaults).
 
     ``bench``: offered by the benchmark scripts (default: not for ``name``/``action`` keys).
     """
     assert role in ROLES, role
     meta = {"help": help, "short": short, "choices": choices, "min": min, "max": max,
-            "gt": gt, "recipe": recipe, "flag": flag, "role": role,
+            "gt": gt, "flag": flag, "role": role,
             "bench": role not in ("name", "action") if bench is None else bench}
     return field(default=default, metadata=meta)
 
@@ -201,19 +200,20 @@ class TrainConfig:
                              "say otherwise (then `wandb sync`), online or offline.",
                              choices=("auto", "online", "offline"), role="run")
     plots: bool = option(True, "Write the run's figures into RUN_DIR/plots when it finishes "
-                      "(--no-plots skips).", recipe=False, role="run")
+                      "(--no-plots skips).", role="run")
     save_weights: str = option(
         "method", "Which arms' trained classifiers to keep in RUN_DIR/weights/ARM.pt: the "
-        "method's arm, every arm, or none.", choices=("method", "all", "none"), recipe=False, role="run")
+        "method's arm, every arm, or none.", choices=("method", "all", "none"), role="run")
     keep_checkpoint: bool = option(
         False, "Keep last.pt (optimiser state, RNGs) after the run completes; by default it is "
         "deleted then, as a completed run cannot be resumed.", role="run")
     overwrite: bool = option(False, "Replace an existing run directory of the same name.",
-                          recipe=False, role="action")
+                          role="action")
     resume: Optional[str] = option(
         None, "Continue the run in this RUN_DIR exactly from its last checkpoint, with its saved "
-        "config (only --device, --log-interval, --workers, --data-dir may change).",
-        recipe=False, role="action")
+        "config (only where and how it runs and what it writes may change: --device, "
+        "--workers, --log-interval, --data-dir, the loggers, --no-plots, --save-weights, "
+        "--keep-checkpoint).", role="action")
 
 
     # --- the optimiser recipe --------------------------------------------------------------
@@ -709,7 +709,7 @@ def load_config(cls: type, path: Path | None, overrides: dict[str, Any]) -> Any:
 
 def recipe_dict(cfg: Any) -> dict[str, Any]:
     """The resolved config as written to ``config.yaml`` (per-invocation actions left out)."""
-    return {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.metadata.get("recipe", True)}
+    return {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.metadata["role"] != "action"}
 
 
 def dump_yaml(cfg: Any) -> str:
