@@ -114,7 +114,7 @@ VARIANT_CELL = "p10-e25-adamw"      # 6,000 images: p25's 5 core-hours a seed is
 # are left out of every speedup
 DISTURBED_TIMINGS: dict[tuple[str, int], str] = {
     ("p10-e25-adamw", 0): "the baseline shared core 1 with the test suite (2026-12-02)",
-    ("p04-e25-sgd", 0): "every arm shared its core with the test suite (2026-12-02)",
+    ("p04-e25-sgd", 0): "its arms shared the core with the test suite for stretches (2026-12-02)",
 }
 
 # the first cell was measured by mixtrain_speedup.py before this script existed (val 1,000)
