@@ -229,6 +229,11 @@ def _result(name: str, rows: list[dict[str, Any]]):
     return ArmResult.from_rows(name, len(rows), rows)
 
 
+def _inputs_ratio(rows: list[dict[str, Any]], arms: dict[str, Any]) -> float:
+    """An arm's inputs over its seed's baseline's: the noise-free cost ratio."""
+    return sum(r["inputs"] for r in rows) / sum(r["inputs"] for r in arms["baseline"])
+
+
 def robust_speedup(base, arm) -> float:
     """mixkit's speedup from per-input median epoch costs (robust to a disturbed epoch)."""
     from mixkit.summary import robust_speedup as ratio
@@ -270,11 +275,12 @@ def _timings(cell: Cell, have: dict[int, dict[str, Any]], op: str) -> dict[str, 
     `skip` does the baseline's work per input, so its measured speedup times its inputs ratio
     should be 1.00; how far it is from 1 is how much this machine's timing noise moves a
     speedup measured between two arms of the same run."""
+    from mixkit.summary import seconds_per_input
+
     clean = {s: a for s, a in have.items() if (cell.name, s) not in DISTURBED_TIMINGS}
     base = {s: _result("baseline", a["baseline"]) for s, a in clean.items()}
-    control = [robust_speedup(base[s], _result("skip", a[f"skip@{op}"]))
-               * sum(r["inputs"] for r in a[f"skip@{op}"])
-               / sum(r["inputs"] for r in a["baseline"])
+    # skip's speedup x its inputs ratio is the ratio of the two arms' seconds per input
+    control = [seconds_per_input(base[s]) / seconds_per_input(_result("skip", a[f"skip@{op}"]))
                for s, a in clean.items() if f"skip@{op}" in a]
     return {"speedup": mean_sd([robust_speedup(base[s], _result(op, a[op]))
                                 for s, a in clean.items()]) if clean else None,
@@ -298,9 +304,7 @@ def cell_summary(cell: Cell) -> list[dict[str, Any]]:
                "baseline": mean_sd([100 * base[s] for s in have]),
                "acc": mean_sd([100 * acc[s] for s in have]),
                "d_base": mean_sd([100 * (acc[s] - base[s]) for s in have]),
-               "inputs": mean_sd([sum(r["inputs"] for r in a[op])
-                                  / sum(r["inputs"] for r in a["baseline"])
-                                  for a in have.values()]),
+               "inputs": mean_sd([_inputs_ratio(a[op], a) for a in have.values()]),
                **_timings(cell, have, op)}
         for alt in ("skip", "short"):
             paired = [s for s, a in have.items() if f"{alt}@{op}" in a]
@@ -330,11 +334,8 @@ def variant_summary() -> list[dict[str, Any]]:
                                            for s, a in have.items()]),
                     "d_base": mean_sd([100 * (acc[s] - _final(a["baseline"]))
                                        for s, a in have.items()]),
-                    "inputs": mean_sd([sum(r["inputs"] for r in a[key])
-                                       / sum(r["inputs"] for r in a["baseline"])
-                                       for a in have.values()]),
-                    "inputs_faithful": mean_sd([sum(r["inputs"] for r in a["cutmix"])
-                                                / sum(r["inputs"] for r in a["baseline"])
+                    "inputs": mean_sd([_inputs_ratio(a[key], a) for a in have.values()]),
+                    "inputs_faithful": mean_sd([_inputs_ratio(a["cutmix"], a)
                                                 for a in have.values()])})
     return out
 
