@@ -16,6 +16,7 @@ run dir that completed is skipped, one with ``last.pt`` is resumed, anything els
 Commit the run dirs (``last.pt`` included while unfinished) as each finishes.
 
     taskset -c 1 python benchmarks/mixtrain_regimes.py run p04-e50-adamw --seeds 0 1
+    taskset -c 0 python benchmarks/mixtrain_regimes.py run p25-e25-adamw --ops mixup  # one per core
     python benchmarks/mixtrain_regimes.py plan                  # cells, cost estimates, status
     python benchmarks/mixtrain_regimes.py summary --figure docs/images/mixtrain-regimes.png
 
@@ -107,6 +108,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # L_corr / L_incorr as the mean of per-epoch means (epoch 0 weighs one epoch)
     "epochs": {"thresholds": "epochs"},
 }
+OPS = ("cutmix", "mixup")           # a seed's run dirs, in the order `run` trains them
 VARIANT_CELL = "p10-e25-adamw"      # 6,000 images: p25's 5 core-hours a seed is not affordable
 
 # runs whose timings are known to be disturbed (the core was shared with the test suite for long
@@ -182,7 +184,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         cell = CELLS[name]
         for seed in args.seeds:
             jobs = ([("cutmix", v) for v in args.variants] if args.variants else
-                    [(op, None) for op in (("cutmix", "mixup") if cell.mixup else ("cutmix",))])
+                    [(op, None) for op in OPS if op in args.ops and (cell.mixup or op != "mixup")])
             for op, variant in jobs:
                 if not train(cell, seed, op, variant):
                     sys.exit(0)
@@ -486,6 +488,8 @@ def main() -> None:
                         f"(one run dir each; measured in {VARIANT_CELL})")
     r.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (pin with `taskset -c K`)")
+    r.add_argument("--ops", nargs="+", choices=OPS, default=list(OPS),
+                   help="only these run dirs of each seed (independent: run them one per core)")
     sub.add_parser("plan", help="cells, estimated cost and what has completed")
     s = sub.add_parser("summary", help="pool the committed run dirs; train nothing")
     s.add_argument("--figure", default=None)
