@@ -445,9 +445,11 @@ def figure(rows: list[dict[str, Any]], path: Path) -> None:
                             yerr=[r[ref][1] for r in pts], fmt="o" + style, capsize=3,
                             color=colour(op), alpha=1.0 if ref == "d_base" else 0.6,
                             label=f"{op} vs {'baseline' if ref == 'd_base' else 'skip'}")
-                for r in pts:                   # how many seeds stand behind each point
+                for r in pts:    # seeds behind each point: right of it vs baseline, left vs skip
+                    base = ref == "d_base"
                     ax.annotate(f"n={len(r['seeds'])}", (r[key], r[ref][0]), fontsize=7,
-                                xytext=(4, 4), textcoords="offset points", color="0.35")
+                                xytext=(4, 4) if base else (-5, -10), ha="left" if base else
+                                "right", textcoords="offset points", color="0.35")
         sgd = [r for r in rows if r["recipe"] == "sgd" and key == "steps"]
         for r in sgd:                   # nudged right of the AdamW point at the same steps
             for ref, marker, nudge in (("d_base", "s", 1.05), ("d_skip", "^", 1.10)):
@@ -463,10 +465,9 @@ def figure(rows: list[dict[str, Any]], path: Path) -> None:
                 if ref in r:
                     ax.errorbar([r[key]], [r[ref][0]], yerr=[r[ref][1]], fmt="D", capsize=3,
                                 color=colour(r["op"]), alpha=alpha, mfc="none")
-                    ax.annotate(f"{r['op']} vs {'baseline' if ref == 'd_base' else 'skip'}, "
-                                f"8 epochs, n={len(r['seeds'])}", (r[key], r[ref][0]),
-                                fontsize=7, xytext=(-6, 6), textcoords="offset points",
-                                ha="right", color="0.35")
+                    ax.annotate(f"n={len(r['seeds'])}", (r[key], r[ref][0]), fontsize=7,
+                                xytext=(-6, 4), textcoords="offset points", ha="right",
+                                color="0.35")
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(ScalarFormatter())
         ax.xaxis.set_minor_formatter(NullFormatter())
