@@ -430,6 +430,7 @@ def figure(rows: list[dict[str, Any]], path: Path) -> None:
     from mixkit.plots import colour
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.8), sharey=True)
+    dodge = {"cutmix": 0.97, "mixup": 1.03}     # the ops side by side where their points meet
     panels = [("optimiser steps of the baseline (log)", "steps",
                lambda r: r["cell"].startswith("p04-") and r["recipe"] == "adamw"),
               ("training images (log)", "train", lambda r: r["cell"].endswith("-e25-adamw"))]
@@ -441,18 +442,17 @@ def figure(rows: list[dict[str, Any]], path: Path) -> None:
                 pts = [r for r in mine if ref in r]
                 if not pts:
                     continue
-                ax.errorbar([r[key] for r in pts], [r[ref][0] for r in pts],
+                ax.errorbar([r[key] * dodge[op] for r in pts], [r[ref][0] for r in pts],
                             yerr=[r[ref][1] for r in pts], fmt="o" + style, capsize=3,
                             color=colour(op), alpha=1.0 if ref == "d_base" else 0.6,
                             label=f"{op} vs {'baseline' if ref == 'd_base' else 'skip'}")
-                for r in pts:    # seeds behind each point: right of it vs baseline, left vs skip
-                    base = ref == "d_base"
-                    ax.annotate(f"n={len(r['seeds'])}", (r[key], r[ref][0]), fontsize=7,
-                                xytext=(4, 4) if base else (-5, -10), ha="left" if base else
-                                "right", textcoords="offset points", color="0.35")
+                for r in pts if ref == "d_base" else ():  # seeds, once per cell and op:
+                    ax.annotate(f"n={len(r['seeds'])}", (r[key] * dodge[op], r[ref][0]),
+                                fontsize=7, xytext=(4, 4), textcoords="offset points",
+                                color="0.35")       # its skip point shares them
         sgd = [r for r in rows if r["recipe"] == "sgd" and key == "steps"]
         for r in sgd:                   # nudged right of the AdamW point at the same steps
-            for ref, marker, nudge in (("d_base", "s", 1.05), ("d_skip", "^", 1.10)):
+            for ref, marker, nudge in (("d_base", "s", 1.07), ("d_skip", "^", 1.12)):
                 if ref in r:
                     ax.errorbar([r[key] * nudge], [r[ref][0]], yerr=[r[ref][1]], fmt=marker,
                                 mfc="none", color=colour(r["op"]), capsize=3,
@@ -463,10 +463,11 @@ def figure(rows: list[dict[str, Any]], path: Path) -> None:
         for r in full:                  # all 60,000 images: 8 epochs, so apart from the line
             for ref, alpha in (("d_base", 1.0), ("d_skip", 0.6)):
                 if ref in r:
-                    ax.errorbar([r[key]], [r[ref][0]], yerr=[r[ref][1]], fmt="D", capsize=3,
-                                color=colour(r["op"]), alpha=alpha, mfc="none")
-                    ax.annotate(f"n={len(r['seeds'])}", (r[key], r[ref][0]), fontsize=7,
-                                xytext=(-6, 4), textcoords="offset points", ha="right",
+                    ax.errorbar([r[key] * dodge[r["op"]]], [r[ref][0]], yerr=[r[ref][1]],
+                                fmt="D", capsize=3, color=colour(r["op"]), alpha=alpha,
+                                mfc="none")
+                    ax.annotate(f"n={len(r['seeds'])}", (r[key] * dodge[r["op"]], r[ref][0]),
+                                fontsize=7, xytext=(-6, 4), textcoords="offset points", ha="right",
                                 color="0.35")
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(ScalarFormatter())
