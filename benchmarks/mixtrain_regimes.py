@@ -71,9 +71,11 @@ class Cell:
         n = round(TRAIN_SIZE * self.fraction)
         return self.epochs * -(-n // COMMON["batch_size"])
 
-    def config(self, seed: int, op: str) -> dict[str, Any]:
+    def config(self, seed: int, op: str, short: bool = True) -> dict[str, Any]:
+        """One run dir's settings; ``short=False`` leaves `short` out of a cheap cell's CutMix
+        run (a seed time-boxed to a session: `summary` pairs `short` by seed)."""
         cutmix = op == "cutmix"
-        compare = "skip,short" if cutmix and self.short else "skip"
+        compare = "skip,short" if cutmix and self.short and short else "skip"
         return {**COMMON, **self.recipe, "data_fraction": self.fraction, "epochs": self.epochs,
                 "seed": seed, "op": op, "compare": compare, "baseline": cutmix}
 
@@ -149,7 +151,8 @@ def variant_config(cell: Cell, seed: int, variant: str) -> dict[str, Any]:
             "compare": ""}
 
 
-def train(cell: Cell, seed: int, op: str, variant: str | None = None) -> bool:
+def train(cell: Cell, seed: int, op: str, variant: str | None = None,
+          short: bool = True) -> bool:
     """Train (or continue) one run dir in this process; False if stopped by a signal."""
     from mixkit import orchestrate, resume_checks
     from mixkit.lineup import MIXTRAIN
@@ -166,7 +169,8 @@ def train(cell: Cell, seed: int, op: str, variant: str | None = None) -> bool:
             cfg, ckpt = resume_checks.resume_config(MixtrainConfig, MIXTRAIN, {"resume": str(path)})
             orchestrate.run(cfg, MIXTRAIN, strict_experiment=True, checkpoint=ckpt)
         else:
-            config = variant_config(cell, seed, variant) if variant else cell.config(seed, op)
+            config = (variant_config(cell, seed, variant) if variant else
+                      cell.config(seed, op, short))
             values = {**config, "output": str(path.parent),
                       "experiment": path.name, "overwrite": path.exists()}
             cfg = build_config(MixtrainConfig, values, where=f"cell {cell.name}")
@@ -186,7 +190,7 @@ def cmd_run(args: argparse.Namespace) -> None:
             jobs = ([("cutmix", v) for v in args.variants] if args.variants else
                     [(op, None) for op in OPS if op in args.ops and (cell.mixup or op != "mixup")])
             for op, variant in jobs:
-                if not train(cell, seed, op, variant):
+                if not train(cell, seed, op, variant, short=not args.no_short):
                     sys.exit(0)
 
 
@@ -502,6 +506,9 @@ def main() -> None:
                    help="torch CPU threads (pin with `taskset -c K`)")
     r.add_argument("--ops", nargs="+", choices=OPS, default=list(OPS),
                    help="only these run dirs of each seed (independent: run them one per core)")
+    r.add_argument("--no-short", action="store_true",
+                   help="leave `short` out of the CutMix run (a seed that must fit a session; "
+                        "summary pairs `short` by seed)")
     sub.add_parser("plan", help="cells, estimated cost and what has completed")
     s = sub.add_parser("summary", help="pool the committed run dirs; train nothing")
     s.add_argument("--figure", default=None)
