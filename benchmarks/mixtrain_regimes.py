@@ -6,7 +6,7 @@ two ``mixkit mixtrain`` run directories are trained, under ``benchmarks/results/
 * ``CELL/seedK-cutmix``: the baseline, mixTrain with CutMix + split propagation, then the
   comparison arms matched to CutMix's measured inputs (``skip``; ``short`` where cheap);
 * ``CELL/seedK-mixup`` (cells that run MixUp): mixTrain with adaptive MixUp and ``skip``
-  matched to *its* inputs (``--no-baseline``: the baseline of the same seed is in the first
+  (``short`` where cheap, since 2026-12-06) matched to *its* inputs (``--no-baseline``: the baseline of the same seed is in the first
   run; every arm starts from the same seeded weights, data and streams, so it is the same
   baseline).
 
@@ -63,7 +63,7 @@ class Cell:
     epochs: int
     recipe: dict[str, Any] = field(default_factory=dict)
     mixup: bool = True              # also the MixUp run (and its own skip arm)
-    short: bool = False             # add `short` to the CutMix run (cheap cells)
+    short: bool = False             # add `short` to the cell's runs (cheap cells)
 
     @property
     def steps(self) -> int:
@@ -72,18 +72,20 @@ class Cell:
         return self.epochs * -(-n // COMMON["batch_size"])
 
     def config(self, seed: int, op: str, short: bool = True) -> dict[str, Any]:
-        """One run dir's settings; ``short=False`` leaves `short` out of a cheap cell's CutMix
-        run (a seed time-boxed to a session: `summary` pairs `short` by seed)."""
+        """One run dir's settings. In a cheap cell both runs add `short` matched to their own
+        op's inputs (MixUp's runs before 2026-12-06 had `skip` only); ``short=False`` leaves it
+        out (a seed time-boxed to a session: `summary` pairs `short` by seed)."""
         cutmix = op == "cutmix"
-        compare = "skip,short" if cutmix and self.short and short else "skip"
+        compare = "skip,short" if self.short and short else "skip"
         return {**COMMON, **self.recipe, "data_fraction": self.fraction, "epochs": self.epochs,
                 "seed": seed, "op": op, "compare": compare, "baseline": cutmix}
 
     def cost_units(self) -> float:
         """Estimated cost in baseline-epochs of 2,400 images (~30 s on one core): baseline 1,
-        CutMix ~0.7, skip at its inputs ~0.7, MixUp ~0.75 and its skip ~0.75."""
-        per_epoch = self.fraction / 0.04 * (1 + 0.7 + 0.7 + (0.7 if self.short else 0)
-                                            + (1.5 if self.mixup else 0))
+        CutMix ~0.7, skip at its inputs ~0.7, MixUp ~0.75 and its skip ~0.75; `short` as
+        its op's skip."""
+        mixup = 1.5 + (0.75 if self.short else 0) if self.mixup else 0
+        per_epoch = self.fraction / 0.04 * (1 + 0.7 + 0.7 + (0.7 if self.short else 0) + mixup)
         return per_epoch * self.epochs
 
 
@@ -286,12 +288,19 @@ def _timings(cell: Cell, have: dict[int, dict[str, Any]], op: str) -> dict[str, 
     clean = {s: a for s, a in have.items() if (cell.name, s) not in DISTURBED_TIMINGS}
     base = {s: _result("baseline", a["baseline"]) for s, a in clean.items()}
     # skip's speedup x its inputs ratio is the ratio of the two arms' seconds per input
-    control = [seconds_per_input(base[s]) / seconds_per_input(_result("skip", a[f"skip@{op}"]))
-               for s, a in clean.items() if f"skip@{op}" in a]
-    return {"speedup": mean_sd([robust_speedup(base[s], _result(op, a[op]))
-                                for s, a in clean.items()]) if clean else None,
-            "speedup_seeds": len(clean),
-            "timing_control": mean_sd(control) if control else None}
+    control = {s: seconds_per_input(base[s]) / seconds_per_input(_result("skip", a[f"skip@{op}"]))
+               for s, a in clean.items() if f"skip@{op}" in a}
+    speedup = {s: robust_speedup(base[s], _result(op, a[op])) for s, a in clean.items()}
+    return {"speedup": mean_sd(list(speedup.values())) if clean else None,
+            "speedup_per_seed": {str(s): v for s, v in sorted(speedup.items())},
+            "timing_control": mean_sd(list(control.values())) if control else None,
+            "timing_control_per_seed": {str(s): v for s, v in sorted(control.items())}}
+
+
+def _deltas(against: str, per_seed: dict[int, float]) -> dict[str, Any]:
+    """``d_<against>``: mean ± sd over seeds, and each seed's value (the docs quote both)."""
+    return {f"d_{against}": mean_sd(list(per_seed.values())),
+            f"d_{against}_per_seed": {str(s): v for s, v in sorted(per_seed.items())}}
 
 
 def cell_summary(cell: Cell) -> list[dict[str, Any]]:
@@ -309,14 +318,14 @@ def cell_summary(cell: Cell) -> list[dict[str, Any]]:
                                                                                      "adamw"),
                "baseline": mean_sd([100 * base[s] for s in have]),
                "acc": mean_sd([100 * acc[s] for s in have]),
-               "d_base": mean_sd([100 * (acc[s] - base[s]) for s in have]),
+               **_deltas("base", {s: 100 * (acc[s] - base[s]) for s in have}),
                "inputs": mean_sd([_inputs_ratio(a[op], a) for a in have.values()]),
                **_timings(cell, have, op)}
         for alt in ("skip", "short"):
             paired = [s for s, a in have.items() if f"{alt}@{op}" in a]
             if paired:
-                row[f"d_{alt}"] = mean_sd([100 * (acc[s] - _final(have[s][f"{alt}@{op}"]))
-                                           for s in paired])
+                row.update(_deltas(alt, {s: 100 * (acc[s] - _final(have[s][f"{alt}@{op}"]))
+                                         for s in paired}))
                 row[f"{alt}_seeds"] = len(paired)
         out.append(row)
     return out
@@ -369,23 +378,41 @@ def fig6_summary() -> list[dict[str, Any]]:
     return out
 
 
-def _fmt(ms: tuple[float, float] | None, digits: int = 2) -> str:
-    return "—" if ms is None else f"{ms[0]:+.{digits}f} ± {ms[1]:.{digits}f}"
+def _fmt(ms: tuple[float, float] | None, digits: int = 2, sign: str = "+",
+         one: bool = False) -> str:
+    """``mean ± sd``; the mean alone for one seed (``one``), whose sd is no spread."""
+    if ms is None:
+        return "—"
+    return f"{ms[0]:{sign}.{digits}f}" + ("" if one else f" ± {ms[1]:.{digits}f}")
+
+
+def _fmt_seeds(row: dict[str, Any], key: str, sign: str = "+", unit: str = "") -> str:
+    """``mean ± sd<unit> (seed values)`` of ``row[key]``; the value alone for one seed; the seed
+    count where fewer seeds than the op's entered (`short` is not in every seed's runs;
+    disturbed timings are left out)."""
+    per_seed = row.get(f"{key}_per_seed")
+    if not per_seed:
+        return "—"
+    text = _fmt(row[key], sign=sign, one=len(per_seed) == 1) + unit
+    if len(per_seed) > 1:
+        text += " (" + ", ".join(f"{v:{sign}.2f}" for v in per_seed.values()) + ")"
+    if len(per_seed) < len(row["seeds"]):
+        text += f" [{len(per_seed)} seed{'s' if len(per_seed) > 1 else ''}]"
+    return text.replace("-", "−")
 
 
 def cmd_summary(args: argparse.Namespace) -> None:
     rows = [r for cell in CELLS.values() for r in cell_summary(cell)]
     print("| cell | op | seeds | steps | baseline | Δ vs baseline | Δ vs skip (same inputs) | "
-          "Δ vs short | inputs | speedup (per-input medians; seeds) | timing control |")
+          "Δ vs short | inputs | speedup (per-input medians) | timing control |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
-        speed = ("not quotable" if r["speedup"] is None else
-                 f"{r['speedup'][0]:.2f} ± {r['speedup'][1]:.2f}× ({r['speedup_seeds']})")
-        control = ("—" if r["timing_control"] is None else
-                   f"{r['timing_control'][0]:.2f} ± {r['timing_control'][1]:.2f}")
+        speed = _fmt_seeds(r, "speedup", sign="", unit="×")
+        control = _fmt_seeds(r, "timing_control", sign="")
         print(f"| {r['cell']} | {r['op']} | {len(r['seeds'])} | {r['steps']} | "
-              f"{r['baseline'][0]:.2f} ± {r['baseline'][1]:.2f} % | {_fmt(r['d_base'])} | "
-              f"{_fmt(r.get('d_skip'))} | {_fmt(r.get('d_short'))} | {r['inputs'][0]:.3f} | "
+              f"{_fmt(r['baseline'], sign='', one=len(r['seeds']) == 1)} % | "
+              f"{_fmt_seeds(r, 'd_base')} | "
+              f"{_fmt_seeds(r, 'd_skip')} | {_fmt_seeds(r, 'd_short')} | {r['inputs'][0]:.3f} | "
               f"{speed} | {control} |")
     print("\ntiming control: skip's measured speedup x its inputs ratio (1.00 when two arms' "
           "seconds per input compare exactly)")
