@@ -383,7 +383,8 @@ def _fmt(ms: tuple[float, float] | None, digits: int = 2, sign: str = "+",
     """``mean ± sd``; the mean alone for one seed (``one``), whose sd is no spread."""
     if ms is None:
         return "—"
-    return f"{ms[0]:{sign}.{digits}f}" + ("" if one else f" ± {ms[1]:.{digits}f}")
+    text = f"{ms[0]:{sign}.{digits}f}" + ("" if one else f" ± {ms[1]:.{digits}f}")
+    return text.replace("-", "−")
 
 
 def _fmt_seeds(row: dict[str, Any], key: str, sign: str = "+", unit: str = "") -> str:
@@ -438,7 +439,7 @@ def cmd_summary(args: argparse.Namespace) -> None:
               "incorrect (all) |")
         print("| --- | --- | --- | --- | --- | --- | --- |")
         for r in fig6:
-            cols = " | ".join(f"{r[k][0]:.1f} ± {r[k][1]:.1f}" for k in FIG6)
+            cols = " | ".join(_fmt(r[k], 1, sign="", one=r["seeds"] == 1) for k in FIG6)
             print(f"| {r['cell']} | {r['op']} | {r['seeds']} | {cols} |")
     if args.json:
         Path(args.json).write_text(json.dumps({"cells": rows, "variants": variants,
