@@ -6,9 +6,9 @@ two ``mixkit mixtrain`` run directories are trained, under ``benchmarks/results/
 * ``CELL/seedK-cutmix``: the baseline, mixTrain with CutMix + split propagation, then the
   comparison arms matched to CutMix's measured inputs (``skip``; ``short`` where cheap);
 * ``CELL/seedK-mixup`` (cells that run MixUp): mixTrain with adaptive MixUp and ``skip``
-  (``short`` where cheap, since 2026-12-06) matched to *its* inputs (``--no-baseline``: the baseline of the same seed is in the first
-  run; every arm starts from the same seeded weights, data and streams, so it is the same
-  baseline).
+  (``short`` where cheap, since 2026-12-06) matched to *its* inputs (``--no-baseline``: the
+  baseline of the same seed is in the first run; every arm starts from the same seeded
+  weights, data and streams, so it is the same baseline).
 
 They are real run directories, so a cell stopped by the end of a session (SIGTERM saves a
 mid-epoch checkpoint) continues exactly with ``--resume`` the next time this script runs: a
@@ -326,7 +326,6 @@ def cell_summary(cell: Cell) -> list[dict[str, Any]]:
             if paired:
                 row.update(_deltas(alt, {s: 100 * (acc[s] - _final(have[s][f"{alt}@{op}"]))
                                          for s in paired}))
-                row[f"{alt}_seeds"] = len(paired)
         out.append(row)
     return out
 
@@ -535,8 +534,8 @@ def main() -> None:
     r.add_argument("--ops", nargs="+", choices=OPS, default=list(OPS),
                    help="only these run dirs of each seed (independent: run them one per core)")
     r.add_argument("--no-short", action="store_true",
-                   help="leave `short` out of the CutMix run (a seed that must fit a session; "
-                        "summary pairs `short` by seed)")
+                   help="leave `short` out of the seed's runs (a seed that must fit a "
+                        "session; summary pairs `short` by seed)")
     sub.add_parser("plan", help="cells, estimated cost and what has completed")
     s = sub.add_parser("summary", help="pool the committed run dirs; train nothing")
     s.add_argument("--figure", default=None)
