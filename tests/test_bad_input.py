@@ -3,6 +3,7 @@ a message naming the offending option or path, and nothing written."""
 
 from __future__ import annotations
 
+import os
 import pickle
 from pathlib import Path
 from typing import Callable
@@ -272,6 +273,78 @@ ALIAS_BOMB = ('a: &a ["x","x","x","x","x","x","x","x","x"]\nb: &b [*a,*a,*a,*a,*
               'epochs: *d\n')
 
 
+# --- the surfaces of the last turn, under attack (#42) ----------------------------------------
+
+
+def _special(kind: str, split: str = "train") -> Callable:
+    """The image folder with ``<split>/dog/x.png`` a FIFO, a link to one, or a link to
+    /dev/zero: real special files, which block or never end if opened and read."""
+    def make(req, tmp: Path) -> Path:
+        root = req.getfixturevalue("imagefolder_root")
+        entry = root / split / "dog" / "x.png"
+        if kind == "fifo":
+            os.mkfifo(entry)
+        elif kind == "fifo-link":
+            os.mkfifo(tmp / "pipe")
+            entry.symlink_to(tmp / "pipe")
+        else:
+            entry.symlink_to("/dev/zero")
+        return root
+    return make
+
+
+def _named(raw: bytes) -> Callable:
+    """The image folder with an undecodable file whose name is the bytes ``raw``."""
+    def make(req, tmp: Path) -> Path:
+        root = req.getfixturevalue("imagefolder_root")
+        (root / "train" / "dog" / os.fsdecode(raw)).write_bytes(b"\x89PNG not an image")
+        return root
+    return make
+
+
+def _crafted(**changes) -> Callable:
+    """A stopped run whose ``last.pt`` has ``changes`` written into it (a crafted file that
+    still loads with ``weights_only=True``)."""
+    def make(req, tmp: Path) -> Path:
+        import torch
+
+        run = _stopped_run("none")(req, tmp)
+        state = torch.load(run / "last.pt", weights_only=True)
+        state.update(changes)
+        torch.save(state, run / "last.pt")
+        return run
+    return make
+
+
+def _stopped_folder_run(change: str) -> Callable:
+    """A stopped run on an image folder, then the folder changed (an image added, removed)."""
+    def make(req, tmp: Path) -> Path:
+        from conftest import solid_png
+
+        root = req.getfixturevalue("imagefolder_root")
+        code, _, err = run_cli(["mixtrain", "--data", "imagefolder", "--data-dir", str(root),
+                                "--img-size", "16", "--model", "mobilenetv2_035", "-b", "4",
+                                "--workers", "0", "--epochs", "1", "--no-baseline",
+                                "--output", str(tmp / "prep"), "--experiment", "F",
+                                "--keep-checkpoint"], req.getfixturevalue("capsys"))
+        assert code == 0, err
+        (tmp / "prep" / "F" / "summary.json").unlink()
+        if change == "added":
+            solid_png(root / "train" / "dog" / "new.png", (1, 2, 3))
+        else:
+            (root / "train" / "dog" / "0.png").unlink()
+        return tmp / "prep" / "F"
+    return make
+
+
+def _one_image_a_class(req, tmp: Path) -> Path:
+    from conftest import solid_png
+
+    for c in ("a", "b"):
+        solid_png(tmp / "flat" / c / "0.png", (1, 2, 3))
+    return tmp / "flat"
+
+
 # (id, argv with {p} = the prepared path, how to prepare it, must appear in stderr x 2)
 CASES = [
     # names: dataset, model, op, config key, YAML
@@ -444,6 +517,71 @@ CASES = [
     ("ssl-milestones-past-its-span", [*MTG, "--epochs-ssl", "4", "--epochs-sl", "8",
                                       "--ssl-sched", "multistep", "--decay-milestones", "5"],
      None, "--epochs-ssl 4", "inside the run"),
+    # --- #42: crop options, recipe, loggers, names, resume state, messages ------------------
+    ("rrc-ratio-100", [*MT, "--ratio", "100,100"], None, "--ratio", "<= hi <= 10"),
+    ("crop-pct-1e-9", [*MT, "--crop-pct", "1e-9"], None, "--crop-pct", "out of range"),
+    ("crop-pct-1e-9-in-yaml", [*MT, "-c", "{p}"], _yaml("crop_pct: 1.0e-9\n"), "--crop-pct",
+     "out of range"),
+    ("crop-pct-0.001-at-64", [*MT, "--crop-pct", "0.001", "--img-size", "64"], None,
+     "--crop-pct", "out of range"),
+    ("nesterov-momentum-0", [*MT, "--opt", "sgd", "--nesterov", "--momentum", "0"], None,
+     "--nesterov", "momentum above 0"),
+    ("wandb-project-dotdot", [*MT, "--log-wandb", "--wandb-project", "../../etc"], None,
+     "--wandb-project", "contains /"),
+    ("wandb-project-3000-chars", [*MT, "--log-wandb", "--wandb-project", "p" * 3000], None,
+     "--wandb-project", "is 3000 characters"),
+    ("wandb-project-slashes-in-yaml", [*MT, "-c", "{p}"],
+     _yaml("log_wandb: true\nwandb_project: a/b/c\n"), "--wandb-project", "contains /"),
+    ("fifo-image-train-workers-0", on("imagefolder", "--workers", "0"), _special("fifo"),
+     "x.png", "not a regular file"),
+    ("fifo-image-val-workers-2", on("imagefolder", "--workers", "2"), _special("fifo", "val"),
+     "x.png", "not a regular file"),
+    ("link-to-fifo", on("imagefolder", "--workers", "2"), _special("fifo-link"), "x.png",
+     "not a regular file"),
+    ("link-to-dev-zero", on("imagefolder", "--workers", "0"), _special("zero"), "x.png",
+     "not a regular file"),
+    ("non-utf8-file-name", on("imagefolder", "--workers", "0"), _named(b"bad\xff.png"),
+     "bad\\xff.png", "cannot decode"),
+    ("control-characters-in-a-file-name", on("imagefolder", "--workers", "0"),
+     _named(b"\x1b[31mred\nerror: forged.png"), "\\x1b[31mred\\x0aerror: forged.png",
+     "cannot decode"),
+    ("resume-epoch-10e12", ["mixtrain", "--resume", "{p}"], _crafted(epoch=10 ** 12),
+     "last.pt", "outside its 1 epochs"),
+    ("resume-epoch-negative", ["mixtrain", "--resume", "{p}"], _crafted(epoch=-3), "last.pt",
+     "negative"),
+    ("resume-batch-negative", ["mixtrain", "--resume", "{p}"], _crafted(batch=-1), "last.pt",
+     "negative"),
+    ("resume-batch-10e9", ["mixtrain", "--resume", "{p}"], _crafted(batch=10 ** 9), "last.pt",
+     "batch 1000000000: outside its 1 epochs"),
+    ("resume-rows-of-ints", ["mixtrain", "--resume", "{p}"], _crafted(rows=[1, 2]), "last.pt",
+     "not a metrics row"),
+    ("resume-row-without-metrics", ["mixtrain", "--resume", "{p}"],
+     _crafted(rows=[{"arm": "mixtrain"}]), "last.pt", "no valid `epoch`"),
+    ("resume-done-without-rows", ["mixtrain", "--resume", "{p}"],
+     _crafted(done={"mixtrain": {"epochs": 1}}), "last.pt", "not a list of metrics rows"),
+    ("resume-done-wrong-types", ["mixtrain", "--resume", "{p}"],
+     _crafted(done={"mixtrain": [1]}), "last.pt", "does not map arm names"),
+    ("resume-after-an-image-was-added", ["mixtrain", "--resume", "{p}"],
+     _stopped_folder_run("added"), "{p}", "the data changed"),
+    ("resume-after-an-image-was-removed", ["mixtrain", "--resume", "{p}"],
+     _stopped_folder_run("removed"), "{p}", "the data changed"),
+    ("milestones-nan", [*MT, "--epochs", "9", "--sched", "multistep", "--decay-milestones",
+                        "nan"], None, "--decay-milestones", "increasing"),
+    ("milestones-1-nan-in-yaml", [*MT, "-c", "{p}"],
+     _yaml("epochs: 9\nsched: multistep\ndecay_milestones: 1,nan\n"), "--decay-milestones",
+     "increasing"),
+    ("model-ema-decay-without-model-ema", [*MT, "--model-ema-decay", "0.99"], None,
+     "--model-ema-decay", "no --model-ema"),
+    ("model-ema-warmup-without-model-ema", [*MT, "--model-ema-warmup"], None,
+     "--model-ema-warmup", "no --model-ema"),
+    ("experiment-list-in-yaml", [*MT, "-c", "{p}"], _yaml("experiment: [1, 2]\n"),
+     "experiment", "must be str"),
+    ("yaml-1.1-float-string", [*MT, "-c", "{p}"], _yaml("lr: 1e-3\n"), "`lr`",
+     "lr: 1.0e-3"),
+    ("config-is-a-folder", [*MT, "-c", "{p}"], _empty_dir, "{p}", "is a folder, not a file"),
+    ("val-fraction-leaves-no-training-image", [*MT, "--data", "imagefolder", "--data-dir",
+                                               "{p}", "--val-fraction", "0.5"],
+     _one_image_a_class, "--val-fraction 0.5", "no training image"),
 ]
 
 

@@ -29,6 +29,10 @@ def test_prune_targets_spread_the_saving_and_spare_epoch_0_and_the_annealing() -
     t = prune_targets(8, 100, [100, 60, 70, 80, 90, 100, 100, 60], 0.875)
     assert t == [0, 56, 42, 28, 14, 0, 0, 0]
     assert prune_targets(4, 10, [10, 10, 10, 10], 0.875) == [0, 0, 0, 0]     # nothing saved
+    # delta * epochs = 8.75: the official sampler prunes while epoch + 1 <= 8.75, i.e. epochs
+    # 0..7 (floor), so epoch 8 anneals; 9 * 10 = 90 saved, spread evenly over epochs 1..7
+    t = prune_targets(10, 100, [100] + [90] * 9, 0.875)
+    assert t[8] == t[9] == 0 and t[1:8] == [13] * 7       # round(90 / 7) each
 
 
 def test_infobatch_prunes_below_mean_scores_and_rescales_the_kept_ones() -> None:
@@ -94,12 +98,13 @@ def test_the_closing_line_recommends_the_arm_that_beat_mixtrain_at_its_cost() ->
 def test_compare_arms_end_to_end_are_matched_to_mixtrain(tmp_path: Path, capsys,
                                                          syncing_ops) -> None:
     code, out, err = run_cli(["mixtrain", *SMALL, "--epochs", "4", "--op", "mixup",
-                              "--compare", "short,skip,infobatch", "--infobatch-delta", "0.75",
-                              "--output", str(tmp_path), "--experiment", "C"], capsys)
+                              "--compare", "short,skip,infobatch,seta", "--infobatch-delta",
+                              "0.75", "--seta-delta", "0.75", "--output", str(tmp_path),
+                              "--experiment", "C"], capsys)
     assert code == 0, err
     assert not syncing_ops, "\n".join(syncing_ops[:5])       # no step would wait on CUDA
     s = json.loads((tmp_path / "C" / "summary.json").read_text())
-    assert list(s["arms"]) == ["baseline", "mixtrain", "short", "skip", "infobatch"]
+    assert list(s["arms"]) == ["baseline", "mixtrain", "short", "skip", "infobatch", "seta"]
     rows = [json.loads(x) for x in (tmp_path / "C" / "metrics.jsonl").open()]
     by = {a: [r for r in rows if r["arm"] == a] for a in s["arms"]}
     n = by["baseline"][0]["inputs"]
@@ -109,7 +114,11 @@ def test_compare_arms_end_to_end_are_matched_to_mixtrain(tmp_path: Path, capsys,
     assert all(r["inputs"] == n for r in by["short"])
     ib = [r["inputs"] for r in by["infobatch"]]
     assert ib[0] == n and ib[-1] == n     # no scores yet; the annealing epoch (>= 0.75 * 4)
-    assert s["best_at_method_cost"]["arm"] in {"mixtrain", "short", "skip", "infobatch"}
+    seta = [r["inputs"] for r in by["seta"]]       # at most mixtrain's, epoch by epoch, and
+    assert all(a <= b for a, b in zip(seta, mix_inputs))           # all of epoch 0 (window 0)
+    assert seta[0] == mix_inputs[0] == n and seta[-1] == mix_inputs[-1]  # annealing: matched
+    assert s["best_at_method_cost"]["arm"] in {"mixtrain", "short", "skip", "infobatch",
+                                               "seta"}
     for a in s["arms"].values():
         assert set(a) >= {"accuracy", "train_seconds", "inputs", "speedup", "accuracy_delta"}
     assert "Most accurate at or below mixtrain's cost" in out

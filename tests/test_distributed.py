@@ -19,7 +19,7 @@ from mixkit.engine.distributed import shard_plan
 WORKER = Path(__file__).with_name("ddp_worker.py")
 SMALL = ["--data", "digits", "--data-fraction", "0.05", "--val-fraction", "0.05",
          "--img-size", "16", "-b", "8", "--no-baseline"]
-PRUNING = ("skip", "infobatch")     # comparison arms that train a subset of the data per epoch
+PRUNING = ("skip", "infobatch", "seta")     # comparison arms that train a subset of the data per epoch
 
 
 @pytest.mark.parametrize("m,batch,world", [(72, 8, 2), (73, 8, 2), (17, 8, 2), (33, 16, 2),
@@ -68,7 +68,8 @@ def _check_ranks(tmp: Path, num_samples: int) -> list[dict]:
 @pytest.mark.parametrize("cmd,extra", [      # (mixtrain's own arm is in the --compare run)
     ("mixtraining", ["--epochs-ssl", "2", "--epochs-sl", "2", "--decoder-depth", "1"]),
     ("mixtrain", ["--model", "mobilenetv2_035", "--epochs", "3", "--op", "mixup",
-                  "--compare", "short,skip,infobatch", "--infobatch-delta", "0.67"]),
+                  "--compare", "short,skip,infobatch,seta", "--infobatch-delta", "0.67",
+                  "--seta-delta", "0.67"]),
 ])
 def test_two_processes_stay_in_sync(cmd, extra, tmp_path: Path) -> None:
     runs = tmp_path / "runs"

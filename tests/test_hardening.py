@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from conftest import run_cli
@@ -187,3 +189,104 @@ def test_a_run_draws_its_figures_unless_no_plots(tmp_path, capsys) -> None:
     assert figs == ["accuracy_vs_time.png", "mixing.png", "regions.png", "thresholds.png"]
     assert _run(tmp_path, "Q", capsys, "--no-plots")[0] == 0
     assert not (tmp_path / "runs" / "Q" / "plots").exists()
+
+
+# --- the surfaces of the last turn (#42) -------------------------------------------------------
+
+
+def _stopped(tmp: Path, name: str, capsys, *extra: str) -> Path:
+    assert _run(tmp, name, capsys, *extra)[0] == 0
+    run = tmp / "runs" / name
+    (run / "summary.json").unlink()                       # as if it had been interrupted
+    return run
+
+
+def test_a_link_planted_one_level_down_is_refused_on_resume(tmp_path, capsys) -> None:
+    """``RUN/tb/<arm>`` made a link to a folder outside: resuming with --log-tensorboard must
+    not write the event file there (the check looks at every depth, not the top level)."""
+    pytest.importorskip("tensorboard")
+    run = _stopped(tmp_path, "K", capsys, "--log-tensorboard")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    arm = run / "tb" / "mixtrain"
+    for f in arm.iterdir():
+        f.unlink()
+    arm.rmdir()
+    arm.symlink_to(outside, target_is_directory=True)
+    code, _, err = run_cli(["mixtrain", "--resume", str(run), "--log-tensorboard"], capsys)
+    assert code == 2 and "symbolic link" in err and "tb/mixtrain" in err
+    assert list(outside.iterdir()) == []
+
+
+def test_a_regular_file_where_tensorboard_writes_is_exit_2(tmp_path, capsys) -> None:
+    pytest.importorskip("tensorboard")
+    run = _stopped(tmp_path, "Q", capsys, "--log-tensorboard")
+    arm = run / "tb" / "mixtrain"
+    for f in arm.iterdir():
+        f.unlink()
+    arm.rmdir()
+    arm.write_text("not a folder")
+    code, _, err = run_cli(["mixtrain", "--resume", str(run), "--log-tensorboard"], capsys)
+    assert code == 2 and "Traceback" not in err and "not a folder mixkit made" in err
+
+
+def test_a_broken_tensorboard_install_is_refused_before_training(tmp_path, capsys,
+                                                                 monkeypatch) -> None:
+    """The up-front check imports what the logger will use (``SummaryWriter``), not just the
+    top-level package: a broken install is exit 2 before epoch 1, with nothing written."""
+    pytest.importorskip("tensorboard")
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)   # import fails
+    code, err = _run(tmp_path, "B", capsys, "--log-tensorboard")
+    assert code == 2 and "torch.utils.tensorboard" in err and "--log-tensorboard" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_wandb_online_without_credentials_is_refused_before_training(tmp_path, capsys,
+                                                                    monkeypatch) -> None:
+    pytest.importorskip("wandb")
+    for var in ("WANDB_API_KEY", "WANDB_IDENTITY_TOKEN_FILE", "WANDB_MODE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    code, err = _run(tmp_path, "O", capsys, "--log-wandb", "--wandb-mode", "online")
+    assert code == 2 and "wandb login" in err and "--wandb-mode offline" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_run_leaves_nothing_outside_output_in_a_fresh_home(tmp_path) -> None:
+    """The real command in a fresh ``$HOME`` and ``$TMPDIR``, with the W&B logger (offline):
+    matplotlib's font cache, torch's inductor cache folder and W&B's debug logs all stay out
+    of them, and W&B's links in the run dir point inside it."""
+    pytest.importorskip("wandb")
+    home, tmp = tmp_path / "home", tmp_path / "tmp"
+    home.mkdir()
+    tmp.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "XDG_"))
+           and k not in ("MPLCONFIGDIR", "TORCHINDUCTOR_CACHE_DIR")}
+    env.update(HOME=str(home), TMPDIR=str(tmp), WANDB_SILENT="true")
+    out = tmp_path / "runs"
+    done = subprocess.run([sys.executable, "-m", "mixkit", *MIXTRAIN[:-1], "--epochs", "1",
+                           "--log-wandb", "--output", str(out), "--experiment", "H"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in home.iterdir()) == []
+    assert sorted(p.name for p in tmp.iterdir()) == []
+    run = (out / "H").resolve()
+    for link in [p for p in run.rglob("*") if p.is_symlink()]:
+        assert link.resolve().is_relative_to(run), (link, link.resolve())
+    assert (run / "plots").is_dir()                       # the figures were drawn
+
+
+def test_val_size_applies_to_a_streamed_folder(tmp_path, capsys) -> None:
+    from conftest import solid_png
+
+    for c, name in enumerate(["cat", "dog"]):
+        for k in range(10):
+            solid_png(tmp_path / "tree" / "train" / name / f"{k}.png", (200 * c, 30 + k, 90))
+            solid_png(tmp_path / "tree" / "val" / name / f"{k}.png", (200 * c, 30 + k, 90))
+    code, _, err = run_cli(["mixtrain", "--data", "imagefolder", "--data-dir",
+                            str(tmp_path / "tree"), "--img-size", "16", "--model",
+                            "mobilenetv2_035", "-b", "4", "--workers", "0", "--epochs", "1",
+                            "--no-baseline", "--val-size", "10", "--output", str(tmp_path),
+                            "--experiment", "V"], capsys)
+    assert code == 0, err
+    assert "20 train / 10 val" in (tmp_path / "V" / "log.txt").read_text()

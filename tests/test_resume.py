@@ -261,12 +261,14 @@ def test_sigterm_from_the_shell_exits_143_and_resume_matches(tmp_path, capsys) -
 
 def test_comparison_arms_resume_exactly(tmp_path, monkeypatch, capsys) -> None:
     """The --compare arms are matched to mixtrain's measured inputs, which a resumed run reads
-    back from the checkpoint: stops inside skip and inside infobatch's pruning epoch."""
-    args = [*MIXTRAIN, "--op", "mixup", "--no-baseline", "--compare", "short,skip,infobatch"]
+    back from the checkpoint: stops inside skip, infobatch's and seta's pruning epochs."""
+    args = [*MIXTRAIN, "--op", "mixup", "--no-baseline", "--compare",
+            "short,skip,infobatch,seta"]
     code, _, err = run_cli([*args, "--output", str(tmp_path), "--experiment", "U"], capsys)
     assert code == 0, err
     resumed = _interrupted_then_resumed(
-        args, tmp_path, [("skip", "sl", 1.5), ("infobatch", "sl", 1.5)], monkeypatch, capsys)
+        args, tmp_path, [("skip", "sl", 1.5), ("infobatch", "sl", 1.5), ("seta", "sl", 1.5)],
+        monkeypatch, capsys)
     _compare(tmp_path / "U", resumed)
 
 

@@ -18,7 +18,7 @@ from rich.console import Console
 
 from mixkit.config import (MixtrainConfig, MixtrainingConfig, field_types, flag_of,
                            load_config)
-from mixkit.errors import EXIT_USER_ERROR, UserError, print_user_error
+from mixkit.errors import EXIT_USER_ERROR, UserError, print_user_error, printable
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Cheaper image-classifier training: MixTraining and mixTrain, with "
@@ -167,9 +167,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(EXIT_USER_ERROR)
     except Interrupted as stop:
         if int(os.environ.get("RANK", "0")) == 0:
-            print(f"mixkit: {stop}", file=sys.stderr)
+            print(f"mixkit: {printable(str(stop))}", file=sys.stderr)
         sys.exit(stop.exit_code)
     except RunFailed as err:            # a NaN loss, a full disk: summary.json says "failed"
         if int(os.environ.get("RANK", "0")) == 0:
-            print(f"error: {err}", file=sys.stderr)
+            print(f"error: {printable(str(err))}", file=sys.stderr)
         sys.exit(EXIT_RUN_FAILED)

@@ -6,6 +6,8 @@ another's internals, and nothing imports in a circle.
 
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -44,6 +46,11 @@ class RunContext:
         """A freshly initialised model (from the global RNG: seed first)."""
         return create_model(self.cfg.model, self.data.num_classes, self.data.img_size,
                             self.cfg.patch_size, self.data.spec.native_size)[0]
+
+    @functools.cached_property
+    def data_fingerprint(self) -> str:
+        """:meth:`DataBundle.fingerprint`, once per run (checkpoints keep it)."""
+        return self.data.fingerprint()
 
     def plan_generator(self) -> torch.Generator:
         return torch.Generator().manual_seed(self.cfg.seed)

@@ -29,6 +29,7 @@ from mixkit.errors import UserError
 
 
 ROLES = ("experiment", "seed", "run", "name", "action")
+EMA_DECAY_DEFAULT = 0.9998      # timm's --model-ema-decay
 
 
 def option(
@@ -106,7 +107,8 @@ class TrainConfig:
                                 choices=("bilinear", "bicubic", "nearest"))
     crop_pct: float = option(0.875, "Evaluation with --train-transform rrc: resize the shorter "
                              "side to img_size / crop_pct, then centre-crop (timm's "
-                             "--crop-pct).", gt=0.0, max=1.5)
+                             "--crop-pct; 0.25-1.5, so the evaluation resize stays within 4x "
+                             "the crop).", min=0.25, max=1.5)
     val_fraction: float = option(
         0.2, "Held-out validation fraction for datasets without a test split (digits, "
         "imagefolder without val/).", gt=0.0, max=0.9)
@@ -153,7 +155,7 @@ class TrainConfig:
     model_ema: bool = option(False, "Keep an exponential moving average of the weights (timm's "
                           "--model-ema), updated after every optimiser step and evaluated "
                           "beside the live weights (val_acc_ema).")
-    model_ema_decay: float = option(0.9998, "EMA decay per optimiser step (timm's default).",
+    model_ema_decay: float = option(EMA_DECAY_DEFAULT, "EMA decay per optimiser step (timm's default).",
                                  gt=0.0, max=0.999999)
     model_ema_warmup: bool = option(False, "EMA decay warm-up (timm's --model-ema-warmup): the "
                                  "decay at step k is min(decay, 1 - (1 + k)^(-2/3)), so a short "
@@ -231,29 +233,43 @@ class TrainConfig:
         """
         recipes = self.recipes()
         opts, scheds = {r[0] for r in recipes}, {r[1] for r in recipes}
-        unused = [("momentum", self.momentum is not None and "sgd" not in opts, "--opt sgd"),
-                  ("nesterov", bool(self.nesterov) and "sgd" not in opts, "--opt sgd"),
+        recipe = f"this run uses --opt {self.opt} --sched {self.sched}"
+        ema = "this run has no --model-ema"
+        unused = [("momentum", self.momentum is not None and "sgd" not in opts, "--opt sgd",
+                   recipe),
+                  ("nesterov", bool(self.nesterov) and "sgd" not in opts, "--opt sgd", recipe),
                   ("decay_epochs", self.decay_epochs is not None and "step" not in scheds,
-                   "--sched step"),
+                   "--sched step", recipe),
                   ("decay_milestones", self.decay_milestones is not None
-                   and "multistep" not in scheds, "--sched multistep")]
-        for name, bad, needs in unused:
+                   and "multistep" not in scheds, "--sched multistep", recipe),
+                  # a decay equal to the default is what every config.yaml records: not a choice
+                  ("model_ema_decay", not self.model_ema and self.model_ema_decay
+                   != EMA_DECAY_DEFAULT, "--model-ema", ema),
+                  ("model_ema_warmup", not self.model_ema and self.model_ema_warmup,
+                   "--model-ema", ema)]
+        for name, bad, needs, why in unused:
             if bad:
                 flag = flag_of(name)
-                raise UserError(f"{where}: {flag} is only read with {needs}; this run uses "
-                                f"--opt {self.opt} --sched {self.sched}.",
+                raise UserError(f"{where}: {flag} is only read with {needs}; {why}.",
                                 hint=f"Drop {flag}, or add {needs}.")
         if "sgd" in opts:
             self.momentum = 0.9 if self.momentum is None else self.momentum
             self.nesterov = bool(self.nesterov)
+            if self.nesterov and self.momentum == 0:
+                raise UserError(f"{where}: --nesterov needs a momentum above 0 (Nesterov's "
+                                "look-ahead is a momentum step); this run has --momentum 0.",
+                                hint="Drop --nesterov, or give --momentum 0.9.")
         if self.weight_decay is None:
             self.weight_decay = DEFAULT_WEIGHT_DECAY[recipes[0][0]]
-        for flag, value, hi in (("--scale", self.scale, 1.0), ("--ratio", self.ratio, None)):
+        # --ratio within [1/10, 10]: a crop more elongated than 10:1 is no image's view, and at
+        # 100:1 a small image's box rounds to 0 px
+        for flag, value, lo, hi, eg in (("--scale", self.scale, 0.0, 1.0, "0.08,1.0"),
+                                        ("--ratio", self.ratio, 0.1, 10.0, "0.75,1.333")):
             pair = parse_pair(value)
-            if pair is None or not 0 < pair[0] <= pair[1] or (hi is not None and pair[1] > hi):
+            if pair is None or not (0 < pair[0] and lo <= pair[0] <= pair[1] <= hi):
+                low = f"{lo:g} <= lo" if lo else "0 < lo"
                 raise UserError(f"{where}: {flag} {_short(value)} must be two numbers lo,hi with "
-                                f"0 < lo <= hi{f' <= {hi:g}' if hi else ''}.",
-                                hint=f"E.g. {flag} {'0.08,1.0' if hi else '0.75,1.333'}.")
+                                f"{low} <= hi <= {hi:g}.", hint=f"E.g. {flag} {eg}.")
         for _, sched, span, flag in recipes:
             self._check_decay(where, sched, span, flag)
 
@@ -270,7 +286,8 @@ class TrainConfig:
         except ValueError:
             raise UserError(f"{where}: --decay-milestones {_short(self.decay_milestones)} is not "
                             "a comma-separated list of epochs.", hint="E.g. 30,60.") from None
-        if any(b <= a for a, b in zip(ms, ms[1:])) or ms[0] <= 0 or ms[-1] >= span:
+        if not all(math.isfinite(m) for m in ms) or any(b <= a for a, b in zip(ms, ms[1:])) \
+                or ms[0] <= 0 or ms[-1] >= span:      # NaN fails every comparison: checked first
             raise UserError(f"{where}: --decay-milestones {self.decay_milestones} must be "
                             f"increasing epochs inside the run (0 < m < {flag} {span:g}).",
                             hint="E.g. --decay-milestones 30,60 for a 90-epoch run.")
@@ -309,7 +326,7 @@ def parse_pair(value: Any) -> tuple[float, float] | None:
     return (lo, hi) if math.isfinite(lo) and math.isfinite(hi) else None
 
 
-COMPARE_ARMS = ("short", "skip", "infobatch")
+COMPARE_ARMS = ("short", "skip", "infobatch", "seta")
 # the defaults that depend on --opt: AdamW as timm/MAE, SGD as He et al. (2015)
 DEFAULT_WEIGHT_DECAY = {"adamw": 0.05, "sgd": 1e-4}
 DEFAULT_LR = {"adamw": 2e-3, "sgd": 0.1}
@@ -372,10 +389,25 @@ class MixtrainConfig(TrainConfig):
     compare: str = option(
         "", "Comparison arms run after the mixtrain arm, each at mixtrain's measured cost "
         "(inputs): short (fewer epochs, full schedule), skip (random mini-batch skipping), "
-        "infobatch (Qin et al. 2024). Comma-separated; empty = none.")
+        "infobatch (Qin et al. 2024), seta (Zhou et al. 2025). Comma-separated; empty = none.")
     infobatch_delta: float = option(
         0.875, "InfoBatch's annealing: prune only in the first delta of the epochs, train the "
         "rest on the full data (Qin et al.: 0.875).", gt=0.0, max=1.0)
+    seta_prune_ratio: Optional[float] = option(
+        None, "SeTa's prune_ratio (keep = clip(1 - r, 0.1, 1) random samples before "
+        "clustering). Default: keep tuned per epoch so SeTa trains on mixtrain's inputs; a "
+        "number runs SeTa's own fixed rule (official CIFAR script: 0.1) at its own cost.",
+        min=0.0, max=0.99)
+    seta_num_group: int = option(5, "SeTa's num_group: loss clusters per pruning epoch (1-D "
+                                 "k-means; official CIFAR script: 5, class default: 10).",
+                                 min=1, max=1000)
+    seta_window_scale: float = option(
+        0.9, "SeTa's window_scale: the sliding window keeps round(num_group * window_scale) "
+        "clusters, easy to hard (official CIFAR script: 0.9, class default: 0.5).", gt=0.0,
+        max=1.0)
+    seta_delta: float = option(0.875, "SeTa's delta: prune in the first delta of the epochs, "
+                               "then partial annealing (a random keep fraction).", gt=0.0,
+                               max=1.0)
 
 
     def recipes(self) -> list[tuple[str, str, float, str]]:
@@ -389,6 +421,11 @@ class MixtrainConfig(TrainConfig):
     def check(self, where: str) -> None:
         if self.min_lr > self.lr:
             raise UserError(f"{where}: --min-lr ({self.min_lr}) is larger than --lr ({self.lr}).")
+        if round(self.seta_num_group * self.seta_window_scale) < 1:
+            raise UserError(f"{where}: --seta-window-scale {self.seta_window_scale:g} with "
+                            f"--seta-num-group {self.seta_num_group} keeps no cluster "
+                            "(round(num_group * window_scale) is 0).",
+                            hint="Raise --seta-window-scale or --seta-num-group.")
         bad = [c for c in self.compare_arms if c not in COMPARE_ARMS]
         if bad or len(set(self.compare_arms)) != len(self.compare_arms):
             raise UserError(f"{where}: --compare {self.compare!r} must list distinct names "
@@ -559,12 +596,36 @@ def _coerce(name: str, value: Any, tp: Any, optional: bool, where: str) -> Any:
     elif tp is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
-        if isinstance(value, list) and value and all(       # YAML [30, 60] for a list option
+        if name in NUMBER_LISTS and isinstance(value, list) and value and all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-            return ",".join(f"{v:g}" for v in value)
+            return ",".join(f"{v:g}" for v in value)      # YAML [30, 60] for a list option
+    hint = f"Fix the value of `{name}`."
+    if tp in (int, float) and isinstance(value, str) and _is_number(value):
+        hint = (f"YAML 1.1 (which PyYAML reads) takes `{value}` for a string: a float needs a "
+                f"dot in its mantissa, e.g. `{name}: {_yaml_float(value)}`.")
     raise UserError(
         f"{where}: `{name}` ({flag}) must be {tp.__name__}, got {type(value).__name__} "
-        f"{_short(value)}.", hint=f"Fix the value of `{name}`.")
+        f"{_short(value)}.", hint=hint)
+
+
+# options that are comma-separated numbers and may be written as a YAML list
+NUMBER_LISTS = frozenset({"decay_milestones", "scale", "ratio"})
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _yaml_float(text: str) -> str:
+    """``1e-3`` -> ``1.0e-3``: the spelling YAML 1.1 reads as a float."""
+    mantissa, _, exp = text.lower().partition("e")
+    if "." not in mantissa:
+        mantissa += ".0"
+    return mantissa + (f"e{exp}" if exp else "")
 
 
 def _check_range(f: dataclasses.Field, value: Any, where: str) -> None:
@@ -596,7 +657,7 @@ def check_experiment(name: str | None, where: str) -> None:
     seps = {"/", "\\", os.sep} | ({os.altsep} if os.altsep else set())
     bad = (name in ("", ".", "..") or any(c in name for c in seps)
            or any(ord(c) < 32 or ord(c) == 127 for c in name) or name != name.strip()
-           or len(name.encode()) > 200)
+           or len(os.fsencode(name)) > 200)
     if bad:
         raise UserError(f"{where}: --experiment {_short(name)} is not a plain run name: it must "
                         "be a single folder name under --output (no '/', '\\', '.', '..', "
@@ -662,6 +723,10 @@ class _ConfigLoader(yaml.SafeLoader):
 
 def read_yaml(path: Path) -> dict[str, Any]:
     """Read a YAML mapping; a missing, oversized or bad file or a non-mapping is a UserError."""
+    if path.is_dir():
+        raise UserError(f"config file {path} is a folder, not a file.",
+                        hint="Pass the path of a YAML file to -c/--config, e.g. "
+                        "RUN_DIR/config.yaml.")
     if not path.is_file():
         raise UserError(f"config file {path} does not exist.",
                         hint="Pass the path of a YAML file to -c/--config.")

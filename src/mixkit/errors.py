@@ -25,12 +25,36 @@ class UserError(Exception):
         return f"{self.message} {self.hint}" if self.hint else self.message
 
 
+def printable(text: str) -> str:
+    """``text`` safe for a terminal and a UTF-8 log: control characters (an ANSI escape, a
+    newline that could forge an ``error:`` line) as ``\\xNN`` escapes, and the bytes of a
+    file name that is not UTF-8 (Python keeps them as surrogates) as ``\\xNN`` too."""
+    out = []
+    for ch in text:
+        o = ord(ch)
+        if o < 32 or o == 127 or 0x80 <= o < 0xA0:
+            out.append(f"\\x{o:02x}")
+        elif 0xDC80 <= o <= 0xDCFF:             # os.fsdecode's escape of an undecodable byte
+            out.append(f"\\x{o - 0xDC00:02x}")
+        elif 0xD800 <= o <= 0xDFFF:
+            out.append(f"\\u{o:04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def shown_path(path: object) -> str:
+    """A path as mixkit prints it: :func:`printable`."""
+    return printable(str(path))
+
+
 def print_user_error(err: UserError) -> None:
-    """Print ``err`` as ``error: <paragraph>`` on stderr (no markup interpretation)."""
+    """Print ``err`` as ``error: <paragraph>`` on stderr (no markup interpretation; control
+    characters and undecodable bytes escaped, :func:`printable`)."""
     from rich.console import Console
 
     Console(stderr=True, highlight=False, soft_wrap=True).print(
-        f"[bold red]error:[/] {_escape(err.paragraph)}"
+        f"[bold red]error:[/] {_escape(printable(err.paragraph))}"
     )
     sys.stderr.flush()
 

@@ -25,6 +25,7 @@ from mixkit.methods.mixtraining.objectives import MAE, check_mae
 from mixkit.methods.mixtraining.recon import save_grid
 from mixkit.methods.mixtraining.schedule import Schedule
 from mixkit.methods.infobatch import InfoBatchArm, prune_targets
+from mixkit.methods.seta import SeTaArm, SeTaSettings
 from mixkit.methods.supervised import SupervisedArm
 from mixkit.models.mae import Mask, random_masking
 from mixkit.command import ArmFactory, CommandSpec, RunContext
@@ -82,7 +83,17 @@ def infobatch(ctx: RunContext) -> InfoBatchArm:
                         targets, ctx.runtime.device, ctx.dist)
 
 
-COMPARISONS: dict[str, ArmFactory] = {"short": short, "skip": skip, "infobatch": infobatch}
+def seta(ctx: RunContext) -> SeTaArm:
+    cfg = ctx.cfg
+    settings = SeTaSettings(cfg.seta_prune_ratio, cfg.seta_num_group, cfg.seta_window_scale,
+                            cfg.seta_delta)
+    return SeTaArm("seta", cfg.epochs, len(ctx.data.train), mixtrain_recipe(cfg),
+                   ctx.plan_generator(), settings, ctx.runtime.device,
+                   targets=_method_inputs(ctx), dist=ctx.dist)
+
+
+COMPARISONS: dict[str, ArmFactory] = {"short": short, "skip": skip, "infobatch": infobatch,
+                                      "seta": seta}
 
 
 def _mixtrain_arms(cfg: Any) -> list[tuple[str, ArmFactory]]:

@@ -38,18 +38,90 @@ def scalars(row: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+# the packages each logger uses, imported up front (a broken install fails before training,
+# not after epoch 1): module, the object it must provide, the extra that installs it
+LOGGER_IMPORTS = {"tensorboard": ("torch.utils.tensorboard", "SummaryWriter", "tensorboard"),
+                  "wandb": ("wandb", "init", "wandb")}
+# W&B's own rules for a project name (wandb.sdk.wandb_settings.Settings.validate_project)
+WANDB_PROJECT_MAX = 128
+WANDB_PROJECT_FORBIDDEN = "/\\#?%:"
+
+
 def check_loggers(cfg: Any) -> None:
-    """The optional packages the chosen loggers need, before the run dir exists."""
-    for on, module, extra in ((cfg.log_tensorboard, "tensorboard", "tensorboard"),
-                              (cfg.log_wandb, "wandb", "wandb")):
-        if not on:
-            continue
-        try:
-            __import__(module)
-        except ImportError:
-            raise UserError(f"--log-{extra} needs the `{module}` package, which is not "
-                            "installed.", hint=f'Install it with `pip install -e ".[{extra}]"` '
-                            f"(or `pip install {module}`), or drop --log-{extra}.") from None
+    """Everything the chosen loggers need, before the run dir exists: their packages import
+    (the objects mixkit will use, not just the top module), the W&B project name follows
+    W&B's rules, and an online W&B run has credentials."""
+    for on, name in ((cfg.log_tensorboard, "tensorboard"), (cfg.log_wandb, "wandb")):
+        if on:
+            _check_import(name)
+    if cfg.log_wandb:
+        check_wandb_project(cfg.wandb_project)
+        if wandb_mode(cfg.wandb_mode) == "online" and not _wandb_credentials():
+            raise UserError("--wandb-mode online needs W&B credentials, and none were found "
+                            "(no WANDB_API_KEY, no netrc entry for "
+                            f"{_wandb_host()}).", hint="Run `wandb login` or set "
+                            "WANDB_API_KEY, or log offline with --wandb-mode offline (then "
+                            "`wandb sync RUN_DIR/wandb/offline-run-*`).")
+
+
+def _check_import(name: str) -> None:
+    module, attr, extra = LOGGER_IMPORTS[name]
+    try:
+        __import__(name)                                  # the package itself, then
+        getattr(__import__(module, fromlist=[attr]), attr)    # what mixkit will call
+    except ImportError as exc:
+        missing = getattr(exc, "name", None) or module
+        raise UserError(f"--log-{extra} needs the `{name}` package, which is not installed or "
+                        f"does not import (`{missing}`: {str(exc)[:160]}).",
+                        hint=f'Install it with `pip install -e ".[{extra}]"` (or `pip install '
+                        f"{name}`), or drop --log-{extra}.") from None
+    except Exception as exc:  # noqa: BLE001 - a broken install raises anything at import
+        raise UserError(f"--log-{extra}: the `{name}` package is installed but broken: "
+                        f"importing {module}.{attr} fails ({type(exc).__name__}: "
+                        f"{str(exc)[:160]}).", hint=f"Reinstall it (`pip install "
+                        f"--force-reinstall {name}`), or drop --log-{extra}.") from None
+
+
+def check_wandb_project(project: str) -> None:
+    bad = sorted({c for c in project if c in WANDB_PROJECT_FORBIDDEN})
+    if not project or len(project) > WANDB_PROJECT_MAX or bad or \
+            any(ord(c) < 32 or ord(c) == 127 for c in project):
+        shown = project[:60].encode("unicode_escape").decode() + ("..." if len(project) > 60
+                                                                   else "")
+        why = (f"contains {' '.join(bad)}" if bad else f"is {len(project)} characters"
+               if project else "is empty")
+        raise UserError(f"--wandb-project `{shown}` is not a W&B project name: it {why}. W&B "
+                        f"allows at most {WANDB_PROJECT_MAX} characters and none of "
+                        f"{' '.join(WANDB_PROJECT_FORBIDDEN)} or control characters.",
+                        hint="Pick a plain name such as `mixkit-fmnist`.")
+
+
+def wandb_mode(mode: str) -> str:
+    """``auto``: offline unless ``WANDB_MODE`` or ``WANDB_API_KEY`` says otherwise."""
+    if mode != "auto":
+        return mode
+    return os.environ.get("WANDB_MODE") or ("online" if os.environ.get("WANDB_API_KEY")
+                                            else "offline")
+
+
+def _wandb_host() -> str:
+    from urllib.parse import urlparse
+
+    return urlparse(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai").hostname or ""
+
+
+def _wandb_credentials() -> bool:
+    """An API key in the environment or a netrc entry for the W&B host (where `wandb login`
+    writes it)."""
+    import netrc
+
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
+        return True
+    path = os.environ.get("NETRC") or os.path.expanduser("~/.netrc")
+    try:
+        return netrc.netrc(path).authenticators(_wandb_host()) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
 
 
 class TensorBoardLogger(Callback):
@@ -62,7 +134,13 @@ class TensorBoardLogger(Callback):
         if arm not in self.writers:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writers[arm] = SummaryWriter(str(self.root / arm))
+            folder = self.root / arm
+            for p in (self.root, folder):       # written only into real folders of the run
+                if p.is_symlink() or (p.exists() and not p.is_dir()):
+                    raise UserError(f"{p} is not a folder mixkit made (a file or a symbolic "
+                                    "link); the TensorBoard logger writes nothing through "
+                                    "one.", hint="Remove it, then resume the run.")
+            self.writers[arm] = SummaryWriter(str(folder))
         return self.writers[arm]
 
     def eval_end(self, state: TrainState) -> None:
@@ -99,12 +177,23 @@ class WandbLogger(Callback):
     def __init__(self, run_dir: Path, project: str, mode: str, config: dict[str, Any]) -> None:
         import wandb
 
-        if mode == "auto":
-            mode = os.environ.get("WANDB_MODE") or (
-                "online" if os.environ.get("WANDB_API_KEY") else "offline")
-        (run_dir / "wandb").mkdir(exist_ok=True)
-        self.run = wandb.init(project=project, name=run_dir.name, dir=str(run_dir),
-                              mode=mode, config=config, reinit="finish_previous")
+        self.run = None
+        folder = run_dir / "wandb"
+        folder.mkdir(exist_ok=True)
+        # W&B's service writes its debug logs under WANDB_CACHE_DIR (default ~/.cache/wandb)
+        # and links them into the run: both stay in the run dir unless the user chose a place
+        # (set for the W&B run's life, restored when it finishes)
+        self._env = _EnvDefault("WANDB_CACHE_DIR", str(folder / "cache"))
+        try:
+            self.run = wandb.init(project=project, name=run_dir.name, dir=str(run_dir),
+                                  mode=wandb_mode(mode), config=config,
+                                  reinit="finish_previous")
+        except Exception as exc:  # noqa: BLE001 - W&B raises its own and pydantic's types
+            self._env.restore()
+            raise UserError(f"W&B could not start a run ({type(exc).__name__}: "
+                            f"{' '.join(str(exc).split())[:300]}).",
+                            hint="Check the WANDB_* environment variables and "
+                            "--wandb-project/--wandb-mode, or drop --log-wandb.") from None
         self._defined: set[str] = set()
 
     def eval_end(self, state: TrainState) -> None:
@@ -132,6 +221,22 @@ class WandbLogger(Callback):
         if self.run is not None:
             self.run.finish()
             self.run = None
+            self._env.restore()
+
+
+class _EnvDefault:
+    """``var=value`` until :meth:`restore`, unless the user set ``var`` (then nothing)."""
+
+    def __init__(self, var: str, value: str) -> None:
+        self.var = var
+        self.ours = not os.environ.get(var)
+        if self.ours:
+            os.environ[var] = value
+
+    def restore(self) -> None:
+        if self.ours:
+            os.environ.pop(self.var, None)
+            self.ours = False
 
 
 def build_loggers(cfg: Any, run_dir: Path | None) -> list[Callback]:

@@ -33,7 +33,7 @@ from mixkit.engine.arm import Arm
 from mixkit.engine.callbacks import (CheckpointSaver, MetricsWriter, NonFiniteGuard,
                                      ProgressCallback, StopOnSignal)
 from mixkit.engine.events import Callback
-from mixkit.errors import RunFailed, UserError
+from mixkit.errors import RunFailed, UserError, printable
 from mixkit.loggers import build_loggers, check_loggers
 from mixkit.models import create_model
 from mixkit.models.factory import family_of
@@ -56,6 +56,9 @@ def seed_everything(seed: int) -> None:
 
 
 def _check(cfg: Any, data: DataBundle) -> None:
+    if len(data.train) == 0:            # (the readers refuse this first; a last guard)
+        raise UserError(f"the training set of `{data.name}` is empty.",
+                        hint="Check the data root (`mixkit datasets`).")
     if cfg.batch_size > len(data.train):
         raise UserError(f"--batch-size {cfg.batch_size} is larger than the training set "
                         f"({len(data.train)} samples of `{data.name}`).",
@@ -111,7 +114,8 @@ def standard_callbacks(ctx: RunContext, rundir: RunDir | None, progress: Trainin
             StopOnSignal(ctx.dist, ctx.cfg.log_interval, ctx.runtime.device)]
     if rundir is not None or ctx.dist.enabled:      # every rank: the RNGs are gathered
         out.append(CheckpointSaver(rundir, ctx.dist, {
-            "command": ctx.command.name, "config_recipe": recipe, "config_hash": recipe_hash(recipe)},
+            "command": ctx.command.name, "config_recipe": recipe,
+            "config_hash": recipe_hash(recipe), "data_fingerprint": ctx.data_fingerprint},
             done))
     return out
 
@@ -168,6 +172,18 @@ def _open_resumed(cfg: Any, checkpoint: dict[str, Any],
     return rundir, done
 
 
+def check_same_data(cfg: Any, checkpoint: dict[str, Any], fingerprint: str) -> None:
+    """The data a resume trains on is the data the run stopped on (checkpoints from before
+    fingerprints were kept are not checked)."""
+    saved = checkpoint.get("data_fingerprint")
+    if saved is not None and saved != fingerprint:
+        raise UserError(f"--resume {cfg.resume}: the data changed since the run stopped (its "
+                        "files, their number or their labels differ from what the checkpoint "
+                        "was trained on); an exact resume needs the same data.",
+                        hint="Restore the dataset as it was, or start a new run with "
+                        f"--config {Path(cfg.resume) / 'config.yaml'}.")
+
+
 def _create(cfg: Any, command: CommandSpec, strict: bool, main: bool) -> RunDir | None:
     """Rank 0 alone creates and writes the run directory."""
     if not main:
@@ -201,15 +217,24 @@ def _run(cfg: Any, command: CommandSpec, arms: list[tuple[str, ArmFactory]],
     dist = D.from_env()
     ctx = prepare(cfg, command, dist)
     results: dict[str, ArmResult] = {}
+    if checkpoint is not None:
+        check_same_data(cfg, checkpoint, ctx.data_fingerprint)
     if checkpoint is None:
         rundir = _create(cfg, command, strict_experiment, dist.main)
     else:
         rundir, results = _open_resumed(cfg, checkpoint, dist.main)
     try:
         return _train(cfg, command, arms, ctx, rundir, results, console, checkpoint)
+    except BaseException:
+        if rundir is not None and rundir.pristine:  # nothing resumable was written: leave no
+            rundir.discard()                # half-made run dir, and give --overwrite's old
+        raise                               # run back
     finally:
         if rundir is not None:              # in-process callers (tests, notebooks) run again
             rundir.lock.release()
+        ctx.data.close()                    # streamed folders' worker processes
+        if ctx.ssl_train is not None:
+            ctx.ssl_train.close()
 
 
 def _train(cfg: Any, command: CommandSpec, arms: list[tuple[str, ArmFactory]],
@@ -232,7 +257,7 @@ def _train(cfg: Any, command: CommandSpec, arms: list[tuple[str, ArmFactory]],
         return _train_arms(cfg, command, arms, ctx, rundir, results, say, checkpoint)
     except (Interrupted, UserError, RunFailed) as err:
         if log is not None:                 # the console gets it from the CLI
-            log.print(f"stopped: {err}", highlight=False)
+            log.print(f"stopped: {printable(str(err))}", highlight=False, markup=False)
         raise
     finally:
         if log is not None:
@@ -255,6 +280,7 @@ class _Say:
 
     def __call__(self, *objects: Any) -> None:
         soft = all(isinstance(o, str) for o in objects)     # a line of text is never wrapped
+        objects = tuple(printable(o) if isinstance(o, str) else o for o in objects)
         self.console.print(*objects, highlight=False, soft_wrap=soft)
         if self.log is not None:
             self.log.print(*objects, highlight=False, soft_wrap=soft)
@@ -307,14 +333,14 @@ def _train_logged(cfg: Any, command: CommandSpec, arms: list[tuple[str, ArmFacto
                                   "status": "interrupted"})
         raise
     except UserError:                   # found mid-run (a streamed file that cannot be decoded)
-        if rundir is not None and checkpoint is None and not rundir.rows:
+        if rundir is not None and rundir.pristine:
             rundir.discard()                # nothing was trained: leave no half-made run dir
         elif rundir is not None:
             rundir.write_summary({**summarize(command, ctx, results, rundir),
                                   "status": "failed"})
         raise
     except RunFailed as err:
-        if rundir is None:
+        if rundir is None or rundir.pristine:   # before the first checkpoint: nothing to keep
             raise
         try:                                # a full disk may refuse this too: the message stays
             rundir.write_summary({**summarize(command, ctx, results, rundir),

@@ -25,7 +25,7 @@ OKABE_ITO = ["#000000", "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "
              "#CC79A7"]
 ARM_COLOURS = {"baseline": "#000000", "sl": "#000000", "mixtrain": "#0072B2",
                "mixtraining": "#0072B2", "ssl+sl": "#E69F00", "short": "#E69F00",
-               "skip": "#009E73", "infobatch": "#D55E00"}
+               "skip": "#009E73", "infobatch": "#D55E00", "seta": "#CC79A7"}
 PHASE_COLOURS = {"ssl": "#CC79A7", "mix": "#56B4E9", "sl": "#009E73"}
 SIZE, DPI = (7.0, 4.2), 110
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from mixkit.config import flag_of, keys_with, load_config, recipe_dict
 from mixkit.engine import distributed as D
-from mixkit.engine.files import links_in, load_checkpoint
+from mixkit.engine.files import links_under, load_checkpoint
 from mixkit.engine.rundir import run_status
 from mixkit.errors import UserError
 
@@ -52,6 +52,12 @@ def _check_checkpoint(path: Path, ckpt: dict[str, Any], command: "CommandSpec") 
                             f"(`{key}` is missing or not a {tp.__name__}).",
                             hint="Restore it from a backup, or start a new run with "
                             f"--config {path.parent / 'config.yaml'}.")
+    problem = _position_problem(ckpt) or _rows_problem(ckpt["rows"], "rows") or next(
+        (p for name, d in ckpt["done"].items() if (p := _done_problem(name, d))), None)
+    if problem:
+        raise UserError(f"the checkpoint {path} does not hold a valid run state: {problem}.",
+                        hint="Restore it from a backup, or start a new run with "
+                        f"--config {path.parent / 'config.yaml'}.")
     if ckpt["command"] not in COMMANDS:
         raise UserError(f"the checkpoint {path} names an unknown command "
                         f"`{str(ckpt['command'])[:40]}`.", hint="Restore it from a backup.")
@@ -61,6 +67,46 @@ def _check_checkpoint(path: Path, ckpt: dict[str, Any], command: "CommandSpec") 
         raise UserError(f"--resume {path.parent} is a `mixkit {ckpt['command']}` run, not "
                         f"`mixkit {command.name}`.",
                         hint=f"Run {launch} {ckpt['command']} --resume {path.parent}.")
+
+
+# what every metrics row holds (ArmResult.from_rows sums these), and of which type
+ROW_KEYS = {"arm": str, "epoch": int, "epoch_seconds": (int, float), "inputs": int,
+            "samples": int}
+
+
+def _position_problem(ckpt: dict[str, Any]) -> str | None:
+    """The stop position's lower bounds (the upper ones need the arm: the engine checks them)."""
+    if ckpt["epoch"] < 0 or ckpt["batch"] < 0:
+        return f"its position (epoch {ckpt['epoch']}, batch {ckpt['batch']}) is negative"
+    return None
+
+
+def _rows_problem(rows: Any, where: str) -> str | None:
+    """Why ``rows`` is not a list of metrics rows, or None."""
+    if not isinstance(rows, list):
+        return f"`{where}` is a {type(rows).__name__}, not a list of metrics rows"
+    for k, row in enumerate(rows):
+        if not isinstance(row, dict):
+            return f"`{where}[{k}]` is a {type(row).__name__}, not a metrics row"
+        for key, tp in ROW_KEYS.items():
+            value = row.get(key)
+            if not isinstance(value, tp) or isinstance(value, bool):
+                return f"`{where}[{k}]` has no valid `{key}`"
+            if key != "arm" and not 0 <= value < float("inf"):
+                return f"`{where}[{k}]` has `{key}` {value!r}"
+    return None
+
+
+def _done_problem(name: Any, done: Any) -> str | None:
+    """Why a finished arm's saved state is not one, or None."""
+    if not isinstance(name, str) or not isinstance(done, dict):
+        return "`done` does not map arm names to their saved results"
+    epochs = done.get("epochs")
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 0:
+        return f"`done[{name[:40]!r}]` has no valid `epochs`"
+    if not isinstance(done.get("artifacts", {}), dict):
+        return f"`done[{name[:40]!r}].artifacts` is not a mapping"
+    return _rows_problem(done.get("rows"), f"done[{name[:40]!r}].rows")
 
 
 def _check_recipe(path: Path, ckpt: dict[str, Any], cfg: Any) -> None:
@@ -89,7 +135,7 @@ def resume_config(cls: type, command: "CommandSpec",
                   overrides: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """The saved config and last checkpoint of ``--resume RUN_DIR``, or a UserError."""
     path = Path(overrides["resume"])
-    links = links_in(path)
+    links = links_under(path)
     if links:
         raise UserError(f"--resume {path} is or holds a symbolic link ({links[0]}); mixkit never "
                         "creates one, and reads and writes nothing through one.",

@@ -136,7 +136,8 @@ ROW_KEYS: dict[str, tuple[bool, Any]] = {
                                                              "below_mean", "pruned")},
     **{k: (False, lambda v: _num(v, 0.0, 1.0, null=True)) for k in (
         "correct_below_mid", "incorrect_below_mid", "correct_below_mid_all",
-        "incorrect_below_mid_all", "prune_ratio")},
+        "incorrect_below_mid_all", "prune_ratio", "seta_kept")},
+    "seta_window": (False, lambda v: _num(v, -1, None, integer=True)),
     **{k: (False, lambda v: _num(v, None, None, null=True)) for k in ("ssl_loss", "sl_loss")},
 }
 

@@ -8,6 +8,7 @@ every task's samples together; each task keeps its own validation split and clas
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
@@ -48,6 +49,27 @@ class DataBundle:
     @property
     def multitask(self) -> bool:
         return len(self.tasks) > 1
+
+    def close(self) -> None:
+        """Release every source's worker processes (streamed folders)."""
+        for source in {id(s): s for s in (self.train, self.val, *(v for _, v in self.tasks))
+                       }.values():
+            source.close()
+
+    def fingerprint(self) -> str:
+        """sha256 of what an epoch plan indexes: each split's size and labels and, for streamed
+        folders, its file list. A checkpoint keeps it, so a resume on data that changed since
+        the stop (a file added or removed, another subset) is refused, not mis-indexed."""
+        h = hashlib.sha256()
+        for source in (self.train, *(s for _, s in self.tasks)):
+            h.update(f"{len(source)};".encode())
+            h.update(source.labels.cpu().numpy().tobytes())
+            files = getattr(getattr(source, "files", None), "files", None)   # StreamSource
+            if files is not None:
+                h.update("\0".join(files.dirs).encode("utf-8", "surrogateescape"))
+                h.update(files.dir_index.tobytes())
+                h.update(files.names.tobytes())
+        return h.hexdigest()
 
 
 def load_data(name: str, cfg, device: torch.device, command: str) -> DataBundle:
@@ -196,8 +218,12 @@ def _folder_splits(root: Path, cfg, img_size: int) -> tuple[FileDataset, FileDat
     how = dict(transform=train_transform(cfg, streamed=True), seed=cfg.seed,
                scale=parse_pair(cfg.scale), ratio=parse_pair(cfg.ratio),
                interpolation=cfg.interpolation, crop_pct=cfg.crop_pct)
+    val_paths, val_labels = tree.val
+    if cfg.val_size is not None and cfg.val_size < len(val_labels):    # as in memory (below)
+        keep = stratified_indices(val_labels, cfg.val_size / len(val_labels), seed=0).tolist()
+        val_paths, val_labels = val_paths.take(keep), val_labels[keep]
     return (FileDataset(train_paths, train_labels, img_size, **how),
-            FileDataset(tree.val[0], tree.val[1], img_size, **how), len(tree.classes))
+            FileDataset(val_paths, val_labels, img_size, **how), len(tree.classes))
 
 
 def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from mixkit.data.holdout import stratified_holdout
-from mixkit.errors import UserError
+from mixkit.errors import UserError, shown_path
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"}
 VAL_NAMES = ("val", "validation", "test")
@@ -61,29 +61,61 @@ def _class_dirs(root: Path) -> list[str]:
         return sorted(e.name for e in it if e.is_dir() and not e.name.startswith("."))
 
 
-def _images_under(folder: str) -> list[tuple[str, str]]:
-    """(sub-folder, file name) of every image under ``folder``, recursively, sorted."""
-    out = []
-    for here, subdirs, files in os.walk(folder):
-        subdirs.sort()
-        out += [(here, f) for f in sorted(files)
-                if os.path.splitext(f)[1].lower() in IMAGE_SUFFIXES]
+def _images_under(folder: str, special: list[str]) -> list[tuple[str, str]]:
+    """(sub-folder, file name) of every image under ``folder``, recursively, sorted (folders
+    first their files, then their sub-folders; links to folders are not followed).
+
+    An entry is kept when it is a regular file (or a link to one), decided from the directory
+    entry's type, which costs no system call for a plain file. An entry with an image name
+    that is anything else (a FIFO, a socket, a device, a link to one, a dangling link) is
+    appended to ``special``: opening a FIFO blocks forever and ``/dev/zero`` never ends."""
+    out: list[tuple[str, str]] = []
+    with os.scandir(folder) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    subdirs = []
+    for e in entries:
+        if _is(e.is_dir, follow_symlinks=False):
+            subdirs.append(e.path)
+        elif os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES:
+            if _is(e.is_file):
+                out.append((folder, e.name))
+            elif not _is(e.is_dir):
+                special.append(e.path)
+    for d in subdirs:
+        out += _images_under(d, special)
     return out
+
+
+def _is(test, **kw) -> bool:
+    try:
+        return test(**kw)
+    except OSError:                      # a link loop, a vanished entry: not a file we read
+        return False
 
 
 def _files(root: Path, classes: list[str]) -> tuple[FileList, torch.Tensor]:
     dirs: list[str] = []
     dir_of: dict[str, int] = {}
     index, names, labels = [], [], []
+    special: list[str] = []
     for i, c in enumerate(classes):
         d = root / c
-        for here, name in _images_under(str(d)) if d.is_dir() else []:
+        for here, name in _images_under(str(d), special) if d.is_dir() else []:
             if here not in dir_of:
                 dir_of[here] = len(dirs)
                 dirs.append(here)
             index.append(dir_of[here])
             names.append(name.encode("utf-8", "surrogateescape"))
             labels.append(i)
+    if special:
+        shown = ", ".join(shown_path(p) for p in special[:3])
+        raise UserError(f"the image folder {shown_path(root)} holds {len(special)} entr"
+                        f"{'y' if len(special) == 1 else 'ies'} with an image name that "
+                        f"{'is' if len(special) == 1 else 'are'} not a regular file (a FIFO, "
+                        f"socket, device or dangling link): {shown}"
+                        f"{', ...' if len(special) > 3 else ''}. mixkit reads regular files "
+                        "only (opening a FIFO would wait forever).",
+                        hint="Remove them or replace them with the image files.")
     files = FileList(dirs, np.asarray(index, dtype=np.int32),
                      np.asarray(names, dtype=np.bytes_) if names else np.zeros(0, "S1"))
     return files, torch.tensor(labels, dtype=torch.int64)
@@ -117,6 +149,12 @@ def scan_image_folder(root: Path, val_fraction: float) -> FolderTree:
         files = train[0]
         val = (files.take(va.numpy()), train[1][va])
         train = (files.take(tr.numpy()), train[1][tr])
+        if len(train[0]) == 0:
+            raise UserError(f"the image folder {shown_path(root)} has {len(val[0])} image(s) "
+                            f"and no train/ folder; holding out --val-fraction {val_fraction:g} "
+                            "for validation leaves no training image.",
+                            hint="Add images, lower --val-fraction, or split them into "
+                            "train/ and val/ yourself.")
     if len(val[0]) == 0:
         raise UserError(f"the image folder {root} has an empty validation split.",
                         hint="Put images under val/<class>/ or remove the empty val/ folder.")

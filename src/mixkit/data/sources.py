@@ -10,8 +10,13 @@ Two sources take the same :class:`~mixkit.data.plan.EpochPlan`:
 
 from __future__ import annotations
 
+import atexit
+import signal
+import threading
+import weakref
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -92,6 +97,9 @@ class _Source:
         self.generator = torch.Generator(device=device).manual_seed(seed)
         self.tasks: torch.Tensor | None = None        # [N] task index per sample (multi-task)
         self.task_hflip: torch.Tensor | None = None   # [T] may task t be flipped?
+
+    def close(self) -> None:
+        """Release worker processes (a streamed source's); the source is not used after."""
 
     def set_tasks(self, tasks: torch.Tensor, task_hflip: torch.Tensor) -> None:
         """Mark the samples of a concatenation of datasets with their task index."""
@@ -215,10 +223,13 @@ class StreamSource(_Source):
         """One DataLoader for the source's life (workers persist); each pass sets its batches."""
         self._sampler.batches = batches
         if self._loader is None:
+            _OPEN.add(self)
             self._loader = DataLoader(self.files, batch_sampler=self._sampler,
                                       num_workers=self.workers,
                                       pin_memory=self.device.type == "cuda",
-                                      persistent_workers=self.workers > 0)
+                                      persistent_workers=self.workers > 0,
+                                      worker_init_fn=worker_ignores_stop_signals
+                                      if self.workers > 0 else None)
         return self._loader
 
     def batches(self, plan: EpochPlan, batch_size: int, start: int = 0,
@@ -228,7 +239,7 @@ class StreamSource(_Source):
         rows = [_host_rows(*plan.batch(k, batch_size))
                 for k in range(start, plan.num_batches(batch_size))]
         loader = self._load([[(i, epoch) for i in r.unique_ids.tolist()] for r in rows])
-        for r, fetched in zip(rows, loader):
+        for r, fetched in zip(rows, _started(loader)):
             raw = _checked(fetched).to(self.device, non_blocking=True)
             ids = torch.from_numpy(r.first).to(self.device, non_blocking=True)
             if r.second is None:
@@ -240,12 +251,84 @@ class StreamSource(_Source):
             yield self._assemble(raw[r.where(r.first, self.device)], ids, raw[r.where(r.partner, self.device)], ids2,
                                  paired)
 
+    def close(self) -> None:
+        """Shut the persistent workers down now. They ignore SIGTERM (below), so they must not
+        be left to multiprocessing's exit handler, which terminates daemonic children with
+        SIGTERM and then waits for them. torch has no public call for this; the loader's
+        iterator has done it the same way since persistent workers exist (torch 1.7)."""
+        loader, self._loader = self._loader, None
+        _OPEN.discard(self)
+        it = getattr(loader, "_iterator", None)
+        if it is None:
+            return
+        shutdown = getattr(it, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
+        for w in getattr(it, "_workers", []):         # one that did not leave on request
+            if w.is_alive():
+                w.kill()
+                w.join()
+        loader._iterator = None
+
     def eval_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = list(range(len(self)))
         chunks = [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
-        for chunk, fetched in zip(chunks, self._load(chunks)):
+        for chunk, fetched in zip(chunks, _started(self._load(chunks))):
             yield (self.prep.eval(_checked(fetched).to(self.device, non_blocking=True)),
                    self.labels[chunk[0]:chunk[-1] + 1])
+
+
+# ------------------------------------------------------------------------------------------
+# workers and stop signals
+# ------------------------------------------------------------------------------------------
+
+# A batch scheduler (SLURM preemption, `timeout`, Kubernetes) sends SIGTERM to the whole process
+# group, DataLoader workers included. Left to the default action they die at once, and the main
+# process gets "DataLoader worker ... killed by signal" at its next fetch or, through torch's
+# SIGCHLD handler, anywhere (a checkpoint write included). The main process owns the stop: it
+# finishes the step, saves, and exits 143; the workers ignore both signals and are shut down
+# with the loader (or exit with their parent, which torch's workers watch).
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
+_OPEN: "weakref.WeakSet[StreamSource]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_sources() -> None:
+    """Registered after multiprocessing's exit handler, so it runs before it (atexit is LIFO):
+    a source nobody closed still shuts its workers down instead of hanging the exit."""
+    for source in list(_OPEN):
+        source.close()
+
+
+def worker_ignores_stop_signals(worker_id: int) -> None:
+    """``worker_init_fn``: leave SIGTERM/SIGINT to the main process (see above)."""
+    for s in STOP_SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+@contextmanager
+def stop_signals_deferred() -> Iterator[None]:
+    """Block SIGTERM/SIGINT in the main thread while the loader forks its workers, so no worker
+    receives one before :func:`worker_ignores_stop_signals` has run; a signal that arrives
+    meanwhile stays pending and is delivered to the main process when the block ends."""
+    if threading.current_thread() is not threading.main_thread() or \
+            not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _started(loader: Iterable) -> Iterator:
+    """``iter(loader)``: the first call forks the workers, with the stop signals deferred."""
+    with stop_signals_deferred():
+        return iter(loader)
 
 
 class _BatchList:

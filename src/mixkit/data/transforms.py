@@ -18,7 +18,10 @@ never exists at full size (``docs/data.md`` has the measurements).
 
 from __future__ import annotations
 
+import io
 import math
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +29,7 @@ import numpy as np
 SCALE = (0.08, 1.0)
 RATIO = (3 / 4, 4 / 3)
 MAX_IMAGE_PIXELS = 64_000_000     # 8000 x 8000: far above any training image
+MAX_FILE_BYTES = 256 << 20        # a training JPEG is well under 10 MB
 # PIL modes mixkit decodes: 8-bit (CMYK JPEGs, which ImageNet has, are converted); 16-bit and
 # float images are refused rather than silently clipped to 255
 MODES = {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "La"}
@@ -52,7 +56,8 @@ def rrc_box(width: int, height: int, scale: tuple[float, float], ratio: tuple[fl
         h, w = height, int(round(height * max(ratio)))
     else:
         w, h = width, height
-    return (height - h) // 2, (width - w) // 2, h, w
+    w, h = max(w, 1), max(h, 1)             # a box of at least one pixel (torchvision's rule
+    return (height - h) // 2, (width - w) // 2, h, w    # rounds a 3-px side at 1:10 to 0)
 
 
 def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
@@ -77,11 +82,48 @@ def decode_squash(path: Path, size: int | None = None) -> np.ndarray:
         return np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1))
 
 
-def _open(path: Path):
-    """Open an image, checking its header before anything is decoded."""
+def read_bounded(path: Path, limit: int | None = None) -> bytes:
+    """A file's bytes, read only if it is a regular file of at most ``limit`` bytes.
+
+    Decided on the opened descriptor (``fstat``), so nothing is read before the type is known:
+    ``O_NONBLOCK`` makes opening a FIFO return at once instead of waiting for a writer, and a
+    character device (a link to ``/dev/zero``, whose size reads 0) is refused rather than read
+    until memory runs out. Raises ``ValueError`` naming what the path is."""
+    limit = MAX_FILE_BYTES if limit is None else limit
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError(f"it is not a regular file ({_file_kind(st.st_mode)}); mixkit "
+                             "reads regular files only")
+        if st.st_size > limit:
+            raise ValueError(f"it is {st.st_size:,} bytes, more than the {limit:,} mixkit "
+                             "reads for one image")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(limit + 1)
+        if len(data) > limit:
+            raise ValueError(f"it grew past {limit:,} bytes while being read")
+        return data
+    finally:
+        os.close(fd)
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _open(source: Path | bytes):
+    """Open an image (a path, read bounded, or its bytes), checking its header before anything
+    is decoded."""
     from PIL import Image
 
-    img = Image.open(path)
+    data = source if isinstance(source, bytes) else read_bounded(source)
+    img = Image.open(io.BytesIO(data))
     if img.size[0] * img.size[1] > MAX_IMAGE_PIXELS:
         img.close()
         raise ValueError(f"it declares {img.size[0]}x{img.size[1]} pixels, more than the "
@@ -106,10 +148,8 @@ def _draft(img, box_w: float, box_h: float, size: int) -> None:
     img.draft("RGB", (math.ceil(img.size[0] / red), math.ceil(img.size[1] / red)))
 
 
-MAX_FILE_BYTES = 256 << 20       # a training JPEG is well under 10 MB
 
-
-def _jpeg_rrc(path: Path, size: int, rng: np.random.Generator, scale: tuple[float, float],
+def _jpeg_rrc(data: bytes, size: int, rng: np.random.Generator, scale: tuple[float, float],
               ratio: tuple[float, float], interpolation: str) -> np.ndarray | None:
     """The fast path for JPEGs: libjpeg-turbo through ``simplejpeg``, decoding at the smallest
     DCT scale (n/8) that keeps the box at least ``size`` px, then one antialiased resize of the
@@ -120,9 +160,6 @@ def _jpeg_rrc(path: Path, size: int, rng: np.random.Generator, scale: tuple[floa
         import simplejpeg
     except ImportError:
         return None
-    if path.stat().st_size > MAX_FILE_BYTES:
-        return None
-    data = path.read_bytes()
     if data[:2] != b"\xff\xd8":
         return None
     try:
@@ -169,12 +206,13 @@ def decode_rrc(path: Path, size: int, rng: np.random.Generator,
     at a reduced DCT scale where possible, anything else through PIL)."""
     from PIL import Image
 
-    fast = _jpeg_rrc(path, size, rng, scale, ratio, interpolation)
+    data = read_bounded(path)
+    fast = _jpeg_rrc(data, size, rng, scale, ratio, interpolation)
     if fast is not None:
         return fast
 
     resample = getattr(Image.Resampling, interpolation.upper())
-    with _open(path) as img:
+    with _open(data) as img:
         top, left, h, w = rrc_box(img.size[0], img.size[1], scale, ratio, rng)
         full = img.size
         _draft(img, w, h, size)

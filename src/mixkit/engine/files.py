@@ -49,9 +49,11 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def open_append(path: Path) -> io.TextIOWrapper:
-    """``open(path, "a")`` that refuses a symbolic link at ``path`` (``OSError`` ELOOP)."""
+    """``open(path, "a")`` that refuses a symbolic link at ``path`` (``OSError`` ELOOP); text
+    that UTF-8 cannot hold (the bytes of a non-UTF-8 file name) is written as escapes."""
     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
-    return os.fdopen(os.open(path, flags, 0o644), "a", encoding="utf-8")
+    return os.fdopen(os.open(path, flags, 0o644), "a", encoding="utf-8",
+                     errors="backslashreplace")
 
 
 def links_in(folder: Path, names: Any = None) -> list[str]:
@@ -64,6 +66,30 @@ def links_in(folder: Path, names: Any = None) -> list[str]:
         return []
     entries = [folder / n for n in names] if names is not None else list(folder.iterdir())
     return [str(e) for e in entries if e.is_symlink()]
+
+
+# sub-folders whose links another program makes (W&B links its debug logs and ``latest-run``
+# inside RUN_DIR/wandb and replaces them on every run; mixkit writes nothing there itself)
+THIRD_PARTY_FOLDERS = ("wandb",)
+
+
+def links_under(folder: Path, skip: tuple[str, ...] = THIRD_PARTY_FOLDERS) -> list[str]:
+    """Every symbolic link at any depth under ``folder`` (the folder itself first if it is
+    one), not descending into links nor into the top-level folders named in ``skip``: a link
+    planted one level down (``RUN_DIR/tb/<arm>``) would redirect a write as surely as one at
+    the top."""
+    folder = Path(folder)
+    if folder.is_symlink():
+        return [str(folder)]
+    out: list[str] = []
+    for here, dirs, files in os.walk(folder):
+        top = Path(here) == folder
+        for name in sorted(dirs + files):
+            if os.path.islink(os.path.join(here, name)):
+                out.append(os.path.join(here, name))
+        dirs[:] = sorted(d for d in dirs if not os.path.islink(os.path.join(here, d))
+                         and not (top and d in skip))
+    return out
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:

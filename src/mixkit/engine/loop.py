@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import gc
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import torch
 
@@ -22,8 +22,9 @@ from mixkit.engine import snapshot
 from mixkit.engine.events import Callback, Event, TrainState, fire
 from mixkit.engine.optim import Recipe, build_optimizer, is_fused, set_lr
 from mixkit.engine.runtime import Runtime
-from mixkit.engine.signals import Interrupted
+from mixkit.engine.signals import STOP, Interrupted
 from mixkit.engine.timing import DeviceMeter, EpochTimer
+from mixkit.errors import UserError
 
 
 @dataclass
@@ -218,26 +219,35 @@ class Engine:
             plan = spec.plan if not self.dist.enabled else D.shard_plan(
                 spec.plan, self.dist.rank, self.dist.world, self.batch_size)
             nb = plan.num_batches(self.batch_size)
+            if start > nb:
+                raise UserError(f"the checkpoint {resume_from} puts arm `{arm.name}` at batch "
+                                f"{start} of epoch {epoch + 1}, which has {nb} batches.",
+                                hint="Restore it from a backup, or start a new run.")
             state.phase, state.epoch, state.batch, state.batches = spec.phase, epoch, start, nb
             state.note, state.phased, state.meter, state.inputs = spec.note, arm.phased, meter, 0
             state.plan, state.row, state.nonfinite = spec.plan, None, False
             fire(callbacks, Event.EPOCH_START, state)
             source = spec.source if spec.source is not None else self.train_source
-            for k, batch in enumerate(source.batches(plan, self.batch_size, start, epoch),
-                                      start=start):
-                loss = self._step(spec, batch, opt, epoch + (k + 0.5) / nb)
-                meter.add(loss, batch.size)
-                if callbacks:
-                    state.batch, state.loss, state.inputs = k + 1, loss, state.inputs + batch.size
-                    state.batch_data = batch
-                    state.steps += 1
-                    fire(callbacks, Event.AFTER_STEP, state)
-                    if state.stop is not None:
-                        state.seconds = before + timer.elapsed()
-                        fire(callbacks, Event.INTERRUPT, state)
-                        raise Interrupted(state.stop, _stopped(arm.name, epoch, k + 1))
-                if k + 1 == limit:
-                    return None, spec
+            batches = _stoppable(source.batches(plan, self.batch_size, start, epoch))
+            try:
+                for k, batch in enumerate(batches, start=start):
+                    loss = self._step(spec, batch, opt, epoch + (k + 0.5) / nb)
+                    meter.add(loss, batch.size)
+                    if callbacks:
+                        state.batch, state.loss = k + 1, loss
+                        state.inputs += batch.size
+                        state.batch_data = batch
+                        state.steps += 1
+                        fire(callbacks, Event.AFTER_STEP, state)
+                        if state.stop is not None:
+                            self._interrupt(arm, timer, before)
+                    if k + 1 == limit:
+                        return None, spec
+            except _SourceStopped:
+                if not callbacks:
+                    raise Interrupted(int(STOP.signum or 15), "stopped") from None
+                state.stop = STOP.signum
+                self._interrupt(arm, timer, before)
             method_metrics = arm.end_epoch(epoch)  # the method's per-epoch work is timed too
         train_loss, state.nonfinite = self._epoch_loss(meter)   # the epoch's one read
         inputs = spec.plan.inputs
@@ -249,6 +259,14 @@ class Engine:
         if self.runtime.compile:
             row["compile_seconds"] = timer.compile_seconds
         return row, spec
+
+    def _interrupt(self, arm: Arm, timer: EpochTimer, before: float) -> None:
+        """Save at the current step (the saver and the other callbacks act on INTERRUPT),
+        then stop."""
+        state = self.state
+        state.seconds = before + timer.elapsed()
+        fire(self._callbacks, Event.INTERRUPT, state)
+        raise Interrupted(state.stop, _stopped(arm.name, state.epoch, state.batch))
 
     def fit(self, arm: Arm, callbacks: Sequence[Callback] = (), *,
             resume: dict[str, Any] | None = None, resume_from: str = "the checkpoint",
@@ -263,6 +281,11 @@ class Engine:
         first = 0 if resume is None else resume["epoch"]
         state = self.state = self.new_state(arm, epoch=first, rows=rows)
         self._callbacks = callbacks = list(callbacks)
+        if resume is not None and (not 0 <= first <= arm.epochs or
+                                   (first == arm.epochs and resume["batch"] != 0)):
+            raise UserError(f"the checkpoint {resume_from} puts arm `{arm.name}` at epoch "
+                            f"{first}, batch {resume['batch']}: outside its {arm.epochs} "
+                            "epochs.", hint="Restore it from a backup, or start a new run.")
         if resume is not None:
             with snapshot.restoring(resume_from):
                 snapshot.restore_training(state, resume, self.optimizer_for)
@@ -306,6 +329,29 @@ class Engine:
             D.all_reduce_sum(t)
         total, weight, bad = t.tolist()
         return total / max(weight, 1.0), bad > 0
+
+
+class _SourceStopped(Exception):
+    """The batch source failed while a stop was requested (below)."""
+
+
+def _stoppable(batches: Iterable[Batch]) -> Iterator[Batch]:
+    """``batches``, where a failure of the source *during a requested stop* is the stop
+    itself: a batch scheduler's SIGTERM reaches the whole process group, and a DataLoader
+    worker that dies of it (the streamed source's workers ignore it, see
+    :mod:`mixkit.data.sources`, but a worker may be killed another way) must not turn a clean,
+    resumable stop into a traceback. Outside a stop, every error propagates unchanged."""
+    it = iter(batches)
+    while True:
+        try:
+            batch = next(it)
+        except StopIteration:
+            return
+        except (RuntimeError, OSError):
+            if STOP:
+                raise _SourceStopped from None
+            raise
+        yield batch
 
 
 def _stopped(arm: str, epoch: int, batch: int) -> str:

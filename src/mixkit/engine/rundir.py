@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from mixkit.engine.files import (atomic_write, links_in, open_append, save_checkpoint,
+from mixkit.engine.files import (atomic_write, links_under, open_append, save_checkpoint,
                                      write_json)
 from mixkit.errors import RunFailed, UserError
 
@@ -36,7 +36,7 @@ CSV_COLUMNS = ("arm", "phase", "epoch", "train_loss", "val_acc", "epoch_seconds"
 # what mixkit writes into a run directory (anything else means: not ours to delete)
 RUN_FILES = {"config.yaml", "metrics.jsonl", "summary.json", "summary.csv", "last.pt",
              "reconstruction.png", "reconstruction.json", "log.txt", "model.pt", ".lock"}
-RUN_FOLDERS = {"plots", "weights"}
+RUN_FOLDERS = {"plots", "weights", "tb", "wandb"}   # tb/, wandb/: --log-tensorboard/-wandb
 LOCK_NAME = ".lock"
 MAX_SUMMARY_BYTES = 4 << 20      # summary.json: a few kB per arm
 
@@ -77,20 +77,33 @@ def _replaceable(path: Path) -> None:
         pass
 
 
-def _claim(output: Path, experiment: str, strict: bool, overwrite: bool) -> Path:
-    """The directory to write to, never silently replacing an existing run.
+def _claim(output: Path, experiment: str, strict: bool,
+           overwrite: bool) -> tuple[Path, Path | None]:
+    """The directory to write to, never silently replacing an existing run, and the old run
+    that ``--overwrite`` set aside (or None).
 
     A name given as ``--experiment`` (``strict``) claims exactly that directory: if it exists,
     that is an error unless ``--overwrite``. A name from a config file or the default gets a
     ``-1``, ``-2``, ... suffix instead, so re-running a saved ``config.yaml`` just works.
+
+    ``--overwrite`` does not delete the old run here: it renames it aside (``.NAME.replaced-PID``
+    in the same folder, an atomic rename), and :meth:`RunDir.commit_replacement` deletes it
+    once the new run has saved its first checkpoint. A new run that fails before that (a
+    corrupt image found in the first epoch, a logger that cannot start, a crash) puts the old
+    one back (:meth:`RunDir.discard`): a finished run is never lost to a run that never started.
     """
     path = output / experiment
     if not path.exists() and not path.is_symlink():
-        return path
+        return path, None
     if overwrite:
         _replaceable(path)
-        shutil.rmtree(path)
-        return path
+        aside = path.with_name(f".{path.name}.replaced-{os.getpid()}")
+        try:
+            os.rename(path, aside)
+        except OSError as exc:
+            raise UserError(f"--overwrite: cannot move the old run {path} aside: "
+                            f"{exc.strerror}.", hint="Check the permissions of --output.") from None
+        return path, aside
     if strict:
         interrupted = run_status(path / "summary.json") == "interrupted" or (
             (path / "last.pt").is_file() and not (path / "summary.json").is_file())
@@ -102,7 +115,7 @@ def _claim(output: Path, experiment: str, strict: bool, overwrite: bool) -> Path
     n = 1
     while (output / f"{experiment}-{n}").exists():
         n += 1
-    return output / f"{experiment}-{n}"
+    return output / f"{experiment}-{n}", None
 
 
 def run_status(path: Path) -> str | None:
@@ -180,28 +193,47 @@ class RunDir:
         self.rows: list[dict[str, Any]] = []
         self.lock = RunLock(path)
         self.made_output = False
+        self.created = False                # by this process (not a --resume)
+        self.replaced: Path | None = None   # the old run --overwrite set aside, until committed
+        self.saved = False                  # a checkpoint or summary was written
+        self._discarded = False
 
     @classmethod
     def create(cls, output: str, experiment: str, *, strict: bool, overwrite: bool) -> "RunDir":
-        path = _claim(Path(output), experiment, strict, overwrite)
         made_output = not Path(output).exists()
+        path, aside = _claim(Path(output), experiment, strict, overwrite)
         try:
             path.mkdir(parents=True, exist_ok=False)
-        except FileExistsError:
-            raise UserError(f"the run directory {path} was created by another process just "
-                            "now.", hint="Pick another --experiment.") from None
         except OSError as exc:
+            if aside is not None:
+                os.rename(aside, path)
+            if isinstance(exc, FileExistsError):
+                raise UserError(f"the run directory {path} was created by another process "
+                                "just now.", hint="Pick another --experiment.") from None
             raise UserError(f"cannot create the run directory {path}: {exc.strerror}.",
                             hint="Choose a writable --output.") from None
         rundir = cls(path)
-        rundir.made_output = made_output
+        rundir.made_output, rundir.created, rundir.replaced = made_output, True, aside
         rundir.lock.acquire()
         return rundir
+
+    @property
+    def pristine(self) -> bool:
+        """Created by this process and nothing resumable written yet: safe to discard."""
+        return self.created and not self.saved and not self._discarded
+
+    def commit_replacement(self) -> None:
+        """The new run has started (its first checkpoint is on disk): delete the old run that
+        ``--overwrite`` set aside."""
+        self.saved = True
+        if self.replaced is not None:
+            shutil.rmtree(self.replaced, ignore_errors=True)
+            self.replaced = None
 
     @classmethod
     def reopen(cls, path: Path) -> "RunDir":
         """An existing run directory, locked, with temp files of interrupted writes removed."""
-        links = links_in(path)
+        links = links_under(path)
         if links:
             raise UserError(f"{path} is or holds a symbolic link ({links[0]}); mixkit never "
                             "creates one, and reads and writes nothing through one.",
@@ -216,9 +248,15 @@ class RunDir:
     def discard(self) -> None:
         """Remove a run directory this process created and trained nothing into (a user
         error found mid-run, such as an undecodable image in a streamed folder)."""
+        if self._discarded:
+            return
+        self._discarded = True
         self.lock.release()
         shutil.rmtree(self.path, ignore_errors=True)
-        if self.made_output:                  # --output too, if this run made it and it is empty
+        if self.replaced is not None:         # --overwrite's old run comes back, untouched
+            os.rename(self.replaced, self.path)
+            self.replaced = None
+        elif self.made_output:                # --output too, if this run made it and it is empty
             try:
                 self.path.parent.rmdir()
             except OSError:
@@ -243,6 +281,7 @@ class RunDir:
     def save_checkpoint(self, state: dict[str, Any]) -> None:
         with writing(self.checkpoint_path):
             save_checkpoint(state, self.checkpoint_path)
+        self.commit_replacement()
 
     def reset_rows(self, rows: list[dict[str, Any]]) -> None:
         """Rewrite metrics.jsonl and summary.csv to ``rows`` (a resumed run drops any row
@@ -292,6 +331,7 @@ class RunDir:
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         self.write_json("summary.json", summary)
+        self.commit_replacement()
 
 
 class LogFile(io.TextIOBase):

@@ -8,7 +8,8 @@ What a user would most likely run instead of mixTrain to train on fewer inputs. 
   pruned from the epoch;
 * the kept well-learned samples' losses are scaled by ``1 / (1 - r)``, so the expected gradient
   equals the full epoch's (the "unbiased" part);
-* the last ``1 - delta`` of the epochs (annealing, ``delta = 0.875``) train on the full data.
+* the last ``1 - delta`` of the epochs (annealing, ``delta = 0.875``) train on the full data
+  (from epoch ``floor(delta * epochs)``, as the official sampler counts).
 
 Matched cost (``docs/mixtrain.md``): InfoBatch's own ``r`` is a fixed 0.5, and its saving then
 follows from how many samples score below the mean. Here ``r`` is set *per epoch* so that the
@@ -20,7 +21,6 @@ sample id (no host sync per batch); the plan is built with one host read per epo
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -36,15 +36,21 @@ from mixkit.methods.supervised import smoothed
 R_MAX = 0.9        # 1 / (1 - r) = 10: beyond it the rescaled losses' variance explodes
 
 
+def pruning_epoch(epoch: int, epochs: int, delta: float) -> bool:
+    """Whether ``epoch`` (from 0) may prune: the official samplers of InfoBatch and SeTa prune
+    while ``iterations <= delta * epochs`` with iterations counted from 1, i.e. while
+    ``epoch < floor(delta * epochs)``, and anneal after."""
+    return epoch + 1 <= delta * epochs
+
+
 def prune_targets(epochs: int, num_samples: int, method_inputs: list[int],
                   delta: float) -> list[int]:
     """Samples to prune in each epoch so that the whole run trains on ``sum(method_inputs)``
-    inputs, with no pruning in epoch 0 (no scores yet) nor in the annealing epochs
-    ``>= ceil(delta * epochs)``; the saving is spread in proportion to the method's own
-    per-epoch savings (uniformly if it saved nothing in those epochs)."""
-    last = min(epochs, math.ceil(delta * epochs))
+    inputs, with no pruning in epoch 0 (no scores yet) nor in the annealing epochs (from
+    ``floor(delta * epochs)`` on, :func:`pruning_epoch`); the saving is spread in proportion
+    to the method's own per-epoch savings (uniformly if it saved nothing in those epochs)."""
     saving = max(0, epochs * num_samples - sum(method_inputs))
-    window = range(1, last)
+    window = [e for e in range(1, epochs) if pruning_epoch(e, epochs, delta)]
     if not window or saving == 0:
         return [0] * epochs
     weights = [max(0, num_samples - method_inputs[e]) for e in window]

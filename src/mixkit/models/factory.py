@@ -27,6 +27,8 @@ from typing import Callable
 
 import timm
 import torch
+from timm.models import register_model
+from timm.models.resnet import BasicBlock, ResNet
 from torch import nn
 
 from mixkit.errors import UserError
@@ -45,6 +47,8 @@ class Family:
 FAMILIES = (
     Family("resnet", r"^resnet(18|26|34|50|101|152)$", "cnn",
            "<=64 px: 3x3 stride-1 stem conv, no max-pool (total stride 8)"),
+    Family("resnet-narrow", r"^resnet(10|18)_w(16|32)$", "cnn",
+           "BasicBlock ResNet, widths w..8w (mixkit's); <=64 px: as resnet"),
     Family("mobilenetv2", r"^mobilenetv2_\d+$", "cnn",
            "<=64 px: stride 1 in the stem and first stride-2 block (total stride 8)"),
     Family("vit", r"^(vit|deit)_(tiny|small|base)_patch\d+_\d+$", "vit",
@@ -100,6 +104,41 @@ class Classifier(nn.Module):
 
     def forward(self, x: torch.Tensor, task: int = 0) -> torch.Tensor:
         return self.forward_head(self.forward_features(x), task)
+
+
+# ------------------------------------------------------------------------------------------
+# Narrow ResNets: the mixTrain paper's model family (BasicBlock ResNet-18) at a width a CPU can
+# train. timm's ResNet takes ``channels`` and ``stem_width``; these are registered with timm, so
+# ``timm.create_model("resnet18_w16")`` builds the same network outside mixkit. Widths 16-128
+# (``_w16``) cost ~1/16 of ResNet-18's multiply-adds and keep its depth, its stride-8
+# small-input stem and its 4x4 final grid at 32 px (which split propagation needs).
+# ------------------------------------------------------------------------------------------
+
+NARROW_RESNETS: dict[str, tuple[tuple[int, ...], int]] = {
+    "resnet18_w16": ((2, 2, 2, 2), 16),     # ResNet-18's blocks, widths 16/32/64/128
+    "resnet18_w32": ((2, 2, 2, 2), 32),     # widths 32/64/128/256
+    "resnet10_w16": ((1, 1, 1, 1), 16),     # one BasicBlock per stage, widths 16-128
+}
+
+
+def _narrow_resnet(name: str, layers: tuple[int, ...], width: int) -> Callable[..., ResNet]:
+    def build(pretrained: bool = False, **kwargs) -> ResNet:
+        if pretrained:
+            raise UserError(f"`{name}` has no pretrained weights.", hint="Train it from scratch.")
+        for key in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"):
+            kwargs.pop(key, None)
+        return ResNet(BasicBlock, list(layers), channels=tuple(width << i for i in range(4)),
+                      stem_width=width, **kwargs)
+
+    build.__name__ = name
+    build.__qualname__ = name
+    build.__doc__ = f"BasicBlock ResNet {list(layers)}, widths {width}-{width * 8} (mixkit)."
+    return build
+
+
+for _name, (_layers, _width) in NARROW_RESNETS.items():
+    if _name not in timm.list_models():
+        register_model(_narrow_resnet(_name, _layers, _width))
 
 
 def supported_models() -> list[str]:
@@ -161,7 +200,7 @@ def _adapt_mobilenetv2(m: nn.Module, in_chans: int) -> None:
 
 
 _SMALL_STEMS: dict[str, Callable[[nn.Module, int], None]] = {
-    "resnet": _adapt_resnet, "mobilenetv2": _adapt_mobilenetv2}
+    "resnet": _adapt_resnet, "resnet-narrow": _adapt_resnet, "mobilenetv2": _adapt_mobilenetv2}
 
 
 def create_backbone(name: str, img_size: int, patch_size: int | None = None,
