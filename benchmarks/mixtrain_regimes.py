@@ -56,6 +56,12 @@ SGD = {"opt": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4, "sched":
        "decay_rate": 0.1}
 
 
+# seconds per 2,400-image baseline epoch on one core (1 thread, batch 64, 32 px, evaluation on
+# 2,000 included), measured: MobileNetV2-0.5 ~30 s; ResNet-18 at widths 16-128 with
+# channels_last ~11 s (benchmarks/model_candidates.py, docs/benchmarks.md)
+EPOCH_SECONDS = {"mobilenetv2_050": 30.0, "resnet18_w16": 11.0, "resnet10_w16": 7.5}
+
+
 @dataclass(frozen=True)
 class Cell:
     name: str
@@ -64,6 +70,10 @@ class Cell:
     recipe: dict[str, Any] = field(default_factory=dict)
     mixup: bool = True              # also the MixUp run (and its own skip arm)
     short: bool = False             # add `short` to the cell's runs (cheap cells)
+    model: str = "mobilenetv2_050"
+    # comparison arms beyond skip/short, in every run of the cell (#46: InfoBatch, SeTa)
+    extra: tuple[str, ...] = ()
+    channels_last: bool = False     # a speed setting (the ResNet cells: 1.35x on one core)
 
     @property
     def steps(self) -> int:
@@ -76,17 +86,25 @@ class Cell:
         op's inputs (MixUp's runs before 2026-12-06 had `skip` only); ``short=False`` leaves it
         out (a seed time-boxed to a session: `summary` pairs `short` by seed)."""
         cutmix = op == "cutmix"
-        compare = "skip,short" if self.short and short else "skip"
-        return {**COMMON, **self.recipe, "data_fraction": self.fraction, "epochs": self.epochs,
-                "seed": seed, "op": op, "compare": compare, "baseline": cutmix}
+        compare = ",".join(["skip", *(["short"] if self.short and short else []), *self.extra])
+        out = {**COMMON, **self.recipe, "data_fraction": self.fraction, "epochs": self.epochs,
+               "seed": seed, "op": op, "compare": compare, "baseline": cutmix}
+        if self.model != COMMON["model"]:
+            out["model"] = self.model
+        if self.channels_last:
+            out["channels_last"] = True
+        return out
 
     def cost_units(self) -> float:
-        """Estimated cost in baseline-epochs of 2,400 images (~30 s on one core): baseline 1,
-        CutMix ~0.7, skip at its inputs ~0.7, MixUp ~0.75 and its skip ~0.75; `short` as
-        its op's skip."""
-        mixup = 1.5 + (0.75 if self.short else 0) if self.mixup else 0
-        per_epoch = self.fraction / 0.04 * (1 + 0.7 + 0.7 + (0.7 if self.short else 0) + mixup)
+        """Estimated cost in baseline-epochs of 2,400 images: baseline 1, CutMix ~0.7, each
+        comparison arm at its inputs ~0.7; MixUp ~0.75 and each of its arms ~0.75."""
+        arms = 1 + int(self.short) + len(self.extra)        # skip, short, the extra arms
+        mixup = 0.75 * (1 + arms) if self.mixup else 0
+        per_epoch = self.fraction / 0.04 * (1 + 0.7 * (1 + arms) + mixup)
         return per_epoch * self.epochs
+
+    def core_hours(self) -> float:
+        return self.cost_units() * EPOCH_SECONDS[self.model] / 3600
 
 
 def _ms(epochs: int) -> str:
@@ -102,6 +120,12 @@ CELLS = {c.name: c for c in [
     Cell("p04-e25-sgd", 0.04, 25, {**SGD, "decay_milestones": _ms(25)}, short=True),
     Cell("p10-e25-sgd", 0.10, 25, {**SGD, "decay_milestones": _ms(25)}),
     Cell("p100-e8-adamw", 1.0, 8, mixup=False),
+    # issue #46: the paper's model family (BasicBlock ResNet-18, widths 16-128) in the goal
+    # cell, and a long schedule on 6x more data; every arm at each op's inputs
+    Cell("p04-e100-adamw-r18w16", 0.04, 100, short=True, model="resnet18_w16",
+         extra=("infobatch", "seta"), channels_last=True),
+    Cell("p25-e100-adamw-r18w16", 0.25, 100, short=True, model="resnet18_w16",
+         extra=("infobatch", "seta"), channels_last=True),
 ]}
 # Beyond the paper (issue #26, item 3), measured in the largest affordable cell against the
 # faithful rules: each a CutMix run dir `seedK-cutmix-NAME` with only the mixtrain arm
@@ -199,7 +223,7 @@ def cmd_run(args: argparse.Namespace) -> None:
 def cmd_plan(args: argparse.Namespace) -> None:
     total = 0.0
     for cell in CELLS.values():
-        hours = cell.cost_units() * 30 / 3600
+        hours = cell.core_hours()
         done = sorted({p.name.split("-")[0] for p in (OUT / cell.name).glob("seed*")
                        if status(p) == "completed"}) if (OUT / cell.name).is_dir() else []
         legacy = " (legacy rows: 3 seeds)" if cell.name in LEGACY else ""
@@ -313,7 +337,8 @@ def cell_summary(cell: Cell) -> list[dict[str, Any]]:
             continue
         base = {s: _final(a["baseline"]) for s, a in have.items()}
         acc = {s: _final(a[op]) for s, a in have.items()}
-        row = {"cell": cell.name, "op": op, "seeds": sorted(have), "steps": cell.steps,
+        row = {"cell": cell.name, "op": op, "model": cell.model, "seeds": sorted(have),
+               "steps": cell.steps,
                "train": round(TRAIN_SIZE * cell.fraction), "recipe": cell.recipe.get("opt",
                                                                                      "adamw"),
                "baseline": mean_sd([100 * base[s] for s in have]),
@@ -321,7 +346,7 @@ def cell_summary(cell: Cell) -> list[dict[str, Any]]:
                **_deltas("base", {s: 100 * (acc[s] - base[s]) for s in have}),
                "inputs": mean_sd([_inputs_ratio(a[op], a) for a in have.values()]),
                **_timings(cell, have, op)}
-        for alt in ("skip", "short"):
+        for alt in ("skip", "short", *cell.extra):
             paired = [s for s, a in have.items() if f"{alt}@{op}" in a]
             if paired:
                 row.update(_deltas(alt, {s: 100 * (acc[s] - _final(have[s][f"{alt}@{op}"]))
@@ -462,9 +487,12 @@ def figure(rows: list[dict[str, Any]], path: Path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.8), sharey=True)
     dodge = {"cutmix": 0.97, "mixup": 1.03}     # the ops side by side where their points meet
+    mnv2 = COMMON["model"]      # the map's model; other models are series of their own
     panels = [("optimiser steps of the baseline (log)", "steps",
-               lambda r: r["cell"].startswith("p04-") and r["recipe"] == "adamw"),
-              ("training images (log)", "train", lambda r: r["cell"].endswith("-e25-adamw"))]
+               lambda r: r["cell"].startswith("p04-") and r["recipe"] == "adamw"
+               and r["model"] == mnv2),
+              ("training images (log)", "train",
+               lambda r: r["cell"].endswith("-e25-adamw") and r["model"] == mnv2)]
     for ax, (xlabel, key, keep) in zip(axes, panels):
         ax.axhline(0.0, color="0.3", lw=0.8)
         for op in ("cutmix", "mixup"):
@@ -481,7 +509,7 @@ def figure(rows: list[dict[str, Any]], path: Path) -> None:
                     ax.annotate(f"n={len(r['seeds'])}", (r[key] * dodge[op], r[ref][0]),
                                 fontsize=7, xytext=(4, 4), textcoords="offset points",
                                 color="0.35")       # its skip point shares them
-        sgd = [r for r in rows if r["recipe"] == "sgd" and key == "steps"]
+        sgd = [r for r in rows if r["recipe"] == "sgd" and key == "steps" and r["model"] == mnv2]
         for r in sgd:                   # nudged right of the AdamW point at the same steps
             for ref, marker, nudge in (("d_base", "s", 1.07), ("d_skip", "^", 1.12)):
                 if ref in r:
