@@ -57,9 +57,10 @@ SGD = {"opt": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4, "sched":
 
 
 # seconds per 2,400-image baseline epoch on one core (1 thread, batch 64, 32 px, evaluation on
-# 2,000 included), measured: MobileNetV2-0.5 ~30 s; ResNet-18 at widths 16-128 with
-# channels_last ~11 s (benchmarks/model_candidates.py, docs/benchmarks.md)
-EPOCH_SECONDS = {"mobilenetv2_050": 30.0, "resnet18_w16": 11.0, "resnet10_w16": 7.5}
+# 2,000 included), measured: MobileNetV2-0.5 ~30 s (no channels_last, the map's setting);
+# ResNet-18 at widths 16-128 with channels_last ~6.5 s, ResNet-10 ~4 s
+# (benchmarks/model_candidates.py, docs/benchmarks.md)
+EPOCH_SECONDS = {"mobilenetv2_050": 30.0, "resnet18_w16": 6.5, "resnet10_w16": 4.0}
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,7 @@ from mixkit.engine.loop import ArmResult
 from mixkit.engine.progress import TrainingProgress
 from mixkit.methods.mixtrain import ops
 from mixkit.methods.mixtrain.method import MixTrainArm
+from mixkit.methods.mixtrain.settings import MixTrainSettings
 from mixkit.models import create_model
 from mixkit.models.split_propagation import region_logits
 from mixkit.summary import NOISY, best_at_cost, robust_speedup, timing_spread
@@ -215,8 +216,9 @@ def overheads(cfg, repeats: int) -> tuple[float, float]:
     model = ctx.runtime.prepare(create_model(cfg.model, ctx.data.num_classes, ctx.data.img_size,
                                              cfg.patch_size)[0])
     n, rt = len(ctx.data.train), ctx.runtime
-    arm = MixTrainArm(replace(cfg, op="cutmix"), n, mixtrain_recipe(cfg), ctx.model_info,
-                      ctx.data.img_size, rt.device)
+    arm = MixTrainArm(MixTrainSettings.from_options(replace(cfg, op="cutmix")), cfg.epochs, n,
+                      mixtrain_recipe(cfg), ctx.model_info, ctx.data.img_size, rt.device,
+                      seed=cfg.seed)
     mix = torch.rand(n, generator=torch.Generator().manual_seed(0)) < 0.5
     plan = pair_plan(mix, torch.Generator().manual_seed(0))
     batch = next(iter(ctx.data.train.batches(plan, cfg.batch_size)))

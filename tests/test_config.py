@@ -68,3 +68,26 @@ def test_every_shipped_config_loads_for_its_command(path: Path) -> None:
     assert path.name.startswith(("mixtrain-", "mixtraining-"))
     cfg = load_config(cls, path, {})
     assert cfg.data and cfg.model
+
+
+def test_method_settings_are_typed_and_match_the_command_lines_defaults() -> None:
+    """The arms take typed settings, validated where they are defined; the command line's
+    options build them, and a default set in one place is the default in the other."""
+    import dataclasses
+
+    import pytest
+
+    from mixkit.config import MixtrainConfig
+    from mixkit.methods.mixtrain.settings import MixTrainSettings
+    from mixkit.methods.seta import SeTaSettings
+
+    cfg = {f.name: f.default for f in dataclasses.fields(MixtrainConfig)}
+    for f in dataclasses.fields(MixTrainSettings):
+        assert cfg[f.name] == f.default, f.name
+    for f in dataclasses.fields(SeTaSettings):
+        assert cfg[f"seta_{f.name}"] == f.default, f.name
+    assert MixTrainSettings.from_options({"op": "cutmix", "epochs": 9}).op == "cutmix"
+    with pytest.raises(ValueError, match="op 'blend' must be one of cutmix, mixup"):
+        MixTrainSettings(op="blend")
+    with pytest.raises(ValueError, match="cutmix_area"):
+        MixTrainSettings(cutmix_area=1.0)

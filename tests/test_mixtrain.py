@@ -320,6 +320,7 @@ def test_mixtrain_step_reads_the_host_once_per_epoch_not_per_step(op, host_reads
     from mixkit.config import MixtrainConfig, build_config
     from mixkit.engine.loop import Engine
     from mixkit.methods.mixtrain.method import MixTrainArm
+    from mixkit.methods.mixtrain.settings import MixTrainSettings
     from mixkit.orchestrate import prepare
 
     cfg = build_config(MixtrainConfig, {"op": op, "data_fraction": 0.05, "img_size": 16,
@@ -330,8 +331,8 @@ def test_mixtrain_step_reads_the_host_once_per_epoch_not_per_step(op, host_reads
         torch.manual_seed(0)
         model, _ = create_model("resnet18", 10, 16)
         eng = Engine(model, ctx.runtime, ctx.data.train, ctx.data.val, batch_size=batch_size)
-        arm = MixTrainArm(ctx.cfg, len(ctx.data.train), mixtrain_recipe(ctx.cfg), ctx.model_info, 16,
-                          CPU)
+        arm = MixTrainArm(MixTrainSettings(op=op), ctx.cfg.epochs, len(ctx.data.train),
+                          mixtrain_recipe(ctx.cfg), ctx.model_info, 16, CPU)
         arm.state.why[: arm.state.n] = 1          # mix everything: a plan with pairs
         host_reads["n"] = 0
         eng.train_epoch(arm, 1)

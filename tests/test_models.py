@@ -18,6 +18,9 @@ GRIDS = [
     ("vit_tiny_patch16_224", 64, None, (16, 16), "tokens", 192),   # patch 4 at 64 px
     ("vit_tiny_patch16_224", 32, 4, (8, 8), "tokens", 192),
     ("swin_tiny_patch4_window7_224", 32, None, (2, 2), "nhwc", 768),
+    ("resnet18_w16", 32, None, (4, 4), "nchw", 128),   # ResNet-18 at widths 16-128
+    ("resnet10_w16", 32, None, (4, 4), "nchw", 128),
+    ("resnet18_w32", 64, None, (8, 8), "nchw", 256),
 ]
 
 
@@ -87,3 +90,22 @@ def test_default_patch_follows_the_stored_resolution(img, native, patch) -> None
     from mixkit.models.factory import default_patch
 
     assert default_patch(img, native) == patch
+
+
+def test_narrow_resnets_are_timm_models_with_resnet18s_blocks_at_a_quarter_width() -> None:
+    """Registered with timm (usable outside mixkit): ResNet-18's BasicBlock [2, 2, 2, 2] with
+    every width divided by 4 (16/32/64/128 from 64/128/256/512), so about 1/16 of the weights
+    of each convolution: 11.2 M parameters -> about 0.7 M."""
+    import timm
+
+    narrow = timm.create_model("resnet18_w16", num_classes=10)
+    full = timm.create_model("resnet18", num_classes=10)
+    assert [len(getattr(narrow, f"layer{i}")) for i in range(1, 5)] == [2, 2, 2, 2]
+    assert [getattr(narrow, f"layer{i}")[0].conv1.out_channels for i in range(1, 5)] == [
+        16, 32, 64, 128]
+    assert narrow.conv1.out_channels == 16
+    n_narrow = sum(p.numel() for p in narrow.parameters())
+    n_full = sum(p.numel() for p in full.parameters())
+    assert 0.05 < n_narrow / n_full < 0.08
+    assert [len(getattr(timm.create_model("resnet10_w16"), f"layer{i}"))
+            for i in range(1, 5)] == [1, 1, 1, 1]

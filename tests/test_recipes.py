@@ -206,12 +206,14 @@ def test_mixtrain_records_plain_cross_entropy_under_smoothing() -> None:
     from mixkit.data.plan import shuffled
     from mixkit.data.sources import Batch
     from mixkit.methods.mixtrain.method import MixTrainArm
+    from mixkit.methods.mixtrain.settings import MixTrainSettings
     from mixkit.models import create_model
     from mixkit.lineup import mixtrain_recipe
 
     cfg = build_config(MixtrainConfig, {"smoothing": 0.2, "op": "mixup", "epochs": 2}, "t")
     model, info = create_model("mobilenetv2_035", 10, 16, None, 8)
-    arm = MixTrainArm(cfg, 8, mixtrain_recipe(cfg), info, 16, torch.device("cpu"))
+    arm = MixTrainArm(MixTrainSettings(op="mixup"), cfg.epochs, 8, mixtrain_recipe(cfg), info,
+                      16, torch.device("cpu"))
     arm.epoch(0)
     g = torch.Generator().manual_seed(1)
     x, y = torch.randn(8, 3, 16, 16, generator=g), torch.arange(8) % 10

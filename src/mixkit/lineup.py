@@ -19,6 +19,7 @@ from mixkit.engine.optim import Recipe
 from mixkit.engine.rundir import RunDir, writing
 from mixkit.errors import UserError
 from mixkit.methods.mixtrain.method import MixTrainArm, check_op
+from mixkit.methods.mixtrain.settings import MixTrainSettings
 from mixkit.methods.mixtraining.data import MixedSource
 from mixkit.methods.mixtraining.method import MixTrainingArm, recipes
 from mixkit.methods.mixtraining.objectives import MAE, check_mae
@@ -48,8 +49,10 @@ def supervised(name: str) -> ArmFactory:
 
 
 def mixtrain(ctx: RunContext) -> MixTrainArm:
-    return MixTrainArm(ctx.cfg, len(ctx.data.train), mixtrain_recipe(ctx.cfg), ctx.model_info,
-                       ctx.data.img_size, ctx.runtime.device, ctx.dist)
+    cfg = ctx.cfg
+    return MixTrainArm(MixTrainSettings.from_options(cfg), cfg.epochs, len(ctx.data.train),
+                       mixtrain_recipe(cfg), ctx.model_info, ctx.data.img_size,
+                       ctx.runtime.device, seed=cfg.seed, dist=ctx.dist)
 
 
 def _method_inputs(ctx: RunContext) -> list[int]:

@@ -28,7 +28,7 @@ from typing import Callable
 import timm
 import torch
 from timm.models import register_model
-from timm.models.resnet import BasicBlock, ResNet
+from timm.models.resnet import BasicBlock, ResNet, make_blocks
 from torch import nn
 
 from mixkit.errors import UserError
@@ -127,8 +127,19 @@ def _narrow_resnet(name: str, layers: tuple[int, ...], width: int) -> Callable[.
             raise UserError(f"`{name}` has no pretrained weights.", hint="Train it from scratch.")
         for key in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"):
             kwargs.pop(key, None)
-        return ResNet(BasicBlock, list(layers), channels=tuple(width << i for i in range(4)),
-                      stem_width=width, **kwargs)
+        channels = tuple(width << i for i in range(4))
+        model = ResNet(BasicBlock, list(layers), channels=channels, **kwargs)
+        # timm's single-conv stem is 64 wide whatever ``stem_width`` says; a narrow ResNet's
+        # stem has its first stage's width (as ResNet-18's 64 feeds its 64-wide first stage),
+        # so the stem and the stages after it are rebuilt at that width
+        model.conv1 = nn.Conv2d(kwargs.get("in_chans", 3), width, 7, 2, 3, bias=False)
+        model.bn1 = nn.BatchNorm2d(width)
+        stages, info = make_blocks((BasicBlock,) * 4, channels, tuple(layers), width)
+        for stage_name, stage in stages:
+            setattr(model, stage_name, stage)
+        model.feature_info = [dict(num_chs=width, reduction=2, module="act1"), *info]
+        model.init_weights(zero_init_last=True)
+        return model
 
     build.__name__ = name
     build.__qualname__ = name

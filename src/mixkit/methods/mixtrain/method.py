@@ -20,6 +20,7 @@ from mixkit.engine.optim import Recipe
 from mixkit.errors import UserError
 from mixkit.methods.mixtrain import ops
 from mixkit.methods.mixtrain.selection import MixState
+from mixkit.methods.mixtrain.settings import MixTrainSettings
 from mixkit.methods.supervised import smoothed
 from mixkit.models import ModelInfo
 from mixkit.models.split_propagation import region_logits
@@ -47,23 +48,25 @@ def check_op(op: str, info: ModelInfo, img_size: int) -> None:
 
 
 class MixTrainArm(Arm):
-    """mixTrain with ``op`` in {cutmix, mixup}; ablation switches as in Fig. 10A."""
+    """mixTrain with ``settings.op`` in {cutmix, mixup}; ablation switches as in Fig. 10A.
+    ``seed`` seeds the plan and box streams (the same on every rank: the plan is global)."""
 
     name = "mixtrain"
 
-    def __init__(self, cfg: Any, num_samples: int, recipe: Recipe, info: ModelInfo,
-                 img_size: int, device: torch.device, dist: Dist = Dist()) -> None:
-        check_op(cfg.op, info, img_size)
+    def __init__(self, settings: MixTrainSettings, epochs: int, num_samples: int,
+                 recipe: Recipe, info: ModelInfo, img_size: int, device: torch.device,
+                 seed: int = 0, dist: Dist = Dist()) -> None:
+        check_op(settings.op, info, img_size)
         self.dist = dist
-        self.cfg, self.epochs, self.recipe, self.info = cfg, cfg.epochs, recipe, info
-        self.state = MixState(num_samples, device, cfg.thresholds, cfg.r1_entry,
-                              cfg.r3_from)
-        self.plan_generator = torch.Generator().manual_seed(cfg.seed)
+        self.settings, self.epochs, self.recipe, self.info = settings, epochs, recipe, info
+        self.state = MixState(num_samples, device, settings.thresholds, settings.r1_entry,
+                              settings.r3_from)
+        self.plan_generator = torch.Generator().manual_seed(seed)
         self.box_generator = torch.Generator(device=device).manual_seed(
-            dist.stream_seed(cfg.seed, 1))
+            dist.stream_seed(seed, 1))
         self.stride = info.input_stride(img_size)
-        self.box_shapes = torch.tensor(ops.box_shapes(info.grid, cfg.cutmix_area),
-                                       device=device) if cfg.op == "cutmix" else None
+        self.box_shapes = torch.tensor(ops.box_shapes(info.grid, settings.cutmix_area),
+                                       device=device) if settings.op == "cutmix" else None
         self.mixed_fraction = 0.0
 
     # --- checkpoints (exact resume) ---------------------------------------------------------
@@ -81,11 +84,11 @@ class MixTrainArm(Arm):
     # --- plans ------------------------------------------------------------------------------
     def epoch(self, epoch: int) -> EpochSpec:
         self.state.begin_epoch()
-        if not self.cfg.selective:
-            self.state.naive(self.cfg.naive_fraction, self.plan_generator)
+        if not self.settings.selective:
+            self.state.naive(self.settings.naive_fraction, self.plan_generator)
         mix = self.state.mix_mask()
-        unmixed = epoch >= self.epochs - self.cfg.final_unmixed_epochs
-        if (epoch == 0 and self.cfg.selective) or unmixed:
+        unmixed = epoch >= self.epochs - self.settings.final_unmixed_epochs
+        if (epoch == 0 and self.settings.selective) or unmixed:
             plan = shuffled(self.state.n, self.plan_generator)
         else:
             plan = pair_plan(mix, self.plan_generator)
@@ -103,7 +106,7 @@ class MixTrainArm(Arm):
     def loss(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
         if batch.x2 is None:
             return self._single(model, batch)
-        if self.cfg.op == "cutmix":
+        if self.settings.op == "cutmix":
             return self._cutmix(model, batch)
         return self._mixup(model, batch)
 
@@ -123,16 +126,16 @@ class MixTrainArm(Arm):
     def _cutmix(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
         """§4.1.1: grid-aligned CutMix; split propagation gives each constituent its logits."""
         boxes = ops.sample_cell_boxes(batch.size, self.info.grid, self.box_shapes,
-                                      self.box_generator, self.cfg.cutmix_anchor == "edge")
+                                      self.box_generator, self.settings.cutmix_anchor == "edge")
         cells = ops.cell_mask(boxes, self.info.grid) & batch.paired.view(-1, 1, 1)
         x = ops.cutmix(batch.x, batch.x2, ops.pixel_mask(cells, self.stride))
         feats = model.forward_features(x)
-        if self.cfg.split_prop:
+        if self.settings.split_prop:
             la, lb = region_logits(model, feats, self.info, [~cells, cells])
             ce1 = F.cross_entropy(la, batch.y, reduction="none")
             ce2 = F.cross_entropy(lb, batch.y2, reduction="none")
             self._record_pair(batch, ce1, la.argmax(-1) == batch.y, ce2, lb.argmax(-1) == batch.y2)
-            share = cells.flatten(1).float().mean(1) if self.cfg.split_loss == "share" else None
+            share = cells.flatten(1).float().mean(1) if self.settings.split_loss == "share" else None
             s = self.recipe.smoothing
             return ops.split_propagation_loss(smoothed(ce1, la, s), smoothed(ce2, lb, s),
                                               batch.paired, share)
@@ -145,7 +148,7 @@ class MixTrainArm(Arm):
 
     def _mixup(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
         """§4.1.2: MixUp with the adaptive ratio of Eq. (5) from last epoch's losses."""
-        if self.cfg.adaptive:
+        if self.settings.adaptive:
             r = ops.adaptive_ratio(self.state.loss[batch.ids], self.state.loss[batch.ids2])
         else:
             r = torch.full_like(batch.y, 0.5, dtype=torch.float32)
