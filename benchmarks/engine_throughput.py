@@ -28,7 +28,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from mixkit.config import MixtrainConfig, build_config
-from mixkit.data import load_data
+from mixkit.data import DataOptions, load_data
 from mixkit.engine.loop import Engine
 from mixkit.engine.optim import Recipe
 from mixkit.engine.runtime import Runtime, resolve_device
@@ -170,7 +170,7 @@ def main() -> None:
     cfg = build_config(MixtrainConfig, {
         "data_dir": args.data_dir, "img_size": args.img_size, "data_fraction": args.data_fraction,
         "workers": 0}, "benchmark")
-    data = load_data(args.data, cfg, device, "benchmark")
+    data = load_data(args.data, DataOptions.from_options(cfg), device, "benchmark")
     compare(data, args.model, args.batch_size, device, amp=args.amp,
             channels_last=args.channels_last, compile=args.compile, workers=args.workers,
             repeats=args.repeats, patch_size=args.patch_size)

@@ -38,7 +38,7 @@ import engine_throughput
 import mixtrain_speedup
 import mixtraining_pareto
 from mixkit.config import MixtrainConfig, MixtrainingConfig, build_config
-from mixkit.data import load_data
+from mixkit.data import DataOptions, load_data
 from mixkit.engine.progress import TrainingProgress
 from mixkit.engine.runtime import resolve_device
 from mixkit.methods.mixtraining.schedule import Schedule
@@ -74,7 +74,7 @@ def throughput(args, device: torch.device) -> list[dict]:
     cfg = build_config(MixtrainConfig, {"data": args.data, "data_dir": args.data_dir,
                                         "data_fraction": args.fraction, "workers": 0,
                                         "img_size": args.img_size}, "gpu benchmark")
-    data = load_data(args.data, cfg, device, "benchmark")
+    data = load_data(args.data, DataOptions.from_options(cfg), device, "benchmark")
     model = create_model("resnet18", data.num_classes, data.img_size)[0].to(device)
     flops = engine_throughput.train_flops_per_image(model, data.img_size, device)
     peak = peak_flops(torch.cuda.get_device_name(device)) if device.type == "cuda" else None

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mixkit.config import MixtrainConfig, build_config
-from mixkit.data import EpochPlan, load_data, shuffled
+from mixkit.data import DataOptions, EpochPlan, load_data, shuffled
 from mixkit.data.augment import crop_flip, normalize, resize_uint8, sample_crop_flip
 from mixkit.data.holdout import stratified_holdout, stratified_indices
 from mixkit.errors import UserError
@@ -16,9 +16,9 @@ from mixkit.errors import UserError
 CPU = torch.device("cpu")
 
 
-def data_cfg(**kw) -> MixtrainConfig:
+def data_cfg(**kw) -> DataOptions:
     """The data part of a real, validated config (defaults, then ``kw``)."""
-    return build_config(MixtrainConfig, kw, "test")
+    return DataOptions.from_options(build_config(MixtrainConfig, kw, "test"))
 
 
 # --- stratified selection -----------------------------------------------------------------

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mixkit.config import MixtrainConfig, build_config
-from mixkit.data import load_data, shuffled
+from mixkit.data import DataOptions, load_data, shuffled
 from mixkit.engine.files import atomic_write, save_checkpoint
 from mixkit.engine.loop import Engine
 from mixkit.engine.optim import Recipe, build_optimizer, cosine_lr, set_lr
@@ -90,7 +90,7 @@ def test_device_meter_weighted_mean() -> None:
 def _engine(batch_size: int, fraction: float = 0.1, runtime: Runtime | None = None):
     cfg = build_config(MixtrainConfig, {"img_size": 16, "crop_padding": 2,
                                         "data_fraction": fraction}, "test")
-    data = load_data("synthetic", cfg, CPU, "mixtrain")
+    data = load_data("synthetic", DataOptions.from_options(cfg), CPU, "mixtrain")
     torch.manual_seed(0)
     model, _ = create_model("resnet18", 10, 16)
     eng = Engine(model, runtime or Runtime(CPU), data.train, data.val, batch_size=batch_size)

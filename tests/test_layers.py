@@ -80,3 +80,56 @@ def test_the_checker_sees_a_circle_and_a_layer_breach(tmp_path: Path) -> None:
                    "def f():\n    from mixkit.engine import loop\n")
     found = _imports(mod, {"mixkit.engine.loop", "mixkit.orchestrate"})
     assert found == {"mixkit.orchestrate", "mixkit.engine.loop"}
+
+
+# the lowest layers: the data core and the model core know no engine, method or command
+LOW_LAYERS = {"mixkit.data": ("mixkit.errors", "mixkit.data", "mixkit.models"),
+              "mixkit.models": ("mixkit.errors", "mixkit.models", "mixkit.data")}
+
+
+def _within(name: str, prefixes: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def test_data_and_models_import_only_errors_and_each_other() -> None:
+    bad = [(m, n) for m, deps in _graph().items() for low, allowed in LOW_LAYERS.items()
+           if _within(m, (low,)) for n in deps if not _within(n, allowed)]
+    assert not bad, bad
+
+
+def test_methods_import_nothing_of_the_command_or_report_layer() -> None:
+    upper = tuple(c for c in COMMAND_LAYER if c != "mixkit.methods")
+    bad = [(m, n) for m, deps in _graph().items() if _within(m, ("mixkit.methods",))
+           for n in deps if _within(n, upper)]
+    assert not bad, bad
+
+
+def _package(module: str) -> str:
+    """``mixkit.data.core`` -> ``mixkit.data``; a top-level module is its own node."""
+    parts = module.split(".")
+    return ".".join(parts[:2])
+
+
+def test_no_package_level_circle() -> None:
+    """Between packages (``data``, ``models``, ``engine``, ``methods``, and each top-level
+    module): a circle there (``data -> config -> engine -> data``) is a layering breach even
+    when no two modules import each other."""
+    graph: dict[str, set[str]] = {}
+    for m, deps in _graph().items():
+        graph.setdefault(_package(m), set()).update(
+            _package(n) for n in deps if _package(n) != _package(m) and n != "mixkit")
+    state: dict[str, int] = {}
+
+    def visit(p: str, path: list[str]) -> None:
+        state[p] = 1
+        for n in sorted(graph.get(p, ())):
+            if state.get(n) == 1:
+                raise AssertionError("package circle: " + " -> ".join(
+                    path[path.index(n):] + [p, n]))
+            if n not in state:
+                visit(n, path + [p])
+        state[p] = 2
+
+    for p in sorted(graph):
+        if p not in state:
+            visit(p, [])

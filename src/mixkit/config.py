@@ -25,6 +25,7 @@ from typing import Any, Optional, Union
 import yaml
 
 from mixkit.engine.optim import OPTIMIZERS, SCHEDULES
+from mixkit.data.transforms import parse_pair
 from mixkit.errors import UserError
 
 
@@ -315,15 +316,6 @@ class TrainConfig:
         if sched == "multistep":
             out["decay_milestones"] = self.milestones(span)
         return out
-
-
-def parse_pair(value: Any) -> tuple[float, float] | None:
-    """``"a,b"`` -> (a, b) as finite floats, or None."""
-    try:
-        lo, hi = (float(x) for x in str(value).split(","))
-    except ValueError:
-        return None
-    return (lo, hi) if math.isfinite(lo) and math.isfinite(hi) else None
 
 
 COMPARE_ARMS = ("short", "skip", "infobatch", "seta")

@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import torch
 
-from mixkit.data import load_data
+from mixkit.data import DataOptions, load_data
 from mixkit.data.registry import get_spec
 from mixkit.engine.loop import ArmResult
 from mixkit.engine.optim import Recipe
@@ -130,9 +130,10 @@ def _mixtraining_setup(ctx: RunContext) -> None:
         if ctx.data.multitask or "," in cfg.ssl_data:
             raise UserError("--ssl-data with multi-task --data is not supported.",
                             hint="Use one SL dataset with --ssl-data, or drop --ssl-data.")
-        ssl = load_data(cfg.ssl_data, replace(cfg, img_size=ctx.data.img_size,
-                                              data_fraction=1.0), ctx.runtime.device,
-                        "mixtraining")
+        ssl = load_data(cfg.ssl_data, replace(DataOptions.from_options(cfg),
+                                              img_size=ctx.data.img_size, data_fraction=1.0,
+                                              channels_last=ctx.runtime.channels_last),
+                        ctx.runtime.device, "mixtraining")
         if cfg.batch_size > len(ssl.train):
             raise UserError(f"--batch-size {cfg.batch_size} is larger than the SSL data "
                             f"`{cfg.ssl_data}` ({len(ssl.train)} samples).")

@@ -21,7 +21,7 @@ import torch
 from rich.console import Console
 
 from mixkit.config import dump_yaml
-from mixkit.data import DataBundle, load_data
+from mixkit.data import DataBundle, DataOptions, load_data
 from mixkit.engine import distributed as D
 from mixkit.engine.loop import ArmResult, Engine
 from mixkit.engine.progress import TrainingProgress
@@ -74,7 +74,8 @@ def prepare(cfg: Any, command: CommandSpec, dist: D.Dist = D.Dist()) -> RunConte
     fam = family_of(cfg.model)
     runtime = Runtime.from_config(cfg, fam.kind if fam is not None else "cnn")
     D.init_process_group(dist, runtime.device)
-    data = load_data(cfg.data, replace(cfg, channels_last=runtime.channels_last),
+    data = load_data(cfg.data, replace(DataOptions.from_options(cfg),
+                                       channels_last=runtime.channels_last),
                      runtime.device, command.name)
     _check(cfg, data)
     _, info = create_model(cfg.model, data.num_classes, data.img_size, cfg.patch_size,

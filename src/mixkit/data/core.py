@@ -9,9 +9,9 @@ every task's samples together; each task keeps its own validation split and clas
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Union
+from typing import Any, Union
 
 import torch
 
@@ -22,11 +22,49 @@ from mixkit.data.registry import (READERS, DatasetSpec, download, find, get_spec
                                   missing_error, resolve_root)
 from mixkit.data.sources import FileDataset, Preprocess, StreamSource, TensorSource
 from mixkit.data.holdout import stratified_holdout, stratified_indices
-from mixkit.config import parse_pair
+from mixkit.data.transforms import RATIO, SCALE, parse_pair
 from mixkit.errors import UserError
 
 Source = Union[TensorSource, StreamSource]
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """What the data core reads: where a dataset is, which part of it trains, at what size and
+    with which augmentation. The command line builds it from its options
+    (:meth:`from_options`); a library user builds it directly. Ranges are the command line's
+    to check (``docs/data.md``); here they are only typed."""
+
+    data_dir: str | None = None          # the data root (else $MIXKIT_DATA_DIR, the cache dir)
+    download: bool = False
+    img_size: int | None = None          # None: the dataset's default
+    hflip: bool | None = None            # None: where it keeps the class
+    crop_padding: int = 4
+    train_transform: str = "auto"        # auto | rrc | crop
+    scale: tuple[float, float] = SCALE   # RandomResizedCrop area range
+    ratio: tuple[float, float] = RATIO   # RandomResizedCrop aspect range
+    interpolation: str = "bilinear"
+    crop_pct: float = 0.875
+    data_fraction: float = 1.0           # stratified, seeded subset of the training split
+    val_fraction: float = 0.2            # held out where a dataset has no test split
+    val_size: int | None = None          # fixed stratified subset of the validation split
+    seed: int = 0
+    workers: int = 4                     # DataLoader workers for streamed folders
+    channels_last: bool = False
+
+    @classmethod
+    def from_options(cls, options: Any) -> "DataOptions":
+        """The fields of ``options`` (any object with these attributes: the command line's
+        resolved config); ``scale``/``ratio`` given as ``"lo,hi"`` strings are parsed."""
+        values = {f.name: getattr(options, f.name, f.default) for f in fields(cls)}
+        for key in ("scale", "ratio"):
+            if isinstance(values[key], str):
+                pair = parse_pair(values[key])
+                if pair is None:
+                    raise ValueError(f"{key} {values[key]!r} is not two numbers lo,hi")
+                values[key] = pair
+        return cls(**values)
 
 
 @dataclass
@@ -72,53 +110,52 @@ class DataBundle:
         return h.hexdigest()
 
 
-def load_data(name: str, cfg, device: torch.device, command: str) -> DataBundle:
-    """Find (or ``--download``), read, subset and place one dataset on ``device``.
-
-    ``cfg`` supplies ``data_dir, download, img_size, hflip, crop_padding, data_fraction,
-    val_fraction, seed, workers, channels_last``.
-    """
+def load_data(name: str, opts: DataOptions, device: torch.device, command: str) -> DataBundle:
+    """Find (or ``--download``), read, subset and place one dataset on ``device``, as
+    ``opts`` says (:class:`DataOptions`); ``command`` names the command in a "not found"
+    message's download line."""
     if "," in name:
-        return load_tasks([n.strip() for n in name.split(",")], cfg, device, command)
+        return load_tasks([n.strip() for n in name.split(",")], opts, device, command)
     spec = get_spec(name)
-    img_size = cfg.img_size or spec.default_img_size
-    hflip = spec.hflip if cfg.hflip is None else cfg.hflip
-    root = _find(spec, cfg, command)
+    img_size = opts.img_size or spec.default_img_size
+    hflip = spec.hflip if opts.hflip is None else opts.hflip
+    root = _find(spec, opts, command)
     if spec.in_memory:
-        train, val = _in_memory_splits(spec, root, cfg, img_size)
-        prep = _preprocess(channel_stats(train.images), cfg, hflip)
-        train_src: Source = TensorSource(train, prep, device, cfg.seed)
-        val_src: Source = TensorSource(val, prep, device, cfg.seed)
+        train, val = _in_memory_splits(spec, root, opts, img_size)
+        prep = _preprocess(channel_stats(train.images), opts, hflip)
+        train_src: Source = TensorSource(train, prep, device, opts.seed)
+        val_src: Source = TensorSource(val, prep, device, opts.seed)
         num_classes = spec.num_classes or int(train.labels.max()) + 1
     else:
         if spec.name == "imagenet":
             check_imagenet(root)
-        train_files, val_files, num_classes = _folder_splits(root, cfg, img_size)
-        prep = _preprocess((torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)), cfg, hflip,
+        train_files, val_files, num_classes = _folder_splits(root, opts, img_size)
+        prep = _preprocess((torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)), opts, hflip,
                            streamed=True)
-        train_src = StreamSource(train_files, prep, device, cfg.seed, cfg.workers)
-        val_src = StreamSource(val_files, prep, device, cfg.seed, cfg.workers)
+        train_src = StreamSource(train_files, prep, device, opts.seed, opts.workers)
+        val_src = StreamSource(val_files, prep, device, opts.seed, opts.workers)
     return DataBundle(name, spec, train_src, val_src, num_classes, img_size, hflip,
                       root if spec.needs_root else None)
 
 
-def _find(spec: DatasetSpec, cfg, command: str) -> Path:
+def _find(spec: DatasetSpec, opts: DataOptions, command: str) -> Path:
     """Where ``spec`` is (the first root of the search order that holds it; see
     :mod:`mixkit.data.registry`), downloading it into the data root with ``--download``."""
-    where = find(spec, cfg.data_dir)
+    where = find(spec, opts.data_dir)
     if where is not None:
         return where
-    if not (cfg.download and spec.downloadable):
-        raise missing_error(spec, cfg.data_dir, command)
-    root, _ = resolve_root(cfg.data_dir)
+    if not (opts.download and spec.downloadable):
+        raise missing_error(spec, opts.data_dir, command)
+    root, _ = resolve_root(opts.data_dir)
     download(spec, root)
     where = locate(spec, root)
     if where is None:
-        raise missing_error(spec, cfg.data_dir, command)
+        raise missing_error(spec, opts.data_dir, command)
     return where
 
 
-def load_tasks(names: list[str], cfg, device: torch.device, command: str) -> DataBundle:
+def load_tasks(names: list[str], opts: DataOptions, device: torch.device,
+               command: str) -> DataBundle:
     """Several in-memory datasets as one multi-task training store plus a val split per task.
 
     All tasks share one image size (``--img-size``, else the largest default) and one
@@ -134,56 +171,56 @@ def load_tasks(names: list[str], cfg, device: torch.device, command: str) -> Dat
         raise UserError(f"--data {','.join(names)}: multi-task training needs in-memory "
                         f"datasets; `{streamed[0]}` is streamed from files.",
                         hint="Combine cifar10, cifar100, svhn, tinyimagenet, digits.")
-    img_size = cfg.img_size or max(s.default_img_size for s in specs)
-    trains, vals = zip(*(_in_memory_splits(s, _find(s, cfg, command), cfg, img_size)
+    img_size = opts.img_size or max(s.default_img_size for s in specs)
+    trains, vals = zip(*(_in_memory_splits(s, _find(s, opts, command), opts, img_size)
                          for s in specs))
     images = torch.cat([t.images for t in trains])
-    prep = _preprocess(channel_stats(images), cfg, False)
+    prep = _preprocess(channel_stats(images), opts, False)
     train = TensorSource(formats.Split(images, torch.cat([t.labels for t in trains])), prep,
-                         device, cfg.seed)
-    flips = [s.hflip if cfg.hflip is None else cfg.hflip for s in specs]
+                         device, opts.seed)
+    flips = [s.hflip if opts.hflip is None else opts.hflip for s in specs]
     train.set_tasks(torch.cat([torch.full((len(t),), k) for k, t in enumerate(trains)]),
                     torch.tensor(flips))
-    val_sources = [TensorSource(v, prep, device, cfg.seed) for v in vals]
+    val_sources = [TensorSource(v, prep, device, opts.seed) for v in vals]
     classes = [s.num_classes or int(t.labels.max()) + 1 for s, t in zip(specs, trains)]
     return DataBundle(",".join(names), specs[0], train, val_sources[0], classes, img_size,
                       any(flips), None, list(zip(names, val_sources)))
 
 
-def train_transform(cfg, streamed: bool) -> str:
+def train_transform(opts: DataOptions, streamed: bool) -> str:
     """``--train-transform``: ``auto`` is RandomResizedCrop for streamed folders (ImageNet's
     recipe) and the padded crop for the in-memory datasets (CIFAR's)."""
-    if cfg.train_transform != "auto":
-        return cfg.train_transform
+    if opts.train_transform != "auto":
+        return opts.train_transform
     return "rrc" if streamed else "crop"
 
 
-def _preprocess(stats: tuple[torch.Tensor, torch.Tensor], cfg, hflip: bool,
+def _preprocess(stats: tuple[torch.Tensor, torch.Tensor], opts: DataOptions, hflip: bool,
                 streamed: bool = False) -> Preprocess:
     """How batches are augmented on the device: streamed RandomResizedCrop cut its crop while
     decoding (only the flip is left); in-memory RandomResizedCrop is one batched resample."""
-    rrc = train_transform(cfg, streamed) == "rrc"
-    return Preprocess(stats[0], stats[1], 0 if rrc else cfg.crop_padding, hflip,
-                      cfg.channels_last,
-                      (parse_pair(cfg.scale), parse_pair(cfg.ratio)) if rrc and not streamed
-                      else None, cfg.interpolation)
+    rrc = train_transform(opts, streamed) == "rrc"
+    return Preprocess(stats[0], stats[1], 0 if rrc else opts.crop_padding, hflip,
+                      opts.channels_last,
+                      (opts.scale, opts.ratio) if rrc and not streamed
+                      else None, opts.interpolation)
 
 
-def _in_memory_splits(spec: DatasetSpec, root: Path, cfg,
+def _in_memory_splits(spec: DatasetSpec, root: Path, opts: DataOptions,
                       img_size: int) -> tuple[formats.Split, formats.Split]:
     if spec.name == "digits":
         images, labels = formats.read_digits()
-        tr, va = stratified_holdout(labels, cfg.val_fraction, seed=0)
+        tr, va = stratified_holdout(labels, opts.val_fraction, seed=0)
         train, val = formats.Split(images[tr], labels[tr]), formats.Split(images[va], labels[va])
     elif spec.name == "synthetic":
         train = formats.make_synthetic(1000, 10, 32, seed=1)
         val = formats.make_synthetic(200, 10, 32, seed=2)
     else:
         train, val = READERS[spec.name](root)
-    if cfg.data_fraction < 1.0:
-        keep = stratified_indices(train.labels, cfg.data_fraction, cfg.seed)
+    if opts.data_fraction < 1.0:
+        keep = stratified_indices(train.labels, opts.data_fraction, opts.seed)
         train = formats.Split(train.images[keep], train.labels[keep])
-    val = _val_subset(val, cfg.val_size)
+    val = _val_subset(val, opts.val_size)
     return (formats.Split(fit_size(train.images, img_size, spec.pad_to_size), train.labels),
             formats.Split(fit_size(val.images, img_size, spec.pad_to_size), val.labels))
 
@@ -209,18 +246,19 @@ def fit_size(images: torch.Tensor, size: int, pad: bool) -> torch.Tensor:
     return resize_uint8(images, size)
 
 
-def _folder_splits(root: Path, cfg, img_size: int) -> tuple[FileDataset, FileDataset, int]:
-    tree = scan_image_folder(root, cfg.val_fraction)
+def _folder_splits(root: Path, opts: DataOptions,
+                  img_size: int) -> tuple[FileDataset, FileDataset, int]:
+    tree = scan_image_folder(root, opts.val_fraction)
     train_paths, train_labels = tree.train
-    if cfg.data_fraction < 1.0:
-        keep = stratified_indices(train_labels, cfg.data_fraction, cfg.seed).tolist()
+    if opts.data_fraction < 1.0:
+        keep = stratified_indices(train_labels, opts.data_fraction, opts.seed).tolist()
         train_paths, train_labels = train_paths.take(keep), train_labels[keep]
-    how = dict(transform=train_transform(cfg, streamed=True), seed=cfg.seed,
-               scale=parse_pair(cfg.scale), ratio=parse_pair(cfg.ratio),
-               interpolation=cfg.interpolation, crop_pct=cfg.crop_pct)
+    how = dict(transform=train_transform(opts, streamed=True), seed=opts.seed,
+               scale=opts.scale, ratio=opts.ratio,
+               interpolation=opts.interpolation, crop_pct=opts.crop_pct)
     val_paths, val_labels = tree.val
-    if cfg.val_size is not None and cfg.val_size < len(val_labels):    # as in memory (below)
-        keep = stratified_indices(val_labels, cfg.val_size / len(val_labels), seed=0).tolist()
+    if opts.val_size is not None and opts.val_size < len(val_labels):    # as in memory (below)
+        keep = stratified_indices(val_labels, opts.val_size / len(val_labels), seed=0).tolist()
         val_paths, val_labels = val_paths.take(keep), val_labels[keep]
     return (FileDataset(train_paths, train_labels, img_size, **how),
             FileDataset(val_paths, val_labels, img_size, **how), len(tree.classes))

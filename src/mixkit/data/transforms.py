@@ -23,6 +23,7 @@ import math
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -33,6 +34,16 @@ MAX_FILE_BYTES = 256 << 20        # a training JPEG is well under 10 MB
 # PIL modes mixkit decodes: 8-bit (CMYK JPEGs, which ImageNet has, are converted); 16-bit and
 # float images are refused rather than silently clipped to 255
 MODES = {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "La"}
+
+
+def parse_pair(value: Any) -> tuple[float, float] | None:
+    """``"a,b"`` (or a pair) -> (a, b) as finite floats, or None (the form of ``--scale`` and
+    ``--ratio``)."""
+    try:
+        lo, hi = (float(x) for x in (value.split(",") if isinstance(value, str) else value))
+    except (ValueError, TypeError):
+        return None
+    return (lo, hi) if math.isfinite(lo) and math.isfinite(hi) else None
 
 
 def rrc_box(width: int, height: int, scale: tuple[float, float], ratio: tuple[float, float],
