@@ -133,3 +133,22 @@ def test_no_package_level_circle() -> None:
     for p in sorted(graph):
         if p not in state:
             visit(p, [])
+
+
+def test_no_function_below_the_command_layer_takes_the_cli_config() -> None:
+    """The data core, model core, engine and methods take typed, explicit arguments: no
+    parameter named ``cfg``/``config`` (how the command layer's config object travels), and no
+    annotation naming the command line's config classes."""
+    below = ("mixkit.data", "mixkit.models", "mixkit.engine", "mixkit.methods")
+    bad = []
+    for path in SRC.rglob("*.py"):
+        if not _within(_module(path), below):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                args = node.args.posonlyargs + node.args.args + node.args.kwonlyargs
+                for a in args:
+                    note = ast.unparse(a.annotation) if a.annotation is not None else ""
+                    if a.arg in ("cfg", "config") or "Config" in note:
+                        bad.append(f"{_module(path)}.{node.name}({a.arg}: {note})")
+    assert not bad, bad

@@ -21,7 +21,7 @@ from mixkit.errors import UserError
 from mixkit.methods.mixtrain.method import MixTrainArm, check_op
 from mixkit.methods.mixtrain.settings import MixTrainSettings
 from mixkit.methods.mixtraining.data import MixedSource
-from mixkit.methods.mixtraining.method import MixTrainingArm, recipes
+from mixkit.methods.mixtraining.method import MixTrainingArm
 from mixkit.methods.mixtraining.objectives import MAE, check_mae
 from mixkit.methods.mixtraining.recon import save_grid
 from mixkit.methods.mixtraining.schedule import Schedule
@@ -145,6 +145,20 @@ def _probe(ctx: RunContext, mae: MAE) -> tuple[torch.Tensor, Mask]:
     x = next(iter(ctx.data.tasks[0][1].eval_batches(8)))[0]
     gen = torch.Generator(device=x.device).manual_seed(ctx.cfg.seed)
     return x, random_masking(x.shape[0], mae.num_patches, mae.mask_ratio, x.device, gen)
+
+
+def recipes(cfg: Any, schedule: Schedule) -> tuple[Recipe, Recipe]:
+    """The SSL and SL recipes (Table 7's AdamW + cosine by default), placed on the arm's epoch
+    axis; each schedule's decays count from its own recipe's first epoch."""
+    e_ssl = max(schedule.e_ssl, 1)
+    ssl = Recipe("ssl", cfg.ssl_peak_lr, cfg.min_lr, cfg.ssl_weight_decay, cfg.ssl_warmup_epochs,
+                 total=e_ssl, start=0.0, betas=(0.9, cfg.ssl_beta2),
+                 **cfg.recipe_options(cfg.ssl_opt, cfg.ssl_sched, e_ssl))
+    sl = Recipe("sl", cfg.sl_lr, cfg.min_lr, cfg.weight_decay, cfg.warmup_epochs,
+                total=schedule.e_sl, start=float(schedule.sl_start), betas=(0.9, cfg.beta2),
+                layer_decay=cfg.layer_decay,
+                **cfg.recipe_options(cfg.opt, cfg.sched, schedule.e_sl))
+    return ssl, sl
 
 
 def mixtraining_arm(name: str, schedule_of: Callable[[Any], Schedule]) -> ArmFactory:

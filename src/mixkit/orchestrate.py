@@ -72,7 +72,11 @@ def default_experiment(command: str, cfg: Any) -> str:
 def prepare(cfg: Any, command: CommandSpec, dist: D.Dist = D.Dist()) -> RunContext:
     """Everything that can fail on user input, before any file is written."""
     fam = family_of(cfg.model)
-    runtime = Runtime.from_config(cfg, fam.kind if fam is not None else "cnn")
+    runtime = Runtime.resolve(cfg.device, amp=cfg.amp, amp_dtype=cfg.amp_dtype,
+                              channels_last=cfg.channels_last, torchcompile=cfg.torchcompile,
+                              compile_mode=cfg.compile_mode,
+                              compile_backend=cfg.compile_backend,
+                              model_kind=fam.kind if fam is not None else "cnn")
     D.init_process_group(dist, runtime.device)
     data = load_data(cfg.data, replace(DataOptions.from_options(cfg),
                                        channels_last=runtime.channels_last),

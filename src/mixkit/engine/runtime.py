@@ -72,23 +72,26 @@ class Runtime:
     compile_backend: str = "inductor"
 
     @classmethod
-    def from_config(cls, cfg, model_kind: str = "cnn") -> "Runtime":
-        """The runtime of ``cfg``, with the fast defaults of the device where a flag is unset:
+    def resolve(cls, device: str = "auto", *, amp: bool | None = None,
+                amp_dtype: str = "bfloat16", channels_last: bool | None = None,
+                torchcompile: bool = False, compile_mode: str = "default",
+                compile_backend: str = "inductor", model_kind: str = "cnn") -> "Runtime":
+        """The runtime asked for, with the fast defaults of the device where a setting is None:
         on CUDA, bf16 autocast (where the GPU has bf16) and channels_last for CNNs; on CPU and
         MPS neither (``docs/engine.md``)."""
-        dev = resolve_device(cfg.device)
-        dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}[cfg.amp_dtype]
+        dev = resolve_device(device)
+        dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}[amp_dtype]
         cuda = dev.type == "cuda"
-        amp = cfg.amp if cfg.amp is not None else cuda and _bf16_ok(dev, dtype)
+        amp = amp if amp is not None else cuda and _bf16_ok(dev, dtype)
         if amp and dtype == torch.float16 and dev.type == "cpu":
             raise UserError("--amp-dtype float16 is not supported on the CPU.",
                             hint="Use --amp-dtype bfloat16 on the CPU, or drop --amp.")
-        channels_last = (cfg.channels_last if cfg.channels_last is not None
+        channels_last = (channels_last if channels_last is not None
                          else cuda and model_kind == "cnn")
-        if cfg.torchcompile:
-            _check_compile(cfg.compile_backend, cfg.compile_mode)
-        return cls(dev, bool(amp), dtype, bool(channels_last), cfg.torchcompile,
-                   cfg.compile_mode, cfg.compile_backend)
+        if torchcompile:
+            _check_compile(compile_backend, compile_mode)
+        return cls(dev, bool(amp), dtype, bool(channels_last), torchcompile, compile_mode,
+                   compile_backend)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if not self.amp:

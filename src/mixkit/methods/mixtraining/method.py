@@ -40,20 +40,6 @@ def mix_objective(l_ssl: torch.Tensor, l_sl: torch.Tensor, alpha: float) -> torc
     return alpha * l_ssl + (1.0 - alpha) * l_sl
 
 
-def recipes(cfg: Any, schedule: Schedule) -> tuple[Recipe, Recipe]:
-    """The SSL and SL recipes (Table 7's AdamW + cosine by default), placed on the arm's epoch
-    axis; each schedule's decays count from its own recipe's first epoch."""
-    e_ssl = max(schedule.e_ssl, 1)
-    ssl = Recipe("ssl", cfg.ssl_peak_lr, cfg.min_lr, cfg.ssl_weight_decay, cfg.ssl_warmup_epochs,
-                 total=e_ssl, start=0.0, betas=(0.9, cfg.ssl_beta2),
-                 **cfg.recipe_options(cfg.ssl_opt, cfg.ssl_sched, e_ssl))
-    sl = Recipe("sl", cfg.sl_lr, cfg.min_lr, cfg.weight_decay, cfg.warmup_epochs,
-                total=schedule.e_sl, start=float(schedule.sl_start), betas=(0.9, cfg.beta2),
-                layer_decay=cfg.layer_decay,
-                **cfg.recipe_options(cfg.opt, cfg.sched, schedule.e_sl))
-    return ssl, sl
-
-
 class MixTrainingArm(Arm):
     """An SSL -> mix -> SL schedule of epochs on one model."""
 
