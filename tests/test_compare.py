@@ -122,3 +122,34 @@ def test_compare_arms_end_to_end_are_matched_to_mixtrain(tmp_path: Path, capsys,
     for a in s["arms"].values():
         assert set(a) >= {"accuracy", "train_seconds", "inputs", "speedup", "accuracy_delta"}
     assert "Most accurate at or below mixtrain's cost" in out
+
+
+def test_a_users_comparison_arm_is_one_registration(tmp_path: Path, capsys) -> None:
+    """An arm defined here, registered with one public call, runs through the real command:
+    its row is in the end-of-run table, ``summary.json`` and ``mixkit report``."""
+    from mixkit.command import COMPARISONS, register_comparison
+    from mixkit.lineup import mixtrain_recipe
+    from mixkit.methods.supervised import SupervisedArm
+
+    def half_epochs(ctx):          # the baseline recipe over half the epochs, every sample
+        epochs = max(1, ctx.cfg.epochs // 2)
+        return SupervisedArm("halfrun", epochs, len(ctx.data.train),
+                             mixtrain_recipe(ctx.cfg).compressed(epochs), ctx.plan_generator())
+
+    register_comparison("halfrun", half_epochs, "half the epochs")
+    try:
+        code, out, err = run_cli(["mixtrain", *SMALL, "--epochs", "2", "--compare",
+                                  "halfrun", "--output", str(tmp_path), "--experiment", "P"],
+                                 capsys)
+        assert code == 0, err
+        assert "halfrun" in out                                        # the table
+        s = json.loads((tmp_path / "P" / "summary.json").read_text())
+        assert s["arms"]["halfrun"]["epochs"] == 1
+        code, out, err = run_cli(["report", str(tmp_path / "P"), "--out",
+                                  str(tmp_path / "rep")], capsys)
+        assert code == 0, err
+        assert "halfrun" in (tmp_path / "rep" / "report.md").read_text()
+    finally:
+        COMPARISONS.pop("halfrun", None)
+    with pytest.raises(ValueError, match="plain name"):
+        register_comparison("Bad Name", half_epochs)

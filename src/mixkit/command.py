@@ -7,6 +7,7 @@ another's internals, and nothing imports in a circle.
 from __future__ import annotations
 
 import functools
+import re
 
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -20,6 +21,7 @@ from mixkit.engine.arm import Arm
 from mixkit.engine.loop import ArmResult
 from mixkit.engine.rundir import RunDir
 from mixkit.engine.runtime import Runtime
+from mixkit.errors import UserError
 from mixkit.models import ModelInfo, create_model
 
 
@@ -57,6 +59,51 @@ class RunContext:
 
 
 ArmFactory = Callable[[RunContext], Arm]
+
+
+# ------------------------------------------------------------------------------------------
+# comparison arms: one registry, so a user's own arm is one call
+# ------------------------------------------------------------------------------------------
+
+ARM_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+RESERVED = frozenset({"baseline", "mixtrain", "mixtraining", "sl", "ssl+sl"})
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A ``--compare`` arm: built after the method's arm, from the same starting point, and
+    matched to the method's measured cost (``ctx.method_result()`` holds its rows)."""
+
+    name: str
+    factory: ArmFactory
+    help: str = ""
+
+
+COMPARISONS: dict[str, Comparison] = {}
+
+
+def register_comparison(name: str, factory: ArmFactory, help: str = "", *,
+                        replace: bool = False) -> Comparison:
+    """Make ``name`` a ``--compare`` arm of ``mixkit mixtrain``: ``factory(ctx)`` returns the
+    :class:`~mixkit.engine.arm.Arm` to train (``ctx``: :class:`RunContext`). Its rows go to
+    ``metrics.jsonl``, the table, ``summary.json`` and ``mixkit report`` like any arm's.
+    A name is lower-case letters, digits and ``_`` (it names files and metrics keys)."""
+    if not ARM_NAME.fullmatch(name) or name in RESERVED:
+        raise ValueError(f"comparison arm name {name!r}: a lower-case plain name, not one of "
+                         f"{', '.join(sorted(RESERVED))}")
+    if name in COMPARISONS and not replace:
+        raise ValueError(f"comparison arm {name!r} is registered already (replace=True)")
+    COMPARISONS[name] = Comparison(name, factory, help)
+    return COMPARISONS[name]
+
+
+def comparison(name: str) -> Comparison:
+    """The registered arm ``name``, or the one-paragraph error naming those there are."""
+    if name not in COMPARISONS:
+        raise UserError(f"--compare: `{name[:40]}` is not a comparison arm; registered: "
+                        f"{', '.join(COMPARISONS)}.",
+                        hint="E.g. --compare short,skip,infobatch,seta.")
+    return COMPARISONS[name]
 
 
 @dataclass

@@ -29,7 +29,8 @@ from mixkit.methods.infobatch import InfoBatchArm, prune_targets
 from mixkit.methods.seta import SeTaArm, SeTaSettings
 from mixkit.methods.supervised import SupervisedArm
 from mixkit.models.mae import Mask, random_masking
-from mixkit.command import ArmFactory, CommandSpec, RunContext
+from mixkit.command import (ArmFactory, CommandSpec, RunContext, comparison,
+                            register_comparison)
 
 # ------------------------------------------------------------------------------------------
 # mixtrain
@@ -95,14 +96,19 @@ def seta(ctx: RunContext) -> SeTaArm:
                    targets=_method_inputs(ctx), dist=ctx.dist)
 
 
-COMPARISONS: dict[str, ArmFactory] = {"short": short, "skip": skip, "infobatch": infobatch,
-                                      "seta": seta}
+for _name, _factory, _help in (
+        ("short", short, "the baseline recipe over fewer epochs, its whole schedule"),
+        ("skip", skip, "random mini-batch skipping (mixTrain §5.3)"),
+        ("infobatch", infobatch, "InfoBatch (Qin et al., ICLR 2024)"),
+        ("seta", seta, "SeTa (Zhou et al., CVPR 2025)")):
+    register_comparison(_name, _factory, _help, replace=True)
 
 
 def _mixtrain_arms(cfg: Any) -> list[tuple[str, ArmFactory]]:
     """baseline, mixtrain, then the --compare arms (they are matched to mixtrain's cost)."""
     base = [("baseline", supervised("baseline"))] if cfg.baseline else []
-    return base + [("mixtrain", mixtrain)] + [(c, COMPARISONS[c]) for c in cfg.compare_arms]
+    return base + [("mixtrain", mixtrain)] + [(c, comparison(c).factory)
+                                              for c in cfg.compare_arms]
 
 
 def _mixtrain_setup(ctx: RunContext) -> None:
