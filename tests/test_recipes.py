@@ -256,3 +256,25 @@ def test_a_checkpoint_recipe_from_before_these_options_still_matches() -> None:
     cfg = build_config(MixtrainConfig, {"epochs": 50}, "t")
     assert Recipe.from_state(old) == mixtrain_recipe(cfg)
     assert Recipe.from_state(old).compressed(30) == mixtrain_recipe(cfg).compressed(30)
+
+
+def test_the_lr_column_is_the_rate_each_epoch_trained_at(tmp_path, capsys) -> None:
+    """timm's meaning: with ``--sched step --decay-epochs 2`` (no warmup) epochs 1-2 trained
+    at the peak rate and epoch 3 at peak x decay-rate; ``lr_end`` is the rate after the
+    epoch's last step (what ``lr`` meant before)."""
+    import json
+
+    from conftest import run_cli
+
+    code, _, err = run_cli(["mixtrain", "--data", "digits", "--data-fraction", "0.05",
+                            "--img-size", "16", "--model", "mobilenetv2_035", "-b", "16",
+                            "--epochs", "3", "--no-baseline", "--opt", "sgd", "--lr", "0.1",
+                            "--sched", "step", "--decay-epochs", "2", "--decay-rate", "0.1",
+                            "--warmup-epochs", "0", "--output", str(tmp_path),
+                            "--experiment", "L"], capsys)
+    assert code == 0, err
+    rows = [json.loads(x) for x in (tmp_path / "L" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["lr"] for r in rows] == pytest.approx([0.1, 0.1, 0.01])
+    assert [r["lr_end"] for r in rows] == pytest.approx([0.1, 0.01, 0.01])
+    csv = (tmp_path / "L" / "summary.csv").read_text().splitlines()
+    assert [float(line.split(",")[6]) for line in csv[1:]] == pytest.approx([0.1, 0.1, 0.01])

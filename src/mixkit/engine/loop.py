@@ -255,7 +255,8 @@ class Engine:
         row = {"arm": arm.name, "phase": spec.phase, "epoch": epoch + 1,      # from 1
                "train_loss": train_loss, "epoch_seconds": seconds, "inputs": inputs,
                "samples": spec.plan.samples, "img_per_s": inputs / max(seconds, 1e-9),
-               "lr": spec.recipe.lr_at(epoch + 1.0), **method_metrics}
+               "lr": epoch_lr(spec.recipe, epoch, nb), "lr_end": spec.recipe.lr_at(epoch + 1.0),
+               **method_metrics}
         if self.runtime.compile:
             row["compile_seconds"] = timer.compile_seconds
         return row, spec
@@ -329,6 +330,15 @@ class Engine:
             D.all_reduce_sum(t)
         total, weight, bad = t.tolist()
         return total / max(weight, 1.0), bad > 0
+
+
+def epoch_lr(recipe: Recipe, epoch: int, num_batches: int) -> float:
+    """The learning rate the epoch trained at, as timm's ``summary.csv`` means it: the mean
+    of its steps' rates (each step's is ``lr_at(epoch + (k + 1/2) / nb)``, as :meth:`_step`
+    sets it). A step or multistep schedule is constant inside an epoch, so this is exactly
+    that epoch's rate; with warmup or cosine it is the epoch's average."""
+    nb = max(num_batches, 1)
+    return sum(recipe.lr_at(epoch + (k + 0.5) / nb) for k in range(nb)) / nb
 
 
 class _SourceStopped(Exception):
