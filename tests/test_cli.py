@@ -28,7 +28,8 @@ def test_mixtrain_run_dir_and_config_rerun(tmp_path: Path, capsys) -> None:
     assert {p.name for p in run.iterdir()} >= {"config.yaml", "metrics.jsonl", "summary.json",
                                                  "summary.csv", "log.txt", "weights"}
     assert not (run / "last.pt").exists()          # a completed run keeps weights, not state
-    assert [p.name for p in (run / "weights").iterdir()] == ["mixtrain.pt"]
+    assert sorted(p.name for p in (run / "weights").iterdir()) == [
+        "mixtrain.json", "mixtrain.safetensors"]
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [(r["arm"], r["phase"], r["epoch"]) for r in rows] == [
         ("baseline", "sl", 1), ("baseline", "sl", 2), ("mixtrain", "sl", 1), ("mixtrain", "sl", 2)]
@@ -54,7 +55,7 @@ def test_mixtrain_run_dir_and_config_rerun(tmp_path: Path, capsys) -> None:
     assert [x.split(":")[0] for x in log[1:5]] == [
         "baseline epoch 1/2", "baseline epoch 2/2", "mixtrain epoch 1/2", "mixtrain epoch 2/2"]
     assert any("speedup" in x for x in log) and log[-1].startswith(f"run dir: {run}")
-    assert summary["weights"] == ["weights/mixtrain.pt"]
+    assert summary["weights"] == ["weights/mixtrain.safetensors"]
     _check_weights_score_the_reported_accuracy(run, mt["accuracy"])
 
     # the saved config re-runs: same recipe, a fresh run dir beside the first
@@ -185,15 +186,43 @@ def test_no_baseline_table_has_no_speedup_column(tmp_path: Path, capsys) -> None
 
 
 def _check_weights_score_the_reported_accuracy(run, accuracy: float) -> None:
-    """``weights/ARM.pt`` is the classifier that scored the run's reported accuracy: rebuilt
-    from the file alone and evaluated on the run's validation split (its saved config)."""
+    """``weights/ARM.safetensors`` is the classifier that scored the run's reported accuracy:
+    rebuilt from the file alone and evaluated on the run's validation split (its saved
+    config); and the same again with ``safetensors`` alone and the JSON beside it (no mixkit
+    reader: the two lines ``docs/run-dir.md`` gives)."""
+    from safetensors.torch import load_file
+
     from mixkit.lineup import MIXTRAIN
     from mixkit.config import MixtrainConfig, load_config
     from mixkit.engine.loop import evaluate
+    from mixkit.models import create_model
     from mixkit.models.weights import load_weights
     from mixkit.orchestrate import prepare
 
     ctx = prepare(load_config(MixtrainConfig, run / "config.yaml", {}), MIXTRAIN)
-    model = load_weights(run / "weights" / "mixtrain.pt")
+    model = load_weights(run / "weights" / "mixtrain.safetensors")
     assert not any(k.startswith("ssl_head") for k in model.state_dict())
     assert evaluate(model, ctx.data.val, ctx.runtime, 256) == accuracy
+    info = json.loads((run / "weights" / "mixtrain.json").read_text())
+    plain, _ = create_model(info["model"], info["num_classes"], info["img_size"],
+                            info["patch_size"], info["native_size"])
+    plain.load_state_dict(load_file(run / "weights" / "mixtrain.safetensors"), strict=True)
+    assert evaluate(plain, ctx.data.val, ctx.runtime, 256) == accuracy
+
+
+def test_weights_written_before_safetensors_still_load(tmp_path) -> None:
+    """A ``weights/ARM.pt`` of an older run (a ``torch.save`` dict) loads through the same
+    reader, and so does the ``.safetensors`` file written from the same model."""
+    import torch
+
+    from mixkit.models import create_model
+    from mixkit.models.weights import load_weights, to_safetensors, weights_payload
+
+    model, _ = create_model("mobilenetv2_035", 10, 16)
+    payload = weights_payload(model, arm="mixtrain", model_name="mobilenetv2_035",
+                              num_classes=10, img_size=16, patch_size=None, native_size=8)
+    torch.save(payload, tmp_path / "old.pt")
+    (tmp_path / "new.safetensors").write_bytes(to_safetensors(payload))
+    old, new = load_weights(tmp_path / "old.pt"), load_weights(tmp_path / "new.safetensors")
+    for (k, a), b in zip(old.state_dict().items(), new.state_dict().values()):
+        assert torch.equal(a, b), k

@@ -144,8 +144,9 @@ def test_resume_on_cuda_is_exact(tmp_path, capsys, monkeypatch) -> None:
     monkeypatch.setattr(orchestrate, "CALLBACKS", [])
     code, _, err = run_cli(["mixtrain", "--resume", str(tmp_path / "R")], capsys)
     assert code == 0, err
-    a, b = (torch.load(tmp_path / r / "weights" / "mixtrain.pt", weights_only=True)["state_dict"]
-            for r in "UR")
+    from safetensors.torch import load_file
+
+    a, b = (load_file(tmp_path / r / "weights" / "mixtrain.safetensors") for r in "UR")
     for k in a:
         assert torch.allclose(a[k].float(), b[k].float(), atol=1e-5), k
 

@@ -290,7 +290,7 @@ def test_mixtrain_runs_and_reports(op, extra, tmp_path: Path, capsys, syncing_op
     if "--model-ema" in extra:                  # the EMA evaluated beside the live weights
         assert all(0 <= r["val_acc_ema"] <= 1 for r in rows)
         assert arms["mixtrain"]["accuracy_ema"] == mt[-1]["val_acc_ema"]
-        assert (tmp_path / "m" / "weights" / "mixtrain-ema.pt").is_file()
+        assert (tmp_path / "m" / "weights" / "mixtrain-ema.safetensors").is_file()
     assert summary["speedup"] == pytest.approx(arms["baseline"]["train_seconds"]
                                                / arms["mixtrain"]["train_seconds"])
     assert summary["accuracy_delta"] == pytest.approx(arms["mixtrain"]["accuracy"]

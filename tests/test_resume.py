@@ -285,5 +285,5 @@ def test_resume_writes_what_the_run_was_told_to_write(tmp_path, monkeypatch, cap
     code, _, err = run_cli(["mixtrain", "--resume", str(tmp_path / "W"), "--save-weights",
                             "method"], capsys)
     assert code == 0, err
-    assert (tmp_path / "W" / "weights" / "mixtrain.pt").is_file()
+    assert (tmp_path / "W" / "weights" / "mixtrain.safetensors").is_file()
     assert not (tmp_path / "W" / "plots").exists()

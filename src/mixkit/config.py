@@ -205,7 +205,7 @@ class TrainConfig:
     plots: bool = option(True, "Write the run's figures into RUN_DIR/plots when it finishes "
                       "(--no-plots skips).", role="run")
     save_weights: str = option(
-        "method", "Which arms' trained classifiers to keep in RUN_DIR/weights/ARM.pt: the "
+        "method", "Which arms' trained classifiers to keep in RUN_DIR/weights/ARM.safetensors: the "
         "method's arm, every arm, or none.", choices=("method", "all", "none"), role="run")
     keep_checkpoint: bool = option(
         False, "Keep last.pt (optimiser state, RNGs) after the run completes; by default it is "

@@ -147,7 +147,7 @@ def run_arm(ctx: RunContext, name: str, factory: ArmFactory, rundir: RunDir | No
     if rundir is not None and _keeps_weights(ctx.cfg.save_weights, name,
                                              ctx.command.method_arm):
         for suffix, weights in (("", model), ("-ema", engine.ema and engine.ema.module)):
-            if weights is not None:             # ARM.pt, and ARM-ema.pt with --model-ema
+            if weights is not None:     # ARM.safetensors, ARM-ema.safetensors with --model-ema
                 rundir.save_weights(name + suffix, weights_payload(
                     weights, arm=name, model_name=ctx.cfg.model,
                     num_classes=ctx.data.num_classes, img_size=ctx.data.img_size,

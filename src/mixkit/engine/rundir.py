@@ -36,6 +36,7 @@ CSV_COLUMNS = ("arm", "phase", "epoch", "train_loss", "val_acc", "epoch_seconds"
 # what mixkit writes into a run directory (anything else means: not ours to delete)
 RUN_FILES = {"config.yaml", "metrics.jsonl", "summary.json", "summary.csv", "last.pt",
              "reconstruction.png", "reconstruction.json", "log.txt", "model.pt", ".lock"}
+# (weights/ holds ARM.safetensors + ARM.json, and ARM.pt in runs before 2026-12-06)
 RUN_FOLDERS = {"plots", "weights", "tb", "wandb"}   # tb/, wandb/: --log-tensorboard/-wandb
 LOCK_NAME = ".lock"
 MAX_SUMMARY_BYTES = 4 << 20      # summary.json: a few kB per arm
@@ -309,17 +310,22 @@ class RunDir:
         self._atomic("summary.csv", lambda f: f.write(buf.getvalue().encode()))
 
     def save_weights(self, arm: str, payload: dict[str, Any]) -> None:
-        """``weights/ARM.pt`` (atomic), see :mod:`mixkit.models.weights`."""
-        path = self.path / "weights" / f"{arm}.pt"
-        with writing(path):
-            if path.parent.is_symlink():
+        """``weights/ARM.safetensors`` and ``weights/ARM.json`` (each atomic), see
+        :mod:`mixkit.models.weights`."""
+        from mixkit.models.weights import rebuild_info, to_safetensors
+
+        folder = self.path / "weights"
+        with writing(folder / f"{arm}.safetensors"):
+            if folder.is_symlink():
                 raise OSError(40, "weights/ is a symbolic link; mixkit writes no file through one")
-            path.parent.mkdir(exist_ok=True)
-            save_checkpoint(payload, path)
+            folder.mkdir(exist_ok=True)
+            data = to_safetensors(payload)
+            atomic_write(folder / f"{arm}.safetensors", lambda f: f.write(data))
+            write_json(folder / f"{arm}.json", rebuild_info(payload))
 
     def weights(self) -> list[str]:
         """The weights files saved so far, relative to the run dir."""
-        return sorted(f"weights/{p.name}" for p in (self.path / "weights").glob("*.pt"))
+        return sorted(f"weights/{p.name}" for p in (self.path / "weights").glob("*.safetensors"))
 
     def drop_checkpoint(self) -> None:
         """Delete ``last.pt`` once the run has completed (it is only good for resuming)."""
