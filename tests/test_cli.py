@@ -226,3 +226,16 @@ def test_weights_written_before_safetensors_still_load(tmp_path) -> None:
     old, new = load_weights(tmp_path / "old.pt"), load_weights(tmp_path / "new.safetensors")
     for (k, a), b in zip(old.state_dict().items(), new.state_dict().values()):
         assert torch.equal(a, b), k
+
+
+@pytest.mark.parametrize("command,own", [("mixtrain", "mixTrain"),
+                                         ("mixtraining", "MixTraining")])
+def test_help_groups_the_options_into_panels(command, own, capsys) -> None:
+    import re
+
+    code, out, _ = run_cli([command, "--help"], capsys)
+    assert code == 0
+    panels = re.findall(r"╭─ (.+?) ─", out)
+    assert panels[:2] == ["Options", "Run & output"] and own in panels
+    assert {"Data", "Model", "Recipe", "Devices", "Logging"} <= set(panels)
+    assert ("Comparison" in panels) == (command == "mixtrain")

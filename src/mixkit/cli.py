@@ -44,7 +44,37 @@ def _main(version: bool = typer.Option(False, "--version", callback=_version, is
     measured against baselines run side by side."""
 
 
-def _option(name: str, tp: Any, meta: dict) -> inspect.Parameter:
+# --help groups the options into panels (Typer's rich_help_panel), in this order; an option of
+# one command not named here is that method's own (the command's panel)
+PANELS: dict[str, frozenset[str]] = {
+    "Data": frozenset({"data", "data_dir", "download", "data_fraction", "img_size",
+                       "crop_padding", "hflip", "train_transform", "scale", "ratio",
+                       "interpolation", "crop_pct", "val_fraction", "val_size", "workers"}),
+    "Model": frozenset({"model", "patch_size"}),
+    "Recipe": frozenset({"epochs", "batch_size", "lr", "lr_base", "min_lr", "warmup_epochs",
+                         "opt", "momentum", "nesterov", "beta2", "weight_decay", "sched",
+                         "decay_epochs", "decay_milestones", "decay_rate", "layer_decay",
+                         "smoothing", "model_ema", "model_ema_decay", "model_ema_warmup",
+                         "seed"}),
+    "Comparison": frozenset({"compare", "infobatch_delta", "seta_prune_ratio",
+                             "seta_num_group", "seta_window_scale", "seta_delta"}),
+    "Run & output": frozenset({"config", "output", "experiment", "baseline", "plots",
+                               "save_weights", "keep_checkpoint", "overwrite", "resume",
+                               "log_interval"}),
+    "Logging": frozenset({"log_tensorboard", "log_wandb", "wandb_project", "wandb_mode"}),
+    "Devices": frozenset({"device", "amp", "amp_dtype", "channels_last", "torchcompile",
+                          "compile_mode", "compile_backend", "timing_warmup"}),
+}
+COMMAND_PANELS = {"MixtrainConfig": "mixTrain", "MixtrainingConfig": "MixTraining"}
+
+
+def panel_of(name: str, config_cls: type) -> str:
+    """The --help panel of option ``name`` of ``config_cls``."""
+    return next((p for p, names in PANELS.items() if name in names),
+                COMMAND_PANELS.get(config_cls.__name__, "Options"))
+
+
+def _option(name: str, tp: Any, meta: dict, panel: str | None = None) -> inspect.Parameter:
     flag = flag_of(name)
     decls = [f"{flag}/--no-{flag[2:]}"] if tp is bool else [flag]
     if meta.get("short"):
@@ -54,7 +84,7 @@ def _option(name: str, tp: Any, meta: dict) -> inspect.Parameter:
                             else "")
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=Optional[tp],
                              default=typer.Option(None, *decls, help=help_,
-                                                  show_default=False))
+                                                  show_default=False, rich_help_panel=panel))
 
 
 def training_command(config_cls: type,
@@ -65,19 +95,22 @@ def training_command(config_cls: type,
     defaults = {f.name: f for f in dataclasses.fields(config_cls)}
     params = [inspect.Parameter(
         "config", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],
-        default=typer.Option(None, "--config", "-c", help="YAML config file; flags override it."))]
+        default=typer.Option(None, "--config", "-c", help="YAML config file; flags override it.",
+                             rich_help_panel=panel_of("config", config_cls)))]
     for name, (tp, _) in field_types(config_cls).items():
         meta = dict(defaults[name].metadata)
         default = defaults[name].default
         if default is not None:
             meta["help"] = f"{meta['help']} (default: {default})"
-        params.append(_option(name, tp, meta))
+        params.append(_option(name, tp, meta, panel_of(name, config_cls)))
 
     def command(**kwargs: Any) -> None:
         path = kwargs.pop("config")
         overrides = {k: v for k, v in kwargs.items() if v is not None}
         run(config_cls, path, overrides)
 
+    order = ["Run & output", COMMAND_PANELS.get(config_cls.__name__), "Comparison", *PANELS]
+    params.sort(key=lambda p: order.index(panel_of(p.name, config_cls)))   # stable: fields' order
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     command.__annotations__ = {p.name: p.annotation for p in params}
     command.__doc__ = config_cls.__doc__
