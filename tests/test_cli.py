@@ -104,8 +104,9 @@ def test_console_script_exit_code_and_no_traceback(tmp_path: Path) -> None:
 def test_datasets_and_models_listings(tmp_path: Path, cifar10_root: Path, capsys) -> None:
     code, out, _ = run_cli(["datasets", "--data-dir", str(cifar10_root)], capsys)
     assert code == 0
-    line = next(ln for ln in out.splitlines() if "cifar10 " in ln or "│ cifar10 " in ln)
-    assert str(cifar10_root)[:10] in line and " no " not in line
+    line = next(ln for ln in out.splitlines() if "│ cifar10 " in ln)
+    assert "[1]/cifar-10-batches" in line and " no " not in line     # under --data-dir
+    assert f"[1] {cifar10_root}" in " ".join(out.split())
     assert "svhn" in out and "tinyimagenet" in out and "digits" in out
     code, out, _ = run_cli(["models"], capsys)
     assert code == 0 and "resnet18" in out and "vit_tiny_patch16_224" in out

@@ -97,17 +97,42 @@ def test_missing_message_names_every_place_and_both_ways_to_get_it(monkeypatch,
     assert "apt-get" not in str(err.value) and "--download" in str(err.value)
 
 
+def _rendered(table, width: int = 80) -> list[list[str]]:
+    """The table as printed at ``width`` columns, one list of text lines per row."""
+    from rich.console import Console
+
+    console = Console(width=width, record=True, color_system=None)
+    console.print(table)
+    lines = console.export_text().splitlines()
+    rows, current = [], []
+    for line in lines:
+        if line.startswith(("├", "└")):
+            rows.append(current)
+            current = []
+        elif line.startswith("│"):
+            current.append(line)
+    return rows[1:] if rows and not rows[0] else rows
+
+
+def _cells(row: list[str]) -> list[str]:
+    """Each column's text of a rendered row (its lines joined)."""
+    cols = [line.strip("│").split("│") for line in row]
+    return [" ".join(c[i].strip() for c in cols).strip() for i in range(len(cols[0]))]
+
+
 def test_datasets_listing_shows_where_each_was_found(monkeypatch, tmp_path: Path) -> None:
     write_idx_dataset(tmp_path / "sys" / "fashion-mnist")
     monkeypatch.setenv("MIXKIT_SYSTEM_DATA_DIRS", str(tmp_path / "sys"))
     monkeypatch.setenv("MIXKIT_DATA_DIR", str(tmp_path / "root"))
-    table = datasets_table(None)
-    names = list(table.columns[0]._cells)
-    found = dict(zip(names, table.columns[1]._cells))
-    looked = dict(zip(names, table.columns[4]._cells))
-    assert found["fashionmnist"] == str(tmp_path / "sys" / "fashion-mnist")
-    assert found["mnist"] == "no" and found["digits"] == "embedded"
-    assert looked["mnist"].splitlines() == [str(tmp_path / p) for p in (
+    rows = _rendered(datasets_table(None))
+    assert rows and all(len(r) <= 2 for r in rows), rows       # no cell taller than 2 lines
+    cells = {c[0]: c for c in map(_cells, rows)}
+    assert cells["fashionmnist"][3] == "[2]/fashion-mnist"      # root 2 is the system folder
+    assert cells["mnist"][3] == "no" and cells["digits"][3] == "embedded"
+    assert cells["mnist"][4] == "MNIST/raw, mnist"
+    verbose = {c[0]: c for c in map(_cells, _rendered(datasets_table(None, verbose=True),
+                                                      width=200))}
+    assert verbose["mnist"][4].split() == [str(tmp_path / p) for p in (
         "root/MNIST/raw", "root/mnist", "sys/MNIST/raw", "sys/mnist")]
 
 

@@ -144,11 +144,13 @@ app.command("mixtraining", help="MixTraining (Li et al. 2025): SSL -> mix -> SL 
 @app.command("datasets")
 def datasets_cmd(data_dir: Optional[Path] = typer.Option(
         None, "--data-dir", help="Data root to look in (default: $MIXKIT_DATA_DIR, else the "
-        "user cache dir).")) -> None:
-    """List the datasets, their on-disk format, where mixkit looks and whether it found them."""
+        "user cache dir)."),
+        verbose: bool = typer.Option(False, "--verbose", "-v",
+                                     help="List every full path looked at.")) -> None:
+    """List the datasets, where mixkit looks and whether it found them."""
     from mixkit.catalog import datasets_table
 
-    Console().print(datasets_table(str(data_dir) if data_dir else None))
+    Console().print(datasets_table(str(data_dir) if data_dir else None, verbose))
 
 
 @app.command("report")
