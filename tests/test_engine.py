@@ -204,3 +204,51 @@ def test_a_non_finite_loss_skips_the_whole_update_fused_or_not(fused, monkeypatc
     for k, v in eng.model.named_parameters():
         assert torch.equal(v, before[k]), k
     assert [float(s["step"]) for s in opt.state.values()] == steps
+
+
+class _SlowReads:
+    """A training source whose reads sleep: every batch takes ``delay`` host seconds to
+    arrive, as a streamed folder's does when its workers cannot keep up."""
+
+    def __init__(self, source, delay: float) -> None:
+        self.source, self.delay = source, delay
+
+    def __getattr__(self, name):
+        return getattr(self.source, name)
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def batches(self, *args, **kwargs):
+        import time
+
+        for batch in self.source.batches(*args, **kwargs):
+            time.sleep(self.delay)
+            yield batch
+
+
+def test_the_wait_for_data_is_measured_and_an_input_bound_run_is_named() -> None:
+    """Each epoch's row says how long the loop waited for its batches; a source that sleeps
+    0.3 s a batch raises the share, and the run's closing line calls it input-bound."""
+    from mixkit.engine.loop import ArmResult
+    from mixkit.methods.supervised import SupervisedArm
+    from mixkit.summary import INPUT_BOUND, data_wait, input_bound_line
+
+    shares = {}
+    for delay in (0.0, 0.3):
+        eng, data = _engine(8)
+        if delay:
+            eng.train_source = _SlowReads(eng.train_source, delay)
+        arm = SupervisedArm("baseline", 1, len(data.train), Recipe("sl", 1e-3, 0, 0, 0, 1),
+                            torch.Generator().manual_seed(0))
+        row = eng.train_epoch(arm, 0)
+        nb = -(-len(data.train) // 8)
+        assert row["data_seconds"] >= delay * nb                      # every wait counted
+        shares[delay] = row["data_share"]
+    assert shares[0.3] > INPUT_BOUND > shares[0.0]
+    summary = {"command": "mixtrain", "method_arm": "mixtrain", "arms": {
+        "mixtrain": {**data_wait([{**row, "epoch_seconds": row["epoch_seconds"]}]),
+                     "samples": 200, "inputs": 130}}}
+    line = input_bound_line(summary)
+    assert line is not None and "Input-bound: mixtrain" in line and "toward the samples" in line
+    assert input_bound_line({"arms": {"a": {"data_share": 0.05}}}) is None

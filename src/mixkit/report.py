@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mixkit.engine.files import atomic_write, links_in
-from mixkit.summary import NOISY
+from mixkit.summary import NOISY, input_bound_line
 from mixkit.engine.timing import speedup
 from mixkit.errors import UserError
 
@@ -71,6 +71,9 @@ def speedup_table(summary: dict[str, Any]) -> Table:
     if compiled:
         table.caption += (f"\ntrain s excludes torch.compile's compilation ({sum(compiled):.1f} s "
                           "in all, billed to no arm; compile_seconds in summary.json)")
+    bound = input_bound_line(summary)
+    if bound:
+        table.caption += "\n" + bound
     noisy = [n for n, a in arms.items() if (a.get("timing_spread") or 0) > NOISY]
     if noisy:
         table.caption += (f"\nTiming noise: {', '.join(noisy)} had epochs whose per-input cost "

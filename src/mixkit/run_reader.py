@@ -126,6 +126,8 @@ ROW_KEYS: dict[str, tuple[bool, Any]] = {
     "img_per_s": (False, lambda v: _num(v, 0.0)),
     "lr": (False, lambda v: _num(v, 0.0)),
     "lr_end": (False, lambda v: _num(v, 0.0)),
+    "data_seconds": (False, lambda v: _num(v, 0.0)),
+    "data_share": (False, lambda v: _num(v, 0.0, 1.0)),
     "val_acc": (False, lambda v: _num(v, 0.0, 1.0, null=True)),
     "val_acc_ema": (False, lambda v: _num(v, 0.0, 1.0, null=True)),
     "compile_seconds": (False, lambda v: _num(v, 0.0)),

@@ -104,7 +104,7 @@ def _arm_summary(r: ArmResult, base: ArmResult | None) -> dict[str, Any]:
            "speedup_median": robust_speedup(base, r) if base is not None else None,
            "accuracy_delta": r.accuracy - base.accuracy if base is not None else None,
            "timing_spread": timing_spread(r) if r.rows else None,
-           "phase_seconds": _phase_seconds(r.rows)}
+           "phase_seconds": _phase_seconds(r.rows), **data_wait(r.rows)}
     if r.task_accuracy:
         out["task_accuracy"] = r.task_accuracy
     if r.accuracy_ema is not None:
@@ -112,6 +112,46 @@ def _arm_summary(r: ArmResult, base: ArmResult | None) -> dict[str, Any]:
     if any("compile_seconds" in row for row in r.rows):
         out["compile_seconds"] = sum(row.get("compile_seconds", 0.0) for row in r.rows)
     return out
+
+
+INPUT_BOUND = 0.2   # a data share above which the run is called input-bound (docs/run-dir.md)
+
+
+def data_wait(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Where an arm's time went: ``data_seconds`` (host seconds waiting for batches) and
+    ``data_share`` of its training seconds; empty for rows from before 2026-12-06."""
+    if not rows or any("data_seconds" not in row for row in rows):
+        return {}
+    waited = sum(row["data_seconds"] for row in rows)
+    return {"data_seconds": waited,
+            "data_share": waited / max(sum(row["epoch_seconds"] for row in rows), 1e-9)}
+
+
+def input_bound_line(summary: dict[str, Any]) -> str | None:
+    """In words, when an arm waited for its data more than :data:`INPUT_BOUND` of its time:
+    mixTrain saves forward passes, not loads, so there its speedup falls toward the samples
+    ratio; arms that load fewer samples keep theirs.
+
+    Why 0.2: with a share ``w`` of the epoch spent loading (which mixing does not reduce) and
+    inputs ratio ``r`` (0.62-0.73 measured), the speedup is ``1 / (w + (1 - w) r)``: at
+    ``r = 0.65`` it is 1.54x at ``w = 0``, 1.39x at 0.2 and 1.27x at 0.4; from 0.2 on the
+    difference is larger than this machine's timing noise (~10 %)."""
+    arms = summary.get("arms", {})
+    bound = {n: a["data_share"] for n, a in arms.items()
+             if (a.get("data_share") or 0) > INPUT_BOUND}
+    if not bound:
+        return None
+    worst = max(bound, key=bound.get)
+    method = summary.get("method_arm")
+    line = (f"Input-bound: {worst} spent {bound[worst]:.0%} of its training time waiting for "
+            "batches (data_share in summary.json).")
+    if method in arms and summary.get("command") == "mixtrain":
+        m = arms[method]
+        line += (f" {method} saves forward passes, not loads ({m['samples']:,} samples loaded "
+                 f"for {m['inputs']:,} inputs), so on an input-bound pipeline its speedup falls "
+                 "toward the samples ratio; skip, short, infobatch and seta load fewer samples "
+                 "and keep theirs. Add --workers, or keep the data in memory.")
+    return line
 
 
 def _phase_seconds(rows: list[dict[str, Any]]) -> dict[str, float]:

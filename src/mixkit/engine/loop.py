@@ -9,6 +9,7 @@ stops — is done by callbacks observing the engine's events (:mod:`mixkit.engin
 from __future__ import annotations
 
 import gc
+import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -228,7 +229,8 @@ class Engine:
             state.plan, state.row, state.nonfinite = spec.plan, None, False
             fire(callbacks, Event.EPOCH_START, state)
             source = spec.source if spec.source is not None else self.train_source
-            batches = _stoppable(source.batches(plan, self.batch_size, start, epoch))
+            waited = _Waited()
+            batches = _stoppable(source.batches(plan, self.batch_size, start, epoch), waited)
             try:
                 for k, batch in enumerate(batches, start=start):
                     loss = self._step(spec, batch, opt, epoch + (k + 0.5) / nb)
@@ -256,6 +258,7 @@ class Engine:
                "train_loss": train_loss, "epoch_seconds": seconds, "inputs": inputs,
                "samples": spec.plan.samples, "img_per_s": inputs / max(seconds, 1e-9),
                "lr": epoch_lr(spec.recipe, epoch, nb), "lr_end": spec.recipe.lr_at(epoch + 1.0),
+               "data_seconds": waited.seconds, "data_share": waited.seconds / max(seconds, 1e-9),
                **method_metrics}
         if self.runtime.compile:
             row["compile_seconds"] = timer.compile_seconds
@@ -345,14 +348,25 @@ class _SourceStopped(Exception):
     """The batch source failed while a stop was requested (below)."""
 
 
-def _stoppable(batches: Iterable[Batch]) -> Iterator[Batch]:
-    """``batches``, where a failure of the source *during a requested stop* is the stop
-    itself: a batch scheduler's SIGTERM reaches the whole process group, and a DataLoader
-    worker that dies of it (the streamed source's workers ignore it, see
-    :mod:`mixkit.data.sources`, but a worker may be killed another way) must not turn a clean,
-    resumable stop into a traceback. Outside a stop, every error propagates unchanged."""
+class _Waited:
+    """Host seconds the loop spent waiting for its next batch this epoch (timm's data time)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+
+def _stoppable(batches: Iterable[Batch], waited: _Waited) -> Iterator[Batch]:
+    """``batches``, timing each wait for the next one into ``waited`` (a host clock, no
+    device sync: on CUDA an in-memory batch is queued work and costs the host microseconds;
+    a streamed one that the workers have not decoded yet is real waiting), and where a
+    failure of the source *during a requested stop* is the stop itself: a batch scheduler's
+    SIGTERM reaches the whole process group, and a DataLoader worker that dies of it (the
+    streamed source's workers ignore it, see :mod:`mixkit.data.sources`, but a worker may be
+    killed another way) must not turn a clean, resumable stop into a traceback. Outside a
+    stop, every error propagates unchanged."""
     it = iter(batches)
     while True:
+        t0 = time.perf_counter()
         try:
             batch = next(it)
         except StopIteration:
@@ -361,6 +375,8 @@ def _stoppable(batches: Iterable[Batch]) -> Iterator[Batch]:
             if STOP:
                 raise _SourceStopped from None
             raise
+        finally:
+            waited.seconds += time.perf_counter() - t0
         yield batch
 
 
