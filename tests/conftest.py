@@ -14,10 +14,11 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from mixkit.cli import main
 
 
-def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
-    """Run ``mixkit ARGS`` in-process: (exit code, stdout, stderr)."""
+def run_cli(args: list[str], capsys, callbacks=()) -> tuple[int, str, str]:
+    """Run ``mixkit ARGS`` in-process: (exit code, stdout, stderr); ``callbacks``: factories of
+    engine callbacks attached to every arm (``mixkit.cli.main``'s public seam)."""
     try:
-        main(args)
+        main(args, callbacks=callbacks)
         code = 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1

@@ -13,7 +13,6 @@ import sys
 
 import torch
 
-from mixkit import orchestrate
 from mixkit.cli import main
 from mixkit.engine.events import Callback
 
@@ -55,10 +54,9 @@ class Probe(Callback):
 
 def run(out: str, args: list[str]) -> int:
     trace: dict[str, list] = {"steps": [], "params": [], "state": []}
-    orchestrate.CALLBACKS.append(lambda: Probe(trace))   # the untimed warm-up attaches none
     code = 0
     try:
-        main(args)
+        main(args, callbacks=[lambda: Probe(trace)])     # the untimed warm-up attaches none
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     with open(os.path.join(out, f"rank{os.environ['RANK']}.json"), "w") as f:

@@ -121,7 +121,6 @@ def test_ssl_data_on_cuda_draws_partners_on_the_device(no_host_syncs, tmp_path, 
 def test_resume_on_cuda_is_exact(tmp_path, capsys, monkeypatch) -> None:
     """Stopped mid-run on the GPU and resumed: the same final weights as an uninterrupted run
     (CUDA RNG state and the device generators travel in the checkpoint)."""
-    from mixkit import orchestrate
     from mixkit.engine.events import Callback
     from mixkit.engine.signals import STOP
 
@@ -139,9 +138,7 @@ def test_resume_on_cuda_is_exact(tmp_path, capsys, monkeypatch) -> None:
                 StopOnce.fired = True
                 STOP.request(15)
 
-    monkeypatch.setattr(orchestrate, "CALLBACKS", [StopOnce])
-    assert run_cli([*args, "--experiment", "R"], capsys)[0] == 143
-    monkeypatch.setattr(orchestrate, "CALLBACKS", [])
+    assert run_cli([*args, "--experiment", "R"], capsys, [StopOnce])[0] == 143
     code, _, err = run_cli(["mixtrain", "--resume", str(tmp_path / "R")], capsys)
     assert code == 0, err
     from safetensors.torch import load_file

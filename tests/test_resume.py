@@ -18,7 +18,6 @@ import pytest
 import torch
 
 from conftest import run_cli
-from mixkit import orchestrate
 from mixkit.engine import snapshot
 from mixkit.engine.events import Callback
 from mixkit.engine.signals import STOP
@@ -29,7 +28,7 @@ MIXTRAIN = ["mixtrain", *SMALL, "--model", "mobilenetv2_035", "--epochs", "3",
             "--keep-checkpoint"]                  # the final state is compared, not only weights
 MIXTRAINING = ["mixtraining", *SMALL, "--epochs-ssl", "2", "--epochs-sl", "2",
                "--decoder-depth", "1", "--keep-checkpoint"]
-WALL_CLOCK = ("epoch_seconds", "img_per_s", "seconds")
+WALL_CLOCK = ("epoch_seconds", "img_per_s", "seconds", "data_seconds", "data_share")
 
 
 class StopAt(Callback):
@@ -48,20 +47,27 @@ class StopAt(Callback):
                 break
 
 
-def stop_at(monkeypatch, triggers: list[tuple[str, str, float]],
-            signum: int = signal.SIGTERM) -> list:
-    """Attach :class:`StopAt` to every arm of the runs this test starts (the untimed warm-up
-    gets no callbacks); returns the triggers still pending."""
-    pending = list(triggers)
-    monkeypatch.setattr(orchestrate, "CALLBACKS", [lambda: StopAt(pending, signum)])
-    return pending
+class Stops(list):
+    """The triggers still pending, and the callback factories that fire them: pass it as
+    ``run_cli(..., callbacks=stops)`` to every run (and resumed run) it should stop."""
+
+    def __init__(self, triggers, signum: int) -> None:
+        super().__init__([lambda: StopAt(self.pending, signum)])
+        self.pending = list(triggers)
+
+
+def stop_at(triggers: list[tuple[str, str, float]], signum: int = signal.SIGTERM) -> Stops:
+    """:class:`StopAt` for every arm of the runs given it (the untimed warm-up gets no
+    callbacks)."""
+    return Stops(triggers, signum)
 
 
 def _final(run: Path) -> tuple[dict, list[dict]]:
     state = torch.load(run / "last.pt", weights_only=True)
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     for r in rows:                          # wall-clock differs; everything else must not
-        r.pop("epoch_seconds"), r.pop("img_per_s")
+        for k in WALL_CLOCK:
+            r.pop(k, None)
     return state, rows
 
 
@@ -84,15 +90,15 @@ def _assert_equal(a, b, path: str = "") -> None:
 
 
 def _interrupted_then_resumed(args, out: Path, triggers, monkeypatch, capsys) -> Path:
-    pending = stop_at(monkeypatch, triggers)
-    code, _, err = run_cli([*args, "--output", str(out), "--experiment", "R"], capsys)
+    stops = stop_at(triggers)
+    code, _, err = run_cli([*args, "--output", str(out), "--experiment", "R"], capsys, stops)
     while code == 143:                                     # resume until it finishes
         assert "--resume" in err
         status = json.loads((out / "R" / "summary.json").read_text())["status"]
         assert status == "interrupted"
-        code, _, err = run_cli([args[0], "--resume", str(out / "R")], capsys)
+        code, _, err = run_cli([args[0], "--resume", str(out / "R")], capsys, stops)
     assert code == 0, err
-    assert not pending, "every stop fired"
+    assert not stops.pending, "every stop fired"
     return out / "R"
 
 
@@ -191,9 +197,8 @@ class PoisonAt(Callback):
 def test_nan_loss_skips_the_update_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch,
                                                                       capsys) -> None:
     poison = PoisonAt(1)
-    monkeypatch.setattr(orchestrate, "CALLBACKS", [lambda: poison])
     code, _, err = run_cli([*MIXTRAIN, "--no-baseline", "--output", str(tmp_path),
-                            "--experiment", "N"], capsys)
+                            "--experiment", "N"], capsys, [lambda: poison])
     assert code == 1 and "non-finite" in err and "Traceback" not in err
     after = dict(poison.snap["model"].named_parameters())
     for k, v in poison.snap["params"].items():              # no update in epoch 2 or later
@@ -222,8 +227,9 @@ def test_resume_refuses_changed_recipe_and_other_command(tmp_path, capsys) -> No
 def test_sigint_exits_130_and_a_different_world_size_is_refused(tmp_path, monkeypatch,
                                                                 capsys) -> None:
     args = [*MIXTRAIN, "--no-baseline", "--epochs", "2"]
-    stop_at(monkeypatch, [("mixtrain", "sl", 0.5)], signal.SIGINT)
-    code, _, err = run_cli([*args, "--output", str(tmp_path), "--experiment", "I"], capsys)
+    stops = stop_at([("mixtrain", "sl", 0.5)], signal.SIGINT)
+    code, _, err = run_cli([*args, "--output", str(tmp_path), "--experiment", "I"], capsys,
+                           stops)
     assert code == 130 and "--resume" in err
     monkeypatch.setenv("WORLD_SIZE", "2")                    # as if relaunched on 2 processes
     code, _, err = run_cli(["mixtrain", "--resume", str(tmp_path / "I")], capsys)
@@ -279,8 +285,9 @@ def test_resume_writes_what_the_run_was_told_to_write(tmp_path, monkeypatch, cap
     run = _interrupted_then_resumed(args, tmp_path, [("mixtrain", "sl", 0.5)], monkeypatch,
                                     capsys)
     assert not (run / "weights").exists() and not (run / "plots").exists()
-    stop_at(monkeypatch, [("mixtrain", "sl", 0.5)])
-    code, _, _ = run_cli([*args, "--output", str(tmp_path), "--experiment", "W"], capsys)
+    stops = stop_at([("mixtrain", "sl", 0.5)])
+    code, _, _ = run_cli([*args, "--output", str(tmp_path), "--experiment", "W"], capsys,
+                         stops)
     assert code == 143
     code, _, err = run_cli(["mixtrain", "--resume", str(tmp_path / "W"), "--save-weights",
                             "method"], capsys)

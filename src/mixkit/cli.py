@@ -11,7 +11,7 @@ import inspect
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import typer
 from rich.console import Console
@@ -93,7 +93,9 @@ def training_command(config_cls: type,
     import dataclasses
 
     defaults = {f.name: f for f in dataclasses.fields(config_cls)}
-    params = [inspect.Parameter(
+    params = [inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY,
+                                annotation=typer.Context),
+              inspect.Parameter(
         "config", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],
         default=typer.Option(None, "--config", "-c", help="YAML config file; flags override it.",
                              rich_help_panel=panel_of("config", config_cls)))]
@@ -105,20 +107,22 @@ def training_command(config_cls: type,
         params.append(_option(name, tp, meta, panel_of(name, config_cls)))
 
     def command(**kwargs: Any) -> None:
+        obj = kwargs.pop("ctx").obj or {}
         path = kwargs.pop("config")
         overrides = {k: v for k, v in kwargs.items() if v is not None}
-        run(config_cls, path, overrides)
+        run(config_cls, path, overrides, obj.get("callbacks", ()))
 
     order = ["Run & output", COMMAND_PANELS.get(config_cls.__name__), "Comparison", *PANELS]
-    params.sort(key=lambda p: order.index(panel_of(p.name, config_cls)))   # stable: fields' order
+    params[1:] = sorted(params[1:], key=lambda p: order.index(panel_of(p.name, config_cls)))
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     command.__annotations__ = {p.name: p.annotation for p in params}
     command.__doc__ = config_cls.__doc__
     return command
 
 
-def _run(command_name: str) -> Callable[[type, Optional[Path], dict[str, Any]], None]:
-    def run(config_cls: type, path: Optional[Path], overrides: dict[str, Any]) -> None:
+def _run(command_name: str) -> Callable[..., None]:
+    def run(config_cls: type, path: Optional[Path], overrides: dict[str, Any],
+            callbacks: Sequence[Callable[[], Any]] = ()) -> None:
         from mixkit import lineup, orchestrate, resume_checks
 
         spec = {"mixtrain": lineup.MIXTRAIN, "mixtraining": lineup.MIXTRAINING}[command_name]
@@ -126,10 +130,12 @@ def _run(command_name: str) -> Callable[[type, Optional[Path], dict[str, Any]], 
             if path is not None:
                 raise UserError("--resume uses the run's own config.yaml; drop -c/--config.")
             cfg, checkpoint = resume_checks.resume_config(config_cls, spec, overrides)
-            orchestrate.run(cfg, spec, strict_experiment=True, checkpoint=checkpoint)
+            orchestrate.run(cfg, spec, strict_experiment=True, checkpoint=checkpoint,
+                            callbacks=callbacks)
             return
         cfg = load_config(config_cls, path, overrides)
-        orchestrate.run(cfg, spec, strict_experiment="experiment" in overrides)
+        orchestrate.run(cfg, spec, strict_experiment="experiment" in overrides,
+                        callbacks=callbacks)
     return run
 
 
@@ -188,14 +194,19 @@ def _wide_help_off_a_terminal() -> None:
         rich_utils.MAX_WIDTH = 120
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point: UserError -> one paragraph on stderr and exit code 2."""
+def main(argv: list[str] | None = None, *,
+         callbacks: Sequence[Callable[[], Any]] = ()) -> None:
+    """Console-script entry point: UserError -> one paragraph on stderr and exit code 2.
+
+    ``callbacks``: factories of engine callbacks attached to every arm of a training command
+    (:func:`mixkit.orchestrate.run`): how a plugin, a notebook or a test drives the real command
+    line and observes it, without patching anything."""
     from mixkit.engine.signals import Interrupted
     from mixkit.errors import EXIT_RUN_FAILED, RunFailed
 
     _wide_help_off_a_terminal()
     try:
-        app(args=argv, standalone_mode=True)
+        app(args=argv, standalone_mode=True, obj={"callbacks": tuple(callbacks)})
     except UserError as err:
         if int(os.environ.get("RANK", "0")) == 0:     # under torchrun, rank 0 speaks for all
             print_user_error(err)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 import time
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -41,12 +42,6 @@ from mixkit.models.weights import weights_payload
 from mixkit.command import ArmFactory, CommandSpec, RunContext
 from mixkit.report import speedup_table
 from mixkit.resume_checks import recipe_fingerprint, recipe_hash
-
-
-# Factories of callbacks attached to every arm of every run, after the standard ones and the
-# loggers: the seam for code that drives the real command line and observes it (a plugin, the
-# DDP test's probe) without editing or patching the engine.
-CALLBACKS: list[Callable[[], Callback]] = []
 
 
 def seed_everything(seed: int) -> None:
@@ -109,14 +104,13 @@ def standard_callbacks(ctx: RunContext, rundir: RunDir | None, progress: Trainin
                        ) -> list[Callback]:
     """Every arm's callbacks, in the order they must run: the non-finite guard first (nothing
     is logged or saved after a bad epoch), then the observers (live view, ``metrics.jsonl``,
-    loggers, :data:`CALLBACKS`), then stop-on-signal and the checkpoint saver, which act on what
-    the observers did in the same step."""
+    the loggers and the caller's ``extra``), then stop-on-signal and the checkpoint saver,
+    which act on what the observers did in the same step."""
     recipe = recipe_fingerprint(ctx.cfg)
     out: list[Callback] = [NonFiniteGuard(), ProgressCallback(progress, ctx.cfg.log_interval)]
     if rundir is not None:
         out.append(MetricsWriter(rundir))
-    out += [*extra, *(make() for make in CALLBACKS),
-            StopOnSignal(ctx.dist, ctx.cfg.log_interval, ctx.runtime.device)]
+    out += [*extra, StopOnSignal(ctx.dist, ctx.cfg.log_interval, ctx.runtime.device)]
     if rundir is not None or ctx.dist.enabled:      # every rank: the RNGs are gathered
         out.append(CheckpointSaver(rundir, ctx.dist, {
             "command": ctx.command.name, "config_recipe": recipe,
@@ -200,8 +194,16 @@ def _create(cfg: Any, command: CommandSpec, strict: bool, main: bool) -> RunDir 
 
 
 def run(cfg: Any, command: CommandSpec, *, strict_experiment: bool,
-        console: Console | None = None,
-        checkpoint: dict[str, Any] | None = None) -> dict[str, Any]:
+        console: Console | None = None, checkpoint: dict[str, Any] | None = None,
+        callbacks: Sequence[Callable[[], Callback]] = ()) -> dict[str, Any]:
+    """Run ``command``'s arms on ``cfg`` side by side and write the run directory.
+
+    ``checkpoint``: a ``last.pt`` to continue (``--resume``). ``callbacks``: factories of
+    callbacks attached to every arm after the standard ones and the loggers (a plugin, a test's
+    probe, the DDP test's tracer); the untimed warm-up gets none. Every resource the run opens
+    (the data's worker processes, the run directory's lock, ``log.txt``, the loggers, the
+    signal handlers, the live view) is closed by one :class:`~contextlib.ExitStack`, in reverse
+    order, however the run ends."""
     if console is None:                 # logs (not a terminal) get a table that fits, not 80 cols
         console = Console()
         if not console.is_terminal:
@@ -210,63 +212,133 @@ def run(cfg: Any, command: CommandSpec, *, strict_experiment: bool,
     if not arms:
         raise UserError(f"nothing to run: `mixkit {command.name}` with --no-baseline has no "
                         "arm left.", hint="Drop --no-baseline.")
-    try:
-        return _run(cfg, command, arms, strict_experiment, console, checkpoint)
-    finally:
-        D.destroy()
-
-
-def _run(cfg: Any, command: CommandSpec, arms: list[tuple[str, ArmFactory]],
-         strict_experiment: bool, console: Console,
-         checkpoint: dict[str, Any] | None) -> dict[str, Any]:
     dist = D.from_env()
-    ctx = prepare(cfg, command, dist)
-    results: dict[str, ArmResult] = {}
-    if checkpoint is not None:
-        check_same_data(cfg, checkpoint, ctx.data_fingerprint)
-    if checkpoint is None:
-        rundir = _create(cfg, command, strict_experiment, dist.main)
-    else:
-        rundir, results = _open_resumed(cfg, checkpoint, dist.main)
-    try:
-        return _train(cfg, command, arms, ctx, rundir, results, console, checkpoint)
-    except BaseException:
-        if rundir is not None and rundir.pristine:  # nothing resumable was written: leave no
-            rundir.discard()                # half-made run dir, and give --overwrite's old
-        raise                               # run back
-    finally:
+    with ExitStack() as stack:
+        stack.callback(D.destroy)
+        ctx = prepare(cfg, command, dist)
+        stack.callback(_close_data, ctx)
+        if checkpoint is not None:
+            check_same_data(cfg, checkpoint, ctx.data_fingerprint)
+            rundir, ctx.done = _open_resumed(cfg, checkpoint, dist.main)
+        else:
+            rundir, ctx.done = _create(cfg, command, strict_experiment, dist.main), {}
         if rundir is not None:              # in-process callers (tests, notebooks) run again
-            rundir.lock.release()
-        ctx.data.close()                    # streamed folders' worker processes
-        if ctx.ssl_train is not None:
-            ctx.ssl_train.close()
-
-
-def _train(cfg: Any, command: CommandSpec, arms: list[tuple[str, ArmFactory]],
-           ctx: RunContext, rundir: RunDir | None, results: dict[str, ArmResult],
-           console: Console, checkpoint: dict[str, Any] | None) -> dict[str, Any]:
-    """Every arm not yet done, then the command's artifacts and ``summary.json``."""
-    dist = ctx.dist
-    ctx.done = results
-    log = _open_log(rundir)
-    say = _Say(console, log)
-    if dist.main:
-        say(f"mixkit {command.name}: {cfg.data} ({len(ctx.data.train)} train / "
-            f"{len(ctx.data.val)} val, {ctx.data.img_size}px) · {cfg.model} · "
-            f"{ctx.runtime.describe()}"
-            + (f" · {dist.world} processes" if dist.enabled else "")
-            + f" · run dir {rundir.path}"
-            + (f" · resuming `{checkpoint['arm']}` at epoch {checkpoint['epoch'] + 1}"
-               if checkpoint else ""))
-    try:
-        return _train_arms(cfg, command, arms, ctx, rundir, results, say, checkpoint)
-    except (Interrupted, UserError, RunFailed) as err:
-        if log is not None:                 # the console gets it from the CLI
-            log.print(f"stopped: {printable(str(err))}", highlight=False, markup=False)
-        raise
-    finally:
+            stack.callback(rundir.lock.release)
+        log = _open_log(rundir)
         if log is not None:
-            log.file.close()
+            stack.callback(log.file.close)
+        say = _Say(console, log)
+        try:
+            _announce(say, cfg, command, ctx, rundir, checkpoint)
+            loggers = build_loggers(cfg, rundir.path if rundir is not None else None)
+            for logger in loggers:
+                stack.callback(logger.close)
+            _train_arms(ctx, arms, rundir, say, checkpoint,
+                        [*loggers, *(make() for make in callbacks)])
+            if rundir is None:              # not rank 0: rank 0 reports; the ranks leave together
+                D.barrier()                 # (a rank tearing down gloo while rank 0 still
+                return {}                   # writes its summary and figures can abort)
+            summary = _finish(ctx, rundir, loggers)
+        except BaseException as err:
+            _record_stop(err, ctx, rundir, log)
+            raise
+        say(speedup_table(summary))
+        if cfg.plots:
+            _plots(rundir, say)
+        say(f"run dir: {rundir.path}" + (f" (weights: {', '.join(summary['weights'])})"
+                                         if summary["weights"] else ""))
+        D.barrier()                         # the other ranks wait here for rank 0's files
+        return summary
+
+
+def _close_data(ctx: RunContext) -> None:
+    """The streamed folders' worker processes (the data and MixTraining's --ssl-data)."""
+    ctx.data.close()
+    if ctx.ssl_train is not None:
+        ctx.ssl_train.close()
+
+
+def _announce(say: "_Say", cfg: Any, command: CommandSpec, ctx: RunContext,
+              rundir: RunDir | None, checkpoint: dict[str, Any] | None) -> None:
+    """The run's first line: data, model, device, processes, run dir, where it resumes."""
+    if not ctx.dist.main:
+        return
+    say(f"mixkit {command.name}: {cfg.data} ({len(ctx.data.train)} train / "
+        f"{len(ctx.data.val)} val, {ctx.data.img_size}px) · {cfg.model} · "
+        f"{ctx.runtime.describe()}"
+        + (f" · {ctx.dist.world} processes" if ctx.dist.enabled else "")
+        + f" · run dir {rundir.path}"
+        + (f" · resuming `{checkpoint['arm']}` at epoch {checkpoint['epoch'] + 1}"
+           if checkpoint else ""))
+
+
+def _train_arms(ctx: RunContext, arms: list[tuple[str, ArmFactory]], rundir: RunDir | None,
+                say: "_Say", checkpoint: dict[str, Any] | None,
+                extra: Sequence[Callback]) -> None:
+    """Every arm not yet done (into ``ctx.done``), under the signal handlers and the live
+    view, both released before the summary is printed."""
+    results = ctx.done
+    with stop_on_signals(), TrainingProgress(say.console, enabled=ctx.dist.main,
+                                             log=say.log) as progress:
+        progress.begin_job([name for name, _ in arms if name not in results])
+        warm_up(ctx, arms[0][1], ctx.cfg.timing_warmup)
+        for name, factory in arms:
+            if name in results:
+                continue
+            resume = checkpoint if checkpoint and checkpoint["arm"] == name else None
+            results[name] = run_arm(ctx, name, factory, rundir, progress, resume, results,
+                                    extra)
+
+
+def _finish(ctx: RunContext, rundir: RunDir, loggers: Sequence[Callback]) -> dict[str, Any]:
+    """After every arm: the command's artifacts, ``summary.json``, the loggers' summaries,
+    and ``last.pt`` dropped (a completed run cannot be resumed: up to 129 MB freed)."""
+    command, results = ctx.command, ctx.done
+    if command.finish is not None:
+        command.finish(ctx, results, rundir)
+    summary = summarize(command, ctx, results, rundir)
+    summary["weights"] = rundir.weights()
+    rundir.write_summary(summary)
+    for logger in loggers:
+        logger.run_end(summary)
+    if not ctx.cfg.keep_checkpoint:
+        rundir.drop_checkpoint()
+    return summary
+
+
+def _record_stop(err: BaseException, ctx: RunContext, rundir: RunDir | None,
+                 log: Console | None) -> None:
+    """What a run that did not finish leaves behind, by how it ended:
+
+    * nothing resumable written yet (no checkpoint): the run dir is removed and the old run
+      ``--overwrite`` set aside is put back;
+    * a signal: ``summary.json`` says ``interrupted`` (the checkpoint is saved at the step);
+    * a user error found mid-run (an undecodable streamed file): ``failed``;
+    * a run fault (a non-finite loss, a full disk): ``failed`` with the error, where the disk
+      still allows the write.
+
+    ``log.txt`` gets the stop's paragraph (the console gets it from the CLI)."""
+    known = isinstance(err, (Interrupted, UserError, RunFailed))
+    if log is not None and known:
+        log.print(f"stopped: {printable(str(err))}", highlight=False, markup=False)
+    if rundir is None:
+        return
+    if rundir.pristine:
+        rundir.discard()
+        return
+    if not known:
+        return
+    status = {"status": "interrupted"} if isinstance(err, Interrupted) else (
+        {"status": "failed"} if isinstance(err, UserError) else
+        {"status": "failed", "error": str(err)})
+    try:                                    # a full disk may refuse this too: the message stays
+        rundir.write_summary({**summarize(ctx.command, ctx, ctx.done, rundir), **status})
+    except WriteFailed:
+        if not isinstance(err, RunFailed):
+            raise
+    if isinstance(err, WriteFailed):
+        raise WriteFailed(f"{err} Free some space, then continue with `mixkit "
+                          f"{ctx.command.name} --resume {rundir.path}`.") from None
 
 
 def _open_log(rundir: RunDir | None) -> Console | None:
@@ -289,80 +361,6 @@ class _Say:
         self.console.print(*objects, highlight=False, soft_wrap=soft)
         if self.log is not None:
             self.log.print(*objects, highlight=False, soft_wrap=soft)
-
-
-def _train_arms(cfg: Any, command: CommandSpec, arms: list[tuple[str, ArmFactory]],
-                ctx: RunContext, rundir: RunDir | None, results: dict[str, ArmResult],
-                say: _Say, checkpoint: dict[str, Any] | None) -> dict[str, Any]:
-    loggers = build_loggers(cfg, rundir.path if rundir is not None else None)
-    try:
-        return _train_logged(cfg, command, arms, ctx, rundir, results, say, checkpoint,
-                             loggers)
-    finally:
-        for logger in loggers:
-            logger.close()
-
-
-def _train_logged(cfg: Any, command: CommandSpec, arms: list[tuple[str, ArmFactory]],
-                  ctx: RunContext, rundir: RunDir | None, results: dict[str, ArmResult],
-                  say: _Say, checkpoint: dict[str, Any] | None,
-                  loggers: list[Callback]) -> dict[str, Any]:
-    dist = ctx.dist
-    console = say.console
-    try:
-        with stop_on_signals(), TrainingProgress(console, enabled=dist.main,
-                                                 log=say.log) as progress:
-            progress.begin_job([name for name, _ in arms if name not in results])
-            warm_up(ctx, arms[0][1], cfg.timing_warmup)
-            for name, factory in arms:
-                if name in results:
-                    continue
-                resume = checkpoint if checkpoint and checkpoint["arm"] == name else None
-                results[name] = run_arm(ctx, name, factory, rundir, progress, resume,
-                                        results, loggers)
-        if rundir is None:                  # not rank 0: rank 0 reports; the ranks leave together
-            D.barrier()                     # (a rank tearing down gloo while rank 0 still
-            return {}                       # writes its summary and figures can abort)
-        if command.finish is not None:
-            command.finish(ctx, results, rundir)
-        summary = summarize(command, ctx, results, rundir)
-        summary["weights"] = rundir.weights()
-        rundir.write_summary(summary)
-        for logger in loggers:
-            logger.run_end(summary)
-        if not cfg.keep_checkpoint:         # a completed run cannot be resumed: 129 MB freed
-            rundir.drop_checkpoint()
-    except Interrupted:
-        if rundir is not None:
-            rundir.write_summary({**summarize(command, ctx, results, rundir),
-                                  "status": "interrupted"})
-        raise
-    except UserError:                   # found mid-run (a streamed file that cannot be decoded)
-        if rundir is not None and rundir.pristine:
-            rundir.discard()                # nothing was trained: leave no half-made run dir
-        elif rundir is not None:
-            rundir.write_summary({**summarize(command, ctx, results, rundir),
-                                  "status": "failed"})
-        raise
-    except RunFailed as err:
-        if rundir is None or rundir.pristine:   # before the first checkpoint: nothing to keep
-            raise
-        try:                                # a full disk may refuse this too: the message stays
-            rundir.write_summary({**summarize(command, ctx, results, rundir),
-                                  "status": "failed", "error": str(err)})
-        except WriteFailed:
-            pass
-        if isinstance(err, WriteFailed):
-            raise WriteFailed(f"{err} Free some space, then continue with `mixkit "
-                              f"{command.name} --resume {rundir.path}`.") from None
-        raise
-    say(speedup_table(summary))
-    if cfg.plots:
-        _plots(rundir, say)
-    say(f"run dir: {rundir.path}" + (f" (weights: {', '.join(summary['weights'])})"
-                                     if summary["weights"] else ""))
-    D.barrier()                             # the other ranks wait here for rank 0's files
-    return summary
 
 
 def _plots(rundir: RunDir, say: _Say) -> None:
