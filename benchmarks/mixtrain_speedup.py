@@ -47,7 +47,8 @@ import yaml
 
 from common import (add_run_options, apply_threads, config_options, load_rows, mean_sd,
                     save_rows)
-from mixkit.lineup import COMPARISONS, MIXTRAIN, mixtrain, mixtrain_recipe, supervised
+from mixkit.command import COMPARISONS
+from mixkit.lineup import MIXTRAIN, mixtrain, mixtrain_recipe, supervised
 from mixkit.config import MixtrainConfig, build_config, recipe_dict
 from mixkit.data.plan import pair_plan
 from mixkit.engine.loop import ArmResult
@@ -183,7 +184,7 @@ def run_seed(cfg, ops: list[str], progress: TrainingProgress, turn: int = 0,
             out[name] = run_arm(ctx, "mixtrain", mixtrain, None, progress)
     ctx.cfg, ctx.done = cfg, {ctx.command.method_arm: out[ops[0]]}
     for name in compare:
-        out[name] = run_arm(ctx, name, COMPARISONS[name], None, progress)
+        out[name] = run_arm(ctx, name, COMPARISONS[name].factory, None, progress)
     return out
 
 

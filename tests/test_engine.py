@@ -230,7 +230,6 @@ class _SlowReads:
 def test_the_wait_for_data_is_measured_and_an_input_bound_run_is_named() -> None:
     """Each epoch's row says how long the loop waited for its batches; a source that sleeps
     0.3 s a batch raises the share, and the run's closing line calls it input-bound."""
-    from mixkit.engine.loop import ArmResult
     from mixkit.methods.supervised import SupervisedArm
     from mixkit.summary import INPUT_BOUND, data_wait, input_bound_line
 

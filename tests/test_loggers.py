@@ -6,6 +6,7 @@ as written, under the sync check."""
 from __future__ import annotations
 
 import json
+import time
 import re
 import sys
 from pathlib import Path
@@ -126,8 +127,15 @@ def test_wandb_offline_run_holds_the_metrics_rows(tmp_path: Path, capsys, monkey
     run = tmp_path / "w"
     offline = sorted((run / "wandb").glob("offline-run-*"))
     assert len(offline) == 1, list((run / "wandb").iterdir())
-    history = _wandb_history(next(offline[0].glob("*.wandb")))
     rows = _rows(run)
+    # W&B's service writes the .wandb file from its own process and may still be flushing the
+    # last records when finish() returns: read until every row is there (at most 20 s)
+    deadline = time.time() + 20
+    while True:
+        history = _wandb_history(next(offline[0].glob("*.wandb")))
+        if sum("val_acc" in "".join(h) for h in history) >= len(rows) or time.time() > deadline:
+            break
+        time.sleep(0.2)
     for arm in ("baseline", "mixtrain"):
         mine = [r for r in rows if r["arm"] == arm]
         logged = [h for h in history if f"{arm}/val_acc" in h]

@@ -62,19 +62,71 @@ def prune_targets(epochs: int, num_samples: int, method_inputs: list[int],
     return out
 
 
-class InfoBatchArm(Arm):
+class ScoredArm(Arm):
+    """The per-sample bookkeeping InfoBatch and SeTa share: each sample's *score* is its
+    cross-entropy from the last epoch it was trained in, recorded from the training forward
+    itself (no extra pass) into device tensors indexed by sample id; a sample not trained in
+    an epoch keeps its old score; under torchrun the epoch's new scores are all-reduced (each
+    sample is trained on one rank). Subclasses call :meth:`begin_scores` when an epoch starts,
+    :meth:`record` in their loss and :meth:`end_scores` when it ends."""
+
+    SCORE_KEYS = ("score", "score_new", "seen")
+
+    def init_scores(self, num_samples: int, device: torch.device, initial: float,
+                    dist: Dist) -> None:
+        f32 = dict(device=device, dtype=torch.float32)
+        self.score = torch.full((num_samples,), float(initial), **f32)
+        self.score_new = torch.zeros(num_samples, **f32)    # this epoch's losses
+        self.seen = torch.zeros(num_samples, device=device, dtype=torch.bool)
+        self.dist = dist
+
+    def begin_scores(self) -> None:
+        self.score_new.zero_()
+        self.seen.zero_()
+
+    def record(self, ids: torch.Tensor, ce: torch.Tensor) -> None:
+        """The rows' plain cross-entropies become their samples' new scores."""
+        self.score_new[ids] = ce.detach().float()
+        self.seen[ids] = True
+
+    def end_scores(self) -> None:
+        if self.dist.enabled:
+            seen = self.seen.to(torch.int32)
+            all_reduce_sum(self.score_new, seen)
+            self.seen = seen > 0
+        self.score = torch.where(self.seen, self.score_new, self.score)
+
+    def spec(self, ids: torch.Tensor, note: str) -> EpochSpec:
+        """The epoch's spec: ``ids`` shuffled by the plan generator into the plan."""
+        plan = EpochPlan(ids[torch.randperm(ids.numel(), generator=self.generator)])
+        return EpochSpec("sl", plan, self.recipe, self.loss, note=note)
+
+    def scored_ce(self, model: torch.nn.Module,
+                  batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """The forward: logits and per-row cross-entropies, recorded as the new scores."""
+        logits = model(batch.x)
+        ce = F.cross_entropy(logits, batch.y, reduction="none")
+        self.record(batch.ids, ce)
+        return logits, ce
+
+    def score_state(self) -> dict[str, torch.Tensor]:
+        return {k: getattr(self, k).clone() for k in self.SCORE_KEYS}
+
+    def load_score_state(self, state: dict[str, Any]) -> None:
+        for k in self.SCORE_KEYS:
+            setattr(self, k, state[k].to(getattr(self, k).device))
+
+
+class InfoBatchArm(ScoredArm):
     """Supervised training with InfoBatch's pruning and rescaling (see the module doc)."""
 
     def __init__(self, name: str, epochs: int, num_samples: int, recipe: Recipe,
                  plan_generator: torch.Generator, targets: list[int], device: torch.device,
                  dist: Dist = Dist()) -> None:
         self.name, self.epochs, self.n, self.recipe = name, epochs, num_samples, recipe
-        self.generator, self.targets, self.dist = plan_generator, targets, dist
-        f32 = dict(device=device, dtype=torch.float32)
-        self.score = torch.ones(num_samples, **f32)         # InfoBatch initialises scores to 1
-        self.score_new = torch.zeros(num_samples, **f32)    # this epoch's losses
-        self.seen = torch.zeros(num_samples, device=device, dtype=torch.bool)
-        self.weight = torch.ones(num_samples, **f32)        # 1 / (1 - r) on kept low scorers
+        self.generator, self.targets = plan_generator, targets
+        self.init_scores(num_samples, device, 1.0, dist)     # InfoBatch initialises them to 1
+        self.weight = torch.ones(num_samples, device=device)  # 1 / (1 - r) on kept low scorers
         self.ratio, self.below, self.pruned = 0.0, 0, 0
 
     @property
@@ -82,18 +134,16 @@ class InfoBatchArm(Arm):
         return {"plan": self.generator}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"score": self.score.clone(), "score_new": self.score_new.clone(),
-                "seen": self.seen.clone(), "weight": self.weight.clone(),
+        return {**self.score_state(), "weight": self.weight.clone(),
                 "stats": [self.ratio, self.below, self.pruned]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for k in ("score", "score_new", "seen", "weight"):
-            setattr(self, k, state[k].to(getattr(self, k).device))
+        self.load_score_state(state)
+        self.weight = state["weight"].to(self.weight.device)
         self.ratio, self.below, self.pruned = state["stats"]
 
     def epoch(self, epoch: int) -> EpochSpec:
-        self.score_new.zero_()
-        self.seen.zero_()
+        self.begin_scores()
         below = (self.score < self.score.mean()).cpu()       # the epoch's one host read
         self.below = int(below.sum())
         self.ratio = min(self.targets[epoch] / self.below, R_MAX) if self.below else 0.0
@@ -103,24 +153,15 @@ class InfoBatchArm(Arm):
         weight = torch.where(below & ~drop, torch.tensor(1.0 / (1.0 - self.ratio)),
                              torch.tensor(1.0))
         self.weight = weight.to(self.weight.device)
-        plan = EpochPlan(keep[torch.randperm(keep.numel(), generator=self.generator)])
-        return EpochSpec("sl", plan, self.recipe, self.loss,
-                         note=f"pruned {self.pruned / self.n:.0%}")
+        return self.spec(keep, f"pruned {self.pruned / self.n:.0%}")
 
     def loss(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
-        """Cross-entropy rescaled per row by ``weight[id]``; the rows' losses become scores."""
-        logits = model(batch.x)
-        ce = F.cross_entropy(logits, batch.y, reduction="none")
-        self.score_new[batch.ids] = ce.detach().float()   # the plain CE, as mixTrain records
-        self.seen[batch.ids] = True
+        """Cross-entropy rescaled per row by ``weight[id]``; the rows' plain cross-entropies
+        (as mixTrain records them) become scores."""
+        logits, ce = self.scored_ce(model, batch)
         return (smoothed(ce, logits, self.recipe.smoothing) * self.weight[batch.ids]).mean()
 
     def end_epoch(self, epoch: int) -> dict[str, Any]:
-        """Trained samples take their new score (every rank's, under torchrun); pruned ones
-        keep the old one, as in InfoBatch."""
-        if self.dist.enabled:
-            seen = self.seen.to(torch.int32)
-            all_reduce_sum(self.score_new, seen)
-            self.seen = seen > 0
-        self.score = torch.where(self.seen, self.score_new, self.score)
+        """Trained samples take their new score; pruned ones keep the old one (InfoBatch)."""
+        self.end_scores()
         return {"prune_ratio": self.ratio, "below_mean": self.below, "pruned": self.pruned}

@@ -45,14 +45,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-from mixkit.data.plan import EpochPlan
 from mixkit.data.sources import Batch
-from mixkit.engine.arm import Arm, EpochSpec
-from mixkit.engine.distributed import Dist, all_reduce_sum
+from mixkit.engine.arm import EpochSpec
+from mixkit.engine.distributed import Dist
 from mixkit.engine.optim import Recipe
-from mixkit.methods.infobatch import pruning_epoch
+from mixkit.methods.infobatch import ScoredArm, pruning_epoch
 from mixkit.methods.supervised import smoothed
 
 INITIAL_SCORE = 3.0        # the official code's; any constant is the same (epoch 0 sees ties)
@@ -204,7 +202,7 @@ def matched_selection(scores: torch.Tensor, perm: torch.Tensor, k: int, target: 
 # ------------------------------------------------------------------------------------------
 
 
-class SeTaArm(Arm):
+class SeTaArm(ScoredArm):
     """Supervised training on SeTa's epoch selections (see the module doc). ``targets``: the
     method's inputs per epoch (matched cost), used when ``settings.prune_ratio`` is None."""
 
@@ -214,12 +212,8 @@ class SeTaArm(Arm):
         if settings.prune_ratio is None and (targets is None or len(targets) < epochs):
             raise ValueError("matched SeTa (prune_ratio None) needs a target per epoch")
         self.name, self.epochs, self.n, self.recipe = name, epochs, num_samples, recipe
-        self.generator, self.settings, self.targets, self.dist = (plan_generator, settings,
-                                                                  targets, dist)
-        f32 = dict(device=device, dtype=torch.float32)
-        self.score = torch.full((num_samples,), INITIAL_SCORE, **f32)
-        self.score_new = torch.zeros(num_samples, **f32)       # this epoch's losses
-        self.seen = torch.zeros(num_samples, device=device, dtype=torch.bool)
+        self.generator, self.settings, self.targets = plan_generator, settings, targets
+        self.init_scores(num_samples, device, INITIAL_SCORE, dist)
         self.k = 0                                             # pruning epochs so far
         self.window_k, self.selected, self.keep = -1, 0, 1.0   # this epoch's, for its row
 
@@ -228,13 +222,11 @@ class SeTaArm(Arm):
         return {"plan": self.generator}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"score": self.score.clone(), "score_new": self.score_new.clone(),
-                "seen": self.seen.clone(), "k": self.k,
+        return {**self.score_state(), "k": self.k,
                 "stats": [self.window_k, self.selected, self.keep]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for key in ("score", "score_new", "seen"):
-            setattr(self, key, state[key].to(getattr(self, key).device))
+        self.load_score_state(state)
         self.k = int(state["k"])
         self.window_k, self.selected, self.keep = state["stats"]
 
@@ -255,29 +247,18 @@ class SeTaArm(Arm):
         return chosen
 
     def epoch(self, epoch: int) -> EpochSpec:
-        self.score_new.zero_()
-        self.seen.zero_()
+        self.begin_scores()
         ids = self._ids(epoch)
         self.selected, self.keep = int(ids.numel()), ids.numel() / self.n
-        plan = EpochPlan(ids[torch.randperm(ids.numel(), generator=self.generator)])
-        return EpochSpec("sl", plan, self.recipe, self.loss,
-                         note=f"kept {self.keep:.0%}")
+        return self.spec(ids, f"kept {self.keep:.0%}")
 
     def loss(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
         """The plain mean cross-entropy (no rescaling); the rows' losses become scores."""
-        logits = model(batch.x)
-        ce = F.cross_entropy(logits, batch.y, reduction="none")
-        self.score_new[batch.ids] = ce.detach().float()
-        self.seen[batch.ids] = True
+        logits, ce = self.scored_ce(model, batch)
         return smoothed(ce, logits, self.recipe.smoothing).mean()
 
     def end_epoch(self, epoch: int) -> dict[str, Any]:
-        """Trained samples take their new score (every rank's, under torchrun); the others
-        keep theirs, as in the official code."""
-        if self.dist.enabled:
-            seen = self.seen.to(torch.int32)
-            all_reduce_sum(self.score_new, seen)
-            self.seen = seen > 0
-        self.score = torch.where(self.seen, self.score_new, self.score)
+        """Trained samples take their new score; the others keep theirs (the official code)."""
+        self.end_scores()
         # the fraction trained, and which window (k; -1: an annealing epoch)
         return {"seta_kept": self.keep, "seta_window": self.window_k}
