@@ -429,17 +429,20 @@ def _fmt_seeds(row: dict[str, Any], key: str, sign: str = "+", unit: str = "") -
 
 def cmd_summary(args: argparse.Namespace) -> None:
     rows = [r for cell in CELLS.values() for r in cell_summary(cell)]
+    extra = [a for a in ("infobatch", "seta") if any(f"d_{a}" in r for r in rows)]
     print("| cell | op | seeds | steps | baseline | Δ vs baseline | Δ vs skip (same inputs) | "
-          "Δ vs short | inputs | speedup (per-input medians) | timing control |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          "Δ vs short | " + "".join(f"Δ vs {a} | " for a in extra)
+          + "inputs | speedup (per-input medians) | timing control |")
+    print("| --- " * (11 + len(extra)) + "|")
     for r in rows:
         speed = _fmt_seeds(r, "speedup", sign="", unit="×")
         control = _fmt_seeds(r, "timing_control", sign="")
         print(f"| {r['cell']} | {r['op']} | {len(r['seeds'])} | {r['steps']} | "
               f"{_fmt(r['baseline'], sign='', one=len(r['seeds']) == 1)} % | "
               f"{_fmt_seeds(r, 'd_base')} | "
-              f"{_fmt_seeds(r, 'd_skip')} | {_fmt_seeds(r, 'd_short')} | {r['inputs'][0]:.3f} | "
-              f"{speed} | {control} |")
+              f"{_fmt_seeds(r, 'd_skip')} | {_fmt_seeds(r, 'd_short')} | "
+              + "".join(f"{_fmt_seeds(r, 'd_' + a)} | " for a in extra)
+              + f"{r['inputs'][0]:.3f} | {speed} | {control} |")
     print("\ntiming control: skip's measured speedup x its inputs ratio (1.00 when two arms' "
           "seconds per input compare exactly)")
     pays = [r for r in rows if len(r["seeds"]) >= 2 and (r["speedup"] or (0, 0))[0] >= 1.3
