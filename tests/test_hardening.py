@@ -292,3 +292,16 @@ def test_val_size_applies_to_a_streamed_folder(tmp_path, capsys) -> None:
                             "--experiment", "V"], capsys)
     assert code == 0, err
     assert "20 train / 10 val" in (tmp_path / "V" / "log.txt").read_text()
+
+
+def test_non_utf8_output_and_experiment_names_run_and_print_escaped(tmp_path, capsys) -> None:
+    """``--output out\\xff --experiment run\\xe9`` (bytes a shell passes that are not UTF-8):
+    the run completes, writes there, and prints the names escaped (no UnicodeEncodeError)."""
+    out = os.fsdecode(bytes(tmp_path) + b"/out\xff")
+    code, stdout, err = run_cli([*MIXTRAIN[:-1], "--epochs", "1", "--output", out,
+                                 "--experiment", os.fsdecode(b"run\xe9")], capsys)
+    assert code == 0, err
+    run = os.path.join(os.fsencode(out), b"run\xe9")
+    assert os.path.isfile(os.path.join(run, b"summary.json"))
+    assert "out\\xff/run\\xe9" in stdout and "Traceback" not in err
+    assert b"out\\xff/run\\xe9" in open(os.path.join(run, b"log.txt"), "rb").read()
