@@ -579,6 +579,8 @@ CASES = [
     ("yaml-1.1-float-string", [*MT, "-c", "{p}"], _yaml("lr: 1e-3\n"), "`lr`",
      "lr: 1.0e-3"),
     ("config-is-a-folder", [*MT, "-c", "{p}"], _empty_dir, "{p}", "is a folder, not a file"),
+    ("seta-window-keeps-no-cluster", [*MT, "--seta-num-group", "2", "--seta-window-scale",
+                                      "0.2"], None, "--seta-window-scale", "keeps no cluster"),
     ("val-fraction-leaves-no-training-image", [*MT, "--data", "imagefolder", "--data-dir",
                                                "{p}", "--val-fraction", "0.5"],
      _one_image_a_class, "--val-fraction 0.5", "no training image"),
