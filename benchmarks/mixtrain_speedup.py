@@ -48,13 +48,13 @@ import yaml
 from common import (add_run_options, apply_threads, config_options, load_rows, mean_sd,
                     save_rows)
 from mixkit.command import COMPARISONS
-from mixkit.lineup import MIXTRAIN, mixtrain, mixtrain_recipe, supervised
+from mixkit.lineup import MIXTRAIN, mixtrain, supervised
 from mixkit.config import MixtrainConfig, build_config, recipe_dict
 from mixkit.data.plan import pair_plan
 from mixkit.engine.loop import ArmResult
 from mixkit.engine.progress import TrainingProgress
 from mixkit.methods.mixtrain import ops
-from mixkit.methods.mixtrain.method import MixTrainArm
+from mixkit.methods.mixtrain.method import MixTrain
 from mixkit.methods.mixtrain.settings import MixTrainSettings
 from mixkit.models import create_model
 from mixkit.models.split_propagation import region_logits
@@ -217,9 +217,9 @@ def overheads(cfg, repeats: int) -> tuple[float, float]:
     model = ctx.runtime.prepare(create_model(cfg.model, ctx.data.num_classes, ctx.data.img_size,
                                              cfg.patch_size)[0])
     n, rt = len(ctx.data.train), ctx.runtime
-    arm = MixTrainArm(MixTrainSettings.from_options(replace(cfg, op="cutmix")), cfg.epochs, n,
-                      mixtrain_recipe(cfg), ctx.model_info, ctx.data.img_size, rt.device,
-                      seed=cfg.seed)
+    arm = MixTrain(n, MixTrainSettings.from_options(replace(cfg, op="cutmix")), epochs=cfg.epochs,
+                   seed=cfg.seed, device=rt.device, info=ctx.model_info,
+                   img_size=ctx.data.img_size)
     mix = torch.rand(n, generator=torch.Generator().manual_seed(0)) < 0.5
     plan = pair_plan(mix, torch.Generator().manual_seed(0))
     batch = next(iter(ctx.data.train.batches(plan, cfg.batch_size)))

@@ -13,9 +13,8 @@ import torch
 from conftest import run_cli
 from mixkit.data.sources import Batch
 from mixkit.engine.loop import ArmResult
-from mixkit.engine.optim import Recipe
 from mixkit.summary import best_at_cost, robust_speedup
-from mixkit.methods.infobatch import InfoBatchArm, prune_targets
+from mixkit.methods.infobatch import InfoBatch, prune_targets
 
 SMALL = ["--data", "digits", "--data-fraction", "0.1", "--val-fraction", "0.05",
          "--img-size", "16", "-b", "16", "--model", "mobilenetv2_035"]
@@ -38,11 +37,9 @@ def test_prune_targets_spread_the_saving_and_spare_epoch_0_and_the_annealing() -
 def test_infobatch_prunes_below_mean_scores_and_rescales_the_kept_ones() -> None:
     """Scores 0.1, 0.2 are below the mean (1.45) of [0.1, 0.2, 2.5, 3.0]; a target of 1 prunes
     r = 1/2 of them; the kept low scorer's loss is weighted 1 / (1 - 1/2) = 2."""
-    arm = InfoBatchArm("infobatch", 2, 4, Recipe("sl", 1e-3, 0, 0, 0, 2),
-                       torch.Generator().manual_seed(0), [0, 1], torch.device("cpu"))
+    arm = InfoBatch(4, 2, targets=[0, 1])
     arm.score = torch.tensor([0.1, 0.2, 2.5, 3.0])
-    spec = arm.epoch(1)
-    kept = sorted(spec.plan.first.tolist())
+    kept = sorted(arm.plan(1).first.tolist())
     assert arm.below == 2 and arm.ratio == pytest.approx(0.5)
     assert len(kept) == 3 and {2, 3} <= set(kept)            # high scorers always kept
     low = ({0, 1} & set(kept)).pop()
@@ -56,7 +53,7 @@ def test_infobatch_prunes_below_mean_scores_and_rescales_the_kept_ones() -> None
     ce = -torch.log(torch.tensor([0.5, 0.75, 0.9, 0.8]))
     assert float(arm.loss(Fixed(), batch)) == pytest.approx(float((ce * arm.weight).mean()))
     arm.seen[low] = False                                    # as if pruned: keeps its score
-    arm.end_epoch(1)
+    arm.close_epoch(1)
     assert arm.score[low] == pytest.approx([0.1, 0.2][low])
 
 

@@ -333,7 +333,7 @@ def test_mixtrain_step_reads_the_host_once_per_epoch_not_per_step(op, host_reads
         eng = Engine(model, ctx.runtime, ctx.data.train, ctx.data.val, batch_size=batch_size)
         arm = MixTrainArm(MixTrainSettings(op=op), ctx.cfg.epochs, len(ctx.data.train),
                           mixtrain_recipe(ctx.cfg), ctx.model_info, 16, CPU)
-        arm.state.why[: arm.state.n] = 1          # mix everything: a plan with pairs
+        arm.method.state.why[: arm.method.state.n] = 1          # mix everything: a plan with pairs
         host_reads["n"] = 0
         eng.train_epoch(arm, 1)
         return host_reads["n"]

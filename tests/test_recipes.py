@@ -219,11 +219,11 @@ def test_mixtrain_records_plain_cross_entropy_under_smoothing() -> None:
     x, y = torch.randn(8, 3, 16, 16, generator=g), torch.arange(8) % 10
     batch = Batch(x=x, y=y, ids=shuffled(8, g).first)
     model.eval()                                     # the same logits on both calls
-    loss = arm.loss(model, batch)
+    loss = arm.method.loss(model, batch)
     with torch.no_grad():
         logits = model(x)
     plain = F.cross_entropy(logits, y, reduction="none")
-    assert torch.allclose(arm.state.loss_new[batch.ids], plain, atol=1e-5)
+    assert torch.allclose(arm.method.state.loss_new[batch.ids], plain, atol=1e-5)
     assert float(loss.detach()) == pytest.approx(float(F.cross_entropy(logits, y, label_smoothing=0.2)),
                                         abs=1e-5)
 

@@ -10,16 +10,13 @@ import torch
 import torch.nn.functional as F
 
 from mixkit.data.sources import Batch
-from mixkit.engine.optim import Recipe
-from mixkit.methods.seta import (SeTaArm, SeTaSettings, kmeans_1d, matched_selection,
+from mixkit.methods.seta import (SeTa, SeTaSettings, kmeans_1d, matched_selection,
                                  pruning_epoch, window, window_size)
 
-RECIPE = Recipe("sl", 1e-3, 0, 0, 0, 4)
 
 
-def _arm(n: int, epochs: int, settings: SeTaSettings, targets=None) -> SeTaArm:
-    return SeTaArm("seta", epochs, n, RECIPE, torch.Generator().manual_seed(0), settings,
-                   torch.device("cpu"), targets=targets)
+def _arm(n: int, epochs: int, settings: SeTaSettings, targets=None) -> SeTa:
+    return SeTa(n, epochs, settings, targets=targets)
 
 
 def test_kmeans_clusters_a_small_score_vector_from_easy_to_hard() -> None:
@@ -65,28 +62,27 @@ def test_a_pruning_epoch_trains_the_windows_clusters_without_rescaling() -> None
     """keep 1 (prune_ratio 0), 2 groups, window 0.5 -> w = 1; the second pruning epoch
     (k = 1) keeps cluster 1 % 2 = 1: the hard half."""
     arm = _arm(10, 4, SeTaSettings(prune_ratio=0.0, num_group=2, window_scale=0.5))
-    first = arm.epoch(0).plan.first
+    first = arm.plan(0).first
     assert sorted(first.tolist()) == list(range(10))                 # k = 0: everything
     arm.score = torch.tensor([0.1] * 5 + [5.0] * 5)
-    spec = arm.epoch(1)
-    assert sorted(spec.plan.first.tolist()) == [5, 6, 7, 8, 9]
+    assert sorted(arm.plan(1).first.tolist()) == [5, 6, 7, 8, 9]
     # the loss is the plain mean cross-entropy of the batch: no 1 / keep factor
     model = torch.nn.Linear(3, 2)
     model.forward_features = model.forward                           # not used by the arm
     x, y = torch.randn(4, 3), torch.tensor([0, 1, 1, 0])
     batch = Batch(x, y, torch.tensor([5, 6, 7, 8]))
-    assert torch.allclose(spec.loss(model, batch), F.cross_entropy(model(x), y))
+    assert torch.allclose(arm.loss(model, batch), F.cross_entropy(model(x), y))
     assert arm.score_new[5:9].tolist() == pytest.approx(
         F.cross_entropy(model(x), y, reduction="none").tolist())     # the scores it records
 
 
 def test_partial_annealing_trains_a_random_keep_fraction_of_all_samples() -> None:
     arm = _arm(100, 2, SeTaSettings(prune_ratio=0.3, delta=0.5))    # epoch 1 anneals
-    arm.epoch(0)
+    arm.plan(0)
     arm.score = torch.linspace(0, 5, 100)                            # not chosen by score
-    ids = arm.epoch(1).plan.first
+    ids = arm.plan(1).first
     assert ids.numel() == 70 and ids.unique().numel() == 70           # int(0.7 * 100)
-    assert arm.end_epoch(1)["seta_window"] == -1
+    assert arm.close_epoch(1)["seta_window"] == -1
     assert not torch.equal(ids.sort().values, torch.arange(70))
 
 
@@ -106,9 +102,9 @@ def test_matched_arm_follows_the_method_inputs_per_epoch() -> None:
     arm = _arm(200, 4, SeTaSettings(delta=0.75), targets=targets)
     got = []
     for e in range(4):
-        got.append(arm.epoch(e).plan.first.numel())
+        got.append(arm.plan(e).first.numel())
         arm.score = torch.rand(200, generator=torch.Generator().manual_seed(e))
-        arm.end_epoch(e)
+        arm.close_epoch(e)
     assert got[0] == 200 and got[3] == 150                  # all of epoch 0; annealing exact
     assert all(g <= t for g, t in zip(got, targets))
 

@@ -21,16 +21,16 @@ sample id (no host sync per batch); the plan is built with one host read per epo
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from mixkit.data.plan import EpochPlan
 from mixkit.data.sources import Batch
-from mixkit.engine.arm import Arm, EpochSpec
 from mixkit.engine.distributed import Dist, all_reduce_sum
 from mixkit.engine.optim import Recipe
+from mixkit.methods.method import Method, MethodArm
 from mixkit.methods.supervised import smoothed
 
 R_MAX = 0.9        # 1 / (1 - r) = 10: beyond it the rescaled losses' variance explodes
@@ -62,23 +62,21 @@ def prune_targets(epochs: int, num_samples: int, method_inputs: list[int],
     return out
 
 
-class ScoredArm(Arm):
+class ScoredMethod(Method):
     """The per-sample bookkeeping InfoBatch and SeTa share: each sample's *score* is its
     cross-entropy from the last epoch it was trained in, recorded from the training forward
     itself (no extra pass) into device tensors indexed by sample id; a sample not trained in
     an epoch keeps its old score; under torchrun the epoch's new scores are all-reduced (each
-    sample is trained on one rank). Subclasses call :meth:`begin_scores` when an epoch starts,
-    :meth:`record` in their loss and :meth:`end_scores` when it ends."""
+    sample is trained on one rank). Subclasses call :meth:`begin_scores` when an epoch starts
+    and :meth:`end_scores` when it ends; :meth:`scored_ce` records."""
 
     SCORE_KEYS = ("score", "score_new", "seen")
 
-    def init_scores(self, num_samples: int, device: torch.device, initial: float,
-                    dist: Dist) -> None:
-        f32 = dict(device=device, dtype=torch.float32)
-        self.score = torch.full((num_samples,), float(initial), **f32)
-        self.score_new = torch.zeros(num_samples, **f32)    # this epoch's losses
-        self.seen = torch.zeros(num_samples, device=device, dtype=torch.bool)
-        self.dist = dist
+    def init_scores(self, initial: float) -> None:
+        f32 = dict(device=self.device, dtype=torch.float32)
+        self.score = torch.full((self.num_samples,), float(initial), **f32)
+        self.score_new = torch.zeros(self.num_samples, **f32)    # this epoch's losses
+        self.seen = torch.zeros(self.num_samples, device=self.device, dtype=torch.bool)
 
     def begin_scores(self) -> None:
         self.score_new.zero_()
@@ -96,10 +94,9 @@ class ScoredArm(Arm):
             self.seen = seen > 0
         self.score = torch.where(self.seen, self.score_new, self.score)
 
-    def spec(self, ids: torch.Tensor, note: str) -> EpochSpec:
-        """The epoch's spec: ``ids`` shuffled by the plan generator into the plan."""
-        plan = EpochPlan(ids[torch.randperm(ids.numel(), generator=self.generator)])
-        return EpochSpec("sl", plan, self.recipe, self.loss, note=note)
+    def shuffled_plan(self, ids: torch.Tensor) -> EpochPlan:
+        """The epoch's plan: ``ids`` shuffled by the plan generator."""
+        return EpochPlan(ids[torch.randperm(ids.numel(), generator=self.plan_generator)])
 
     def scored_ce(self, model: torch.nn.Module,
                   batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,51 +114,73 @@ class ScoredArm(Arm):
             setattr(self, k, state[k].to(getattr(self, k).device))
 
 
-class InfoBatchArm(ScoredArm):
-    """Supervised training with InfoBatch's pruning and rescaling (see the module doc)."""
+class InfoBatch(ScoredMethod):
+    """InfoBatch's pruning and rescaling (see the module doc). ``prune_ratio`` is the official
+    fixed ``r`` (0.5); ``targets`` (samples to prune per epoch, :func:`prune_targets`) sets
+    ``r`` per epoch instead, to match another run's cost (the CLI's comparison arm)."""
 
-    def __init__(self, name: str, epochs: int, num_samples: int, recipe: Recipe,
-                 plan_generator: torch.Generator, targets: list[int], device: torch.device,
-                 dist: Dist = Dist()) -> None:
-        self.name, self.epochs, self.n, self.recipe = name, epochs, num_samples, recipe
-        self.generator, self.targets = plan_generator, targets
-        self.init_scores(num_samples, device, 1.0, dist)     # InfoBatch initialises them to 1
-        self.weight = torch.ones(num_samples, device=device)  # 1 / (1 - r) on kept low scorers
+    name = "infobatch"
+
+    def __init__(self, num_samples: int, epochs: int, *, prune_ratio: float = 0.5,
+                 delta: float = 0.875, targets: Sequence[int] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(num_samples, epochs=epochs, **kwargs)
+        if not 0.0 <= prune_ratio <= R_MAX or not 0.0 < delta <= 1.0:
+            raise ValueError(f"prune_ratio must lie in [0, {R_MAX}] and delta in (0, 1]")
+        if targets is not None and len(targets) < epochs:
+            raise ValueError(f"targets has {len(targets)} epochs; epochs is {epochs}")
+        self.prune_ratio, self.delta, self.targets = prune_ratio, delta, targets
+        self.init_scores(1.0)                                   # InfoBatch initialises to 1
+        self.weight = torch.ones(num_samples, device=self.device)  # 1/(1 - r), kept low scorers
         self.ratio, self.below, self.pruned = 0.0, 0, 0
 
-    @property
-    def generators(self) -> dict[str, torch.Generator]:
-        return {"plan": self.generator}
-
-    def state_dict(self) -> dict[str, Any]:
+    def own_state(self) -> dict[str, Any]:
         return {**self.score_state(), "weight": self.weight.clone(),
                 "stats": [self.ratio, self.below, self.pruned]}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_own_state(self, state: dict[str, Any]) -> None:
         self.load_score_state(state)
         self.weight = state["weight"].to(self.weight.device)
         self.ratio, self.below, self.pruned = state["stats"]
 
-    def epoch(self, epoch: int) -> EpochSpec:
+    def _ratio(self, epoch: int) -> float:
+        if self.targets is not None:
+            return min(self.targets[epoch] / self.below, R_MAX) if self.below else 0.0
+        return self.prune_ratio if pruning_epoch(epoch, self.epochs, self.delta) else 0.0
+
+    def plan(self, epoch: int) -> EpochPlan:
         self.begin_scores()
+        n = self.num_samples
         below = (self.score < self.score.mean()).cpu()       # the epoch's one host read
         self.below = int(below.sum())
-        self.ratio = min(self.targets[epoch] / self.below, R_MAX) if self.below else 0.0
-        drop = below & (torch.rand(self.n, generator=self.generator) < self.ratio)
+        self.ratio = self._ratio(epoch)
+        drop = below & (torch.rand(n, generator=self.plan_generator) < self.ratio)
         keep = torch.nonzero(~drop).flatten()
-        self.pruned = self.n - int(keep.numel())
+        self.pruned = n - int(keep.numel())
         weight = torch.where(below & ~drop, torch.tensor(1.0 / (1.0 - self.ratio)),
                              torch.tensor(1.0))
         self.weight = weight.to(self.weight.device)
-        return self.spec(keep, f"pruned {self.pruned / self.n:.0%}")
+        self.note = f"pruned {self.pruned / n:.0%}"
+        return self.shuffled_plan(keep)
 
-    def loss(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+    def compute_loss(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
         """Cross-entropy rescaled per row by ``weight[id]``; the rows' plain cross-entropies
         (as mixTrain records them) become scores."""
         logits, ce = self.scored_ce(model, batch)
-        return (smoothed(ce, logits, self.recipe.smoothing) * self.weight[batch.ids]).mean()
+        return (smoothed(ce, logits, self.smoothing) * self.weight[batch.ids]).mean()
 
-    def end_epoch(self, epoch: int) -> dict[str, Any]:
+    def close_epoch(self, epoch: int) -> dict[str, Any]:
         """Trained samples take their new score; pruned ones keep the old one (InfoBatch)."""
         self.end_scores()
         return {"prune_ratio": self.ratio, "below_mean": self.below, "pruned": self.pruned}
+
+
+class InfoBatchArm(MethodArm):
+    """The CLI's ``infobatch`` comparison arm: :class:`InfoBatch` matched to ``targets``."""
+
+    def __init__(self, name: str, epochs: int, num_samples: int, recipe: Recipe,
+                 plan_generator: torch.Generator, targets: list[int], device: torch.device,
+                 dist: Dist = Dist()) -> None:
+        method = InfoBatch(num_samples, epochs, targets=targets, device=device, dist=dist,
+                           smoothing=recipe.smoothing, generator=plan_generator)
+        super().__init__(name, method, epochs, recipe)

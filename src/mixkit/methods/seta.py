@@ -40,17 +40,19 @@ What differs from the official code, and why (``docs/mixtrain.md``):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
+from mixkit.data.plan import EpochPlan
 from mixkit.data.sources import Batch
-from mixkit.engine.arm import EpochSpec
 from mixkit.engine.distributed import Dist
 from mixkit.engine.optim import Recipe
-from mixkit.methods.infobatch import ScoredArm, pruning_epoch
+from mixkit.methods.infobatch import ScoredMethod, pruning_epoch
+from mixkit.methods.method import MethodArm
 from mixkit.methods.supervised import smoothed
 
 INITIAL_SCORE = 3.0        # the official code's; any constant is the same (epoch 0 sees ties)
@@ -202,63 +204,80 @@ def matched_selection(scores: torch.Tensor, perm: torch.Tensor, k: int, target: 
 # ------------------------------------------------------------------------------------------
 
 
-class SeTaArm(ScoredArm):
-    """Supervised training on SeTa's epoch selections (see the module doc). ``targets``: the
-    method's inputs per epoch (matched cost), used when ``settings.prune_ratio`` is None."""
+class SeTa(ScoredMethod):
+    """Supervised training on SeTa's epoch selections (see the module doc). ``settings`` (or
+    its fields as keywords: ``SeTa(n, epochs, prune_ratio=0.1)``); ``targets``: the inputs per
+    epoch to match (another run's cost), used when ``settings.prune_ratio`` is None."""
 
-    def __init__(self, name: str, epochs: int, num_samples: int, recipe: Recipe,
-                 plan_generator: torch.Generator, settings: SeTaSettings, device: torch.device,
-                 targets: list[int] | None = None, dist: Dist = Dist()) -> None:
+    name = "seta"
+
+    def __init__(self, num_samples: int, epochs: int, settings: SeTaSettings | None = None, *,
+                 targets: Sequence[int] | None = None, **kwargs: Any) -> None:
+        options = {k: kwargs.pop(k) for k in list(kwargs)
+                   if k in {f.name for f in dataclasses.fields(SeTaSettings)}}
+        if settings is None:
+            settings = SeTaSettings(**{"prune_ratio": 0.1, **options})
+        elif options:
+            settings = dataclasses.replace(settings, **options)
+        super().__init__(num_samples, epochs=epochs, **kwargs)
         if settings.prune_ratio is None and (targets is None or len(targets) < epochs):
             raise ValueError("matched SeTa (prune_ratio None) needs a target per epoch")
-        self.name, self.epochs, self.n, self.recipe = name, epochs, num_samples, recipe
-        self.generator, self.settings, self.targets = plan_generator, settings, targets
-        self.init_scores(num_samples, device, INITIAL_SCORE, dist)
+        self.settings, self.targets = settings, targets
+        self.init_scores(INITIAL_SCORE)
         self.k = 0                                             # pruning epochs so far
         self.window_k, self.selected, self.keep = -1, 0, 1.0   # this epoch's, for its row
 
-    @property
-    def generators(self) -> dict[str, torch.Generator]:
-        return {"plan": self.generator}
-
-    def state_dict(self) -> dict[str, Any]:
+    def own_state(self) -> dict[str, Any]:
         return {**self.score_state(), "k": self.k,
                 "stats": [self.window_k, self.selected, self.keep]}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_own_state(self, state: dict[str, Any]) -> None:
         self.load_score_state(state)
         self.k = int(state["k"])
         self.window_k, self.selected, self.keep = state["stats"]
 
     def _ids(self, epoch: int) -> torch.Tensor:
         """This epoch's sample ids (unshuffled), from one host copy of the scores."""
-        s = self.settings
-        perm = torch.randperm(self.n, generator=self.generator)
-        target = self.targets[epoch] if s.keep is None else int(self.n * s.keep)
+        s, n = self.settings, self.num_samples
+        perm = torch.randperm(n, generator=self.plan_generator)
+        target = self.targets[epoch] if s.keep is None else int(n * s.keep)
         if not pruning_epoch(epoch, self.epochs, s.delta):     # partial annealing
             self.window_k = -1
-            return perm[:max(1, min(target, self.n))]
+            return perm[:max(1, min(target, n))]
         scores = self.score.cpu()                              # the epoch's one host read
         if s.keep is None:
             chosen = matched_selection(scores, perm, self.k, target, s)
         else:
-            chosen = select(scores, perm[:int(self.n * s.keep)], self.k, s)
+            chosen = select(scores, perm[:int(n * s.keep)], self.k, s)
         self.window_k, self.k = self.k, self.k + 1
         return chosen
 
-    def epoch(self, epoch: int) -> EpochSpec:
+    def plan(self, epoch: int) -> EpochPlan:
         self.begin_scores()
         ids = self._ids(epoch)
-        self.selected, self.keep = int(ids.numel()), ids.numel() / self.n
-        return self.spec(ids, f"kept {self.keep:.0%}")
+        self.selected, self.keep = int(ids.numel()), ids.numel() / self.num_samples
+        self.note = f"kept {self.keep:.0%}"
+        return self.shuffled_plan(ids)
 
-    def loss(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+    def compute_loss(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
         """The plain mean cross-entropy (no rescaling); the rows' losses become scores."""
         logits, ce = self.scored_ce(model, batch)
-        return smoothed(ce, logits, self.recipe.smoothing).mean()
+        return smoothed(ce, logits, self.smoothing).mean()
 
-    def end_epoch(self, epoch: int) -> dict[str, Any]:
+    def close_epoch(self, epoch: int) -> dict[str, Any]:
         """Trained samples take their new score; the others keep theirs (the official code)."""
         self.end_scores()
         # the fraction trained, and which window (k; -1: an annealing epoch)
         return {"seta_kept": self.keep, "seta_window": self.window_k}
+
+
+class SeTaArm(MethodArm):
+    """The CLI's ``seta`` comparison arm: :class:`SeTa`, matched to ``targets`` unless
+    ``settings.prune_ratio`` is set."""
+
+    def __init__(self, name: str, epochs: int, num_samples: int, recipe: Recipe,
+                 plan_generator: torch.Generator, settings: SeTaSettings, device: torch.device,
+                 targets: list[int] | None = None, dist: Dist = Dist()) -> None:
+        method = SeTa(num_samples, epochs, settings, targets=targets, device=device, dist=dist,
+                      smoothing=recipe.smoothing, generator=plan_generator)
+        super().__init__(name, method, epochs, recipe)

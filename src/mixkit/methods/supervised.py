@@ -1,4 +1,5 @@
-"""The plain supervised arm: every sample once per epoch, cross-entropy, one recipe.
+"""Plain supervised training (:class:`Baseline`) and the cost-matched controls built on it:
+random mini-batch skipping (:class:`Skip`) and the shortened schedule (:func:`short_epochs`).
 
 It is the baseline of ``mixkit mixtrain`` (arm ``baseline``) and the SL baseline of
 ``mixkit mixtraining`` (arm ``sl``): both commands measure their method against this arm, run
@@ -7,13 +8,15 @@ side by side in the same invocation with the same seed, data, model and epochs.
 
 from __future__ import annotations
 
+from typing import Any, Sequence
+
 import torch
 import torch.nn.functional as F
 
 from mixkit.data.plan import EpochPlan, shuffled
 from mixkit.data.sources import Batch
-from mixkit.engine.arm import Arm, EpochSpec
 from mixkit.engine.optim import Recipe
+from mixkit.methods.method import Method, MethodArm, UsageError
 
 
 def task_mean(values: torch.Tensor, task: torch.Tensor | None, num_tasks: int) -> torch.Tensor:
@@ -61,29 +64,67 @@ def cross_entropy_loss(model: torch.nn.Module, batch: Batch,
                                          smoothing)
 
 
-class SupervisedArm(Arm):
-    """``epochs`` shuffled passes over the training set with one AdamW recipe.
+class Baseline(Method):
+    """Plain supervised training: every sample once per epoch, shuffled, cross-entropy.
 
-    ``budget`` (inputs per epoch) makes it *random mini-batch skipping* (mixTrain §5.3): epoch
+    ``budget`` makes it **random mini-batch skipping** (mixTrain §5.3, :class:`Skip`): epoch
     ``e`` trains on a random ``budget[e]`` of the samples, i.e. the shuffled epoch with its
-    remaining batches skipped, on the same learning-rate curve (a function of progress).
-    """
+    remaining batches skipped, on the same learning-rate curve (a function of progress)."""
+
+    name = "baseline"
+
+    def __init__(self, num_samples: int, *, budget: Sequence[int] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(num_samples, **kwargs)
+        if budget is not None and (self.epochs is not None and len(budget) < self.epochs):
+            raise ValueError(f"budget has {len(budget)} epochs; epochs is {self.epochs}")
+        self.budget = None if budget is None else [int(b) for b in budget]
+
+    def plan(self, epoch: int) -> EpochPlan:
+        plan = shuffled(self.num_samples, self.plan_generator)
+        if self.budget is not None:
+            if epoch >= len(self.budget):
+                raise UsageError(f"Skip's budget covers {len(self.budget)} epochs; this is "
+                                 f"epoch {epoch + 1}")
+            plan = EpochPlan(plan.first[: max(1, self.budget[epoch])])
+        return plan
+
+    def compute_loss(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+        return cross_entropy_loss(model, batch, self.smoothing)
+
+
+class Skip(Baseline):
+    """Random mini-batch skipping (mixTrain §5.3), matched to another run's cost: epoch ``e``
+    trains on a random ``budget[e]`` samples (e.g. a mixTrain run's ``inputs`` per epoch), or
+    on a random ``fraction`` of them every epoch."""
+
+    name = "skip"
+
+    def __init__(self, num_samples: int, *, budget: Sequence[int] | None = None,
+                 fraction: float | None = None, epochs: int | None = None,
+                 **kwargs: Any) -> None:
+        if (budget is None) == (fraction is None):
+            raise ValueError("Skip needs budget= (inputs per epoch) or fraction=, not both")
+        if fraction is not None:
+            if not 0.0 < fraction <= 1.0 or epochs is None:
+                raise ValueError("fraction= must lie in (0, 1] and needs epochs=")
+            budget = [max(1, round(fraction * num_samples))] * epochs
+        super().__init__(num_samples, budget=budget, epochs=epochs, **kwargs)
+
+
+def short_epochs(num_samples: int, inputs: int) -> int:
+    """The ``short`` arm's length (§5.3, early termination done right): a run's total inputs
+    in whole epochs, rounded to the nearest (at least 1). Train :class:`Baseline` for that many
+    epochs with the whole schedule compressed into them."""
+    return max(1, round(inputs / num_samples))
+
+
+class SupervisedArm(MethodArm):
+    """The CLI's plain supervised arms (``baseline``, ``sl``, ``short``; with ``budget``,
+    ``skip``): :class:`Baseline` over ``epochs`` epochs of ``recipe``."""
 
     def __init__(self, name: str, epochs: int, num_samples: int, recipe: Recipe,
                  plan_generator: torch.Generator, budget: list[int] | None = None) -> None:
-        self.name, self.epochs, self.num_samples = name, epochs, num_samples
-        self.recipe, self.generator = recipe, plan_generator
-        self.budget = budget
-
-    @property
-    def generators(self) -> dict[str, torch.Generator]:
-        return {"plan": self.generator}
-
-    def epoch(self, epoch: int) -> EpochSpec:
-        plan = shuffled(self.num_samples, self.generator)
-        if self.budget is not None:
-            plan = EpochPlan(plan.first[: max(1, self.budget[epoch])])
-        return EpochSpec("sl", plan, self.recipe, self.loss)
-
-    def loss(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
-        return cross_entropy_loss(model, batch, self.recipe.smoothing)
+        method = Baseline(num_samples, budget=budget, epochs=epochs, smoothing=recipe.smoothing,
+                          generator=plan_generator)
+        super().__init__(name, method, epochs, recipe)

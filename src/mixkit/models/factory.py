@@ -268,3 +268,14 @@ def create_model(name: str, num_classes: int | list[int], img_size: int,
     info = describe(backbone, fam, name, img_size)
     heads = [num_classes] if isinstance(num_classes, int) else list(num_classes)
     return Classifier(backbone, heads), info
+
+
+def create_timm_model(name: str, num_classes: int, img_size: int,
+                      patch_size: int | None = None, in_chans: int = 3) -> nn.Module:
+    """A plain timm classifier (timm's own class and head, ``timm.create_model(name,
+    num_classes=...)``) with mixkit's small-input adaptation for ``img_size`` (the stride-8 stem
+    that keeps a 4x4 final grid at 32 px, which CutMix with split propagation needs; a ViT's
+    patch grid and average pooling): for your own loop with :class:`mixkit.MixTrain`."""
+    backbone, _ = create_backbone(name, img_size, patch_size, in_chans)
+    backbone.reset_classifier(num_classes)
+    return backbone
