@@ -273,3 +273,23 @@ def test_public_names_take_no_cli_config() -> None:
             params = inspect.signature(obj).parameters if not isinstance(obj, type) else \
                 inspect.signature(obj.__init__).parameters
             assert "cfg" not in params and "config" not in params, name
+
+
+@pytest.mark.parametrize("op", ["cutmix"])
+def test_ddp_plain_loop_trains_the_clis_weights_under_torchrun(op, tmp_path) -> None:
+    """Two gloo processes: ``mixkit mixtrain`` under torchrun and the plain loop with a
+    DDP-wrapped model (split propagation runs inside DDP's forward) end on the same weights."""
+    import os
+    import subprocess
+    import sys
+
+    worker = Path(__file__).with_name("ddp_api_worker.py")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    for mode in ("cli", "loop"):
+        proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                               "--nproc_per_node", "2", str(worker), mode, str(tmp_path), op],
+                              env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    want = load_file(tmp_path / "cli" / "weights" / "mixtrain.safetensors")
+    got = torch.load(tmp_path / "loop.pt", weights_only=True)
+    assert _same(got, want) == 0.0

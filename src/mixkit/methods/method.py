@@ -273,11 +273,16 @@ class Method:
         if not isinstance(model, DDP):
             return self.compute_loss(model, batch)
         inner = model.module
-        inner.forward = lambda: self.compute_loss(inner, batch)     # one call, then removed
+
+        def step(*_: Any, **__: Any) -> torch.Tensor:
+            del inner.forward               # the model's own forward again, for the method
+            return self.compute_loss(inner, batch)
+
+        inner.forward = step                # DDP's forward calls it once
         try:
             return model()
         finally:
-            del inner.forward
+            inner.__dict__.pop("forward", None)
 
 
 class PlanSampler(Sampler[list[int]]):
