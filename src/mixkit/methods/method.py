@@ -292,9 +292,10 @@ class PlanSampler(Sampler[list[int]]):
         self.method, self.batch_size = method, batch_size
 
     def __len__(self) -> int:
-        loop = self.method._loop
-        return self.method._epoch_plan(self.batch_size).num_batches(self.batch_size) - \
-            loop.consumed
+        """The epoch's batches (on this rank), consumed ones included: a resumed epoch yields
+        only the rest, while its length stays the epoch's (Lightning counts a restored
+        ``batch_idx`` up to it; a learning-rate curve uses it as the epoch's length)."""
+        return self.method._epoch_plan(self.batch_size).num_batches(self.batch_size)
 
     def __iter__(self) -> Iterator[list[int]]:
         loop = self.method._loop
