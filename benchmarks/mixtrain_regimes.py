@@ -186,7 +186,7 @@ def train(cell: Cell, seed: int, op: str, variant: str | None = None,
           short: bool = True) -> bool:
     """Train (or continue) one run dir in this process; False if stopped by a signal."""
     from mixkit import orchestrate, resume_checks
-    from mixkit.lineup import MIXTRAIN
+    from mixkit.commands.mixtrain import MIXTRAIN
     from mixkit.config import MixtrainConfig, build_config
     from mixkit.engine.signals import Interrupted
 

@@ -48,7 +48,7 @@ import yaml
 from common import (add_run_options, apply_threads, config_options, load_rows, mean_sd,
                     save_rows)
 from mixkit.command import COMPARISONS
-from mixkit.lineup import MIXTRAIN, mixtrain, supervised
+from mixkit.commands.mixtrain import MIXTRAIN, mixtrain, supervised
 from mixkit.config import MixtrainConfig, build_config, recipe_dict
 from mixkit.data.plan import pair_plan
 from mixkit.engine.loop import ArmResult

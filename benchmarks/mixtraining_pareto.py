@@ -41,7 +41,8 @@ from pathlib import Path
 
 from common import (add_run_options, apply_threads, config_options, load_rows_by_seed,
                     mean_sd, save_rows)
-from mixkit.lineup import MIXTRAINING, SCHEDULES, _mixtraining_finish, mixtraining_arm
+from mixkit.commands.mixtraining import (MIXTRAINING, SCHEDULES, _mixtraining_finish,
+                                         mixtraining_arm)
 from mixkit.config import MixtrainingConfig
 from mixkit.engine.loop import ArmResult
 from mixkit.engine.progress import TrainingProgress

@@ -82,7 +82,7 @@ def cmd_accuracy(args: argparse.Namespace) -> list[dict[str, Any]]:
     from mixkit import orchestrate
     from mixkit.command import CommandSpec
     from mixkit.config import MixtrainConfig, build_config
-    from mixkit.lineup import supervised
+    from mixkit.commands.mixtrain import supervised
 
     baseline_only = CommandSpec("mixtrain", lambda cfg: [("baseline", supervised("baseline"))],
                                 method_arm="baseline", baseline_arm="baseline")

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 import mixkit
 from test_api import _cli_args, _setup, _train
 from mixkit.engine.optim import build_optimizer
-from mixkit.lineup import mixtrain_recipe
+from mixkit.commands.mixtrain import mixtrain_recipe
 from mixkit.models import create_model
 
 

@@ -22,7 +22,7 @@ from mixkit.config import MixtrainConfig, build_config
 from mixkit.data import DataOptions, load_data
 from mixkit.data.plan import EpochPlan, pair_plan
 from mixkit.engine.optim import build_optimizer, set_lr
-from mixkit.lineup import mixtrain_recipe
+from mixkit.commands.mixtrain import mixtrain_recipe
 from mixkit.methods.infobatch import prune_targets
 from mixkit.models import create_model
 

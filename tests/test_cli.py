@@ -193,7 +193,7 @@ def _check_weights_score_the_reported_accuracy(run, accuracy: float) -> None:
     reader: the two lines ``docs/run-dir.md`` gives)."""
     from safetensors.torch import load_file
 
-    from mixkit.lineup import MIXTRAIN
+    from mixkit.commands.mixtrain import MIXTRAIN
     from mixkit.config import MixtrainConfig, load_config
     from mixkit.engine.loop import evaluate
     from mixkit.models import create_model

@@ -125,7 +125,7 @@ def test_a_users_comparison_arm_is_one_registration(tmp_path: Path, capsys) -> N
     """An arm defined here, registered with one public call, runs through the real command:
     its row is in the end-of-run table, ``summary.json`` and ``mixkit report``."""
     from mixkit.command import COMPARISONS, register_comparison
-    from mixkit.lineup import mixtrain_recipe
+    from mixkit.commands.mixtrain import mixtrain_recipe
     from mixkit.methods.supervised import SupervisedArm
 
     def half_epochs(ctx):          # the baseline recipe over half the epochs, every sample

@@ -14,7 +14,7 @@ from mixkit.methods.mixtrain import ops
 from mixkit.data.plan import pair_plan
 from mixkit.methods.mixtrain.selection import (NONE, R1, R2, R3, MixState, below_mid,
                                                next_mix, regions, thresholds)
-from mixkit.lineup import mixtrain_recipe
+from mixkit.commands.mixtrain import mixtrain_recipe
 from mixkit.models import create_model
 from mixkit.models.split_propagation import region_logits
 
@@ -316,7 +316,7 @@ def test_mixtrain_step_reads_the_host_once_per_epoch_not_per_step(op, host_reads
     """Host reads in mixkit's code per epoch are the same for 2 and for 8 batches."""
     from dataclasses import replace
 
-    from mixkit.lineup import MIXTRAIN
+    from mixkit.commands.mixtrain import MIXTRAIN
     from mixkit.config import MixtrainConfig, build_config
     from mixkit.engine.loop import Engine
     from mixkit.methods.mixtrain.method import MixTrainArm

@@ -17,7 +17,7 @@ from mixkit.data.formats import Split
 from mixkit.data.plan import EpochPlan
 from mixkit.data.sources import Batch, Preprocess, TensorSource
 from mixkit.methods.mixtraining.data import MixedSource, mix_inputs
-from mixkit.lineup import recipes
+from mixkit.commands.mixtraining import recipes
 from mixkit.methods.mixtraining.method import MixTrainingArm
 from mixkit.methods.mixtraining.objectives import MAE
 from mixkit.methods.mixtraining.schedule import Schedule, mix_epochs

@@ -208,7 +208,7 @@ def test_mixtrain_records_plain_cross_entropy_under_smoothing() -> None:
     from mixkit.methods.mixtrain.method import MixTrainArm
     from mixkit.methods.mixtrain.settings import MixTrainSettings
     from mixkit.models import create_model
-    from mixkit.lineup import mixtrain_recipe
+    from mixkit.commands.mixtrain import mixtrain_recipe
 
     cfg = build_config(MixtrainConfig, {"smoothing": 0.2, "op": "mixup", "epochs": 2}, "t")
     model, info = create_model("mobilenetv2_035", 10, 16, None, 8)
@@ -249,7 +249,7 @@ def test_paper_baseline_configs_hold_the_papers_recipe(name: str) -> None:
 def test_a_checkpoint_recipe_from_before_these_options_still_matches() -> None:
     """A recipe saved before --opt/--sched existed restores equal to today's build of the same
     config: otherwise the engine would rebuild the optimiser on resume (a fresh AdamW)."""
-    from mixkit.lineup import mixtrain_recipe
+    from mixkit.commands.mixtrain import mixtrain_recipe
 
     old = {"name": "sl", "lr": 0.002, "min_lr": 1e-06, "weight_decay": 0.05, "warmup": 1.0,
            "total": 50, "start": 0.0, "betas": (0.9, 0.999), "layer_decay": 1.0}

@@ -16,8 +16,9 @@ from typing import Any, Callable, Optional, Sequence
 import typer
 from rich.console import Console
 
-from mixkit.config import (MixtrainConfig, MixtrainingConfig, field_types, flag_of,
-                           load_config)
+from mixkit.config import field_types, flag_of, load_config
+import mixkit.commands  # noqa: F401  (registers the training commands)
+from mixkit.command import COMMANDS
 from mixkit.errors import EXIT_USER_ERROR, UserError, print_user_error, printable
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -123,9 +124,10 @@ def training_command(config_cls: type,
 def _run(command_name: str) -> Callable[..., None]:
     def run(config_cls: type, path: Optional[Path], overrides: dict[str, Any],
             callbacks: Sequence[Callable[[], Any]] = ()) -> None:
-        from mixkit import lineup, orchestrate, resume_checks
+        from mixkit import orchestrate, resume_checks
+        from mixkit.command import command_spec
 
-        spec = {"mixtrain": lineup.MIXTRAIN, "mixtraining": lineup.MIXTRAINING}[command_name]
+        spec = command_spec(command_name)
         if "resume" in overrides:
             if path is not None:
                 raise UserError("--resume uses the run's own config.yaml; drop -c/--config.")
@@ -139,12 +141,9 @@ def _run(command_name: str) -> Callable[..., None]:
     return run
 
 
-app.command("mixtrain", help="mixTrain (Krithivasan et al. 2024): train on mixed pairs of "
-            "inputs, chosen per epoch by loss, for fewer batches per epoch.")(
-    training_command(MixtrainConfig, _run("mixtrain")))
-app.command("mixtraining", help="MixTraining (Li et al. 2025): SSL -> mix -> SL with one "
-            "shared forward/backward in the mix phase.")(
-    training_command(MixtrainingConfig, _run("mixtraining")))
+for _spec in COMMANDS.values():        # every registered training command (mixkit.commands)
+    app.command(_spec.name, help=_spec.help)(training_command(_spec.config_cls,
+                                                              _run(_spec.name)))
 
 
 @app.command("datasets")

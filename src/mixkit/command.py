@@ -1,6 +1,6 @@
 """A training command as data: :class:`CommandSpec` (its arms, which is the method and which
 the baseline) and :class:`RunContext` (what an arm factory may use). Shared by the command
-layer's modules (``lineup``, ``orchestrate``, ``summary``, ``resume_checks``) so none of them needs
+layer's modules (``commands``, ``orchestrate``, ``summary``, ``resume_checks``) so none of them needs
 another's internals, and nothing imports in a circle.
 """
 
@@ -124,3 +124,37 @@ class CommandSpec:
     finish: Callable[[RunContext, dict[str, ArmResult], RunDir], None] | None = None
     # what "at the method's cost" compares: inputs (equal-cost steps) or train_seconds
     cost: str = "inputs"
+    # the command's options (a config dataclass of mixkit.config) and its one-line help
+    config_cls: type | None = None
+    help: str = ""
+    # the command's own figures for `mixkit report`: runs -> {file stem: matplotlib Figure}
+    figures: Callable[[list[Any]], dict[str, Any]] | None = None
+
+
+# ------------------------------------------------------------------------------------------
+# training commands: one registry (the command line, resume checks, config errors and the
+# report find every command here; ``mixkit.commands`` registers the two)
+# ------------------------------------------------------------------------------------------
+
+COMMANDS: dict[str, CommandSpec] = {}
+
+
+def register_command(spec: CommandSpec) -> CommandSpec:
+    """Make ``spec`` a training command (``mixkit NAME``)."""
+    if spec.name in COMMANDS and COMMANDS[spec.name] is not spec:
+        raise ValueError(f"command {spec.name!r} is registered already")
+    COMMANDS[spec.name] = spec
+    return spec
+
+
+def command_spec(name: str) -> CommandSpec:
+    """The registered command ``name`` (the registry is filled by ``import mixkit.commands``,
+    which the command line and the report do first)."""
+    if name not in COMMANDS:
+        raise UserError(f"`{str(name)[:40]}` is not a training command; registered: "
+                        f"{', '.join(COMMANDS)}.")
+    return COMMANDS[name]
+
+
+def command_names() -> tuple[str, ...]:
+    return tuple(COMMANDS)

@@ -2,7 +2,7 @@
 side from the same starting point, and write the summary.
 
 Both subcommands come through :func:`run`; they differ only in the arms they ask for
-(:mod:`mixkit.lineup`). ``summary.json`` is built by :mod:`mixkit.summary`; the checks of
+(:mod:`mixkit.commands`). ``summary.json`` is built by :mod:`mixkit.summary`; the checks of
 ``--resume`` live in :mod:`mixkit.resume_checks`. Every
 check that can fail on user input (data present, model name, sizes, batch size) happens before
 the run directory is created, so a bad command line leaves nothing behind.

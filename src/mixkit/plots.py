@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import statistics
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import matplotlib
 
@@ -199,15 +199,12 @@ def losses(runs: list[Run]) -> Figure:
     return fig
 
 
-def figures_for(runs: list[Run], target: float | None) -> dict[str, Figure]:
-    """Every figure that applies to one group of runs, by file stem."""
-    figs = {"accuracy_vs_time": accuracy_vs_time(runs, target)}
-    if runs[0].command == "mixtrain" and any(r.arm_rows("mixtrain") for r in runs):
-        figs |= {"mixing": mixing(runs), "thresholds": thresholds(runs),
-                 "regions": regions(runs)}
-    if runs[0].command == "mixtraining":
-        figs |= {"phases": phases(runs[0]), "losses": losses(runs)}
-    return figs
+def figures_for(runs: list[Run], target: float | None,
+                own: Callable[[list[Run]], dict[str, Figure]] | None = None
+                ) -> dict[str, Figure]:
+    """Every figure that applies to one group of runs, by file stem: the accuracy-vs-time one
+    every command has, and the command's ``own`` (its registration's ``figures``)."""
+    return {"accuracy_vs_time": accuracy_vs_time(runs, target), **(own(runs) if own else {})}
 
 
 def save(fig: Figure, path: Path) -> Path:

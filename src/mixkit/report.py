@@ -226,7 +226,8 @@ def write_report(paths: list[str], out: Path | None, target: float | None,
         if unfinished:
             console.print(f"[yellow]note:[/] unfinished run(s), reported as far as they got: "
                           f"{escape(', '.join(unfinished))}", highlight=False, soft_wrap=True)
-        figs = plots.figures_for(members, rows[0]["target"] if rows else None)
+        figs = plots.figures_for(members, rows[0]["target"] if rows else None,
+                                 _own_figures(members[0].command))
         names = [plots.save(f, out / f"g{g}-{k}.png").name for k, f in figs.items()]
         console.print(rich_table(members, rows))
         groups.append((members, rows, names))
@@ -271,7 +272,16 @@ def write_run_plots(path: Path) -> list[Path]:
 
     run = load_run(path)
     rows = arm_table([run], None)
-    figs = plots.figures_for([run], rows[0]["target"] if rows else None)
+    figs = plots.figures_for([run], rows[0]["target"] if rows else None,
+                             _own_figures(run.command))
     if links_in(path / "plots"):
         raise OSError(40, "RUN_DIR/plots is or holds a symbolic link; nothing is written there")
     return [plots.save(f, path / "plots" / f"{k}.png") for k, f in figs.items()]
+
+
+def _own_figures(command: str):
+    """The command's own figures from its registration (none for a command not registered)."""
+    import mixkit.commands  # noqa: F401  (registration)
+    from mixkit.command import COMMANDS
+
+    return COMMANDS[command].figures if command in COMMANDS else None

@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mixkit.command import command_names
 from mixkit.config import flag_of, keys_with, load_config, recipe_dict
 from mixkit.engine import distributed as D
 from mixkit.engine.files import links_under, load_checkpoint
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
 
 # where and how a run runs may change on resume (and --resume itself is given); nothing else
 RESUMABLE = keys_with("run") | {"resume"}
-COMMANDS = ("mixtrain", "mixtraining")
 # what a checkpoint must hold, and of which type, before anything in it is trusted
 CHECKPOINT_KEYS = {"command": str, "arm": str, "epoch": int, "batch": int, "rows": list,
                    "ranks": list, "done": dict, "model": dict, "world_size": int}
@@ -58,7 +58,7 @@ def _check_checkpoint(path: Path, ckpt: dict[str, Any], command: "CommandSpec") 
         raise UserError(f"the checkpoint {path} does not hold a valid run state: {problem}.",
                         hint="Restore it from a backup, or start a new run with "
                         f"--config {path.parent / 'config.yaml'}.")
-    if ckpt["command"] not in COMMANDS:
+    if ckpt["command"] not in command_names():
         raise UserError(f"the checkpoint {path} names an unknown command "
                         f"`{str(ckpt['command'])[:40]}`.", hint="Restore it from a backup.")
     if ckpt["command"] != command.name:

@@ -1,8 +1,6 @@
-"""Each training command's arms: which arms it runs, in what order, and how each is built on
-the shared cores (the orchestrator, :mod:`mixkit.orchestrate`, runs them).
-
-``mixtrain`` runs its baseline arm and the mixTrain arm. ``mixtraining`` runs ``sl``, ``ssl+sl``
-and ``mixtraining``: one arm class (:class:`MixTrainingArm`) with three schedules.
+"""``mixkit mixtraining``: MixTraining's command — its three arms (``sl``, ``ssl+sl``,
+``mixtraining``: one arm class, three schedules), options, setup, reconstructions and figures —
+registered in :data:`mixkit.command.COMMANDS`.
 """
 
 from __future__ import annotations
@@ -12,114 +10,21 @@ from typing import Any, Callable
 
 import torch
 
+from mixkit.command import ArmFactory, CommandSpec, RunContext, register_command
+from mixkit.config import MixtrainingConfig
 from mixkit.data import DataOptions, load_data
 from mixkit.data.registry import get_spec
 from mixkit.engine.loop import ArmResult
 from mixkit.engine.optim import Recipe
 from mixkit.engine.rundir import RunDir, writing
 from mixkit.errors import UserError
-from mixkit.methods.mixtrain.method import MixTrainArm, check_op
-from mixkit.methods.mixtrain.settings import MixTrainSettings
 from mixkit.methods.mixtraining.data import MixedSource
 from mixkit.methods.mixtraining.method import MixTrainingArm
 from mixkit.methods.mixtraining.objectives import MAE, check_mae
 from mixkit.methods.mixtraining.recon import save_grid
 from mixkit.methods.mixtraining.schedule import Schedule
-from mixkit.methods.infobatch import InfoBatchArm, prune_targets
-from mixkit.methods.seta import SeTaArm, SeTaSettings
-from mixkit.methods.supervised import SupervisedArm
 from mixkit.models.mae import Mask, random_masking
-from mixkit.command import (ArmFactory, CommandSpec, RunContext, comparison,
-                            register_comparison)
 
-# ------------------------------------------------------------------------------------------
-# mixtrain
-# ------------------------------------------------------------------------------------------
-
-
-def mixtrain_recipe(cfg: Any) -> Recipe:
-    return Recipe("sl", cfg.lr, cfg.min_lr, cfg.weight_decay, cfg.warmup_epochs, cfg.epochs,
-                  **cfg.recipe_options(cfg.opt, cfg.sched, cfg.epochs))
-
-
-def supervised(name: str) -> ArmFactory:
-    def factory(ctx: RunContext) -> SupervisedArm:
-        return SupervisedArm(name, ctx.cfg.epochs, len(ctx.data.train),
-                             mixtrain_recipe(ctx.cfg), ctx.plan_generator())
-    return factory
-
-
-def mixtrain(ctx: RunContext) -> MixTrainArm:
-    cfg = ctx.cfg
-    return MixTrainArm(MixTrainSettings.from_options(cfg), cfg.epochs, len(ctx.data.train),
-                       mixtrain_recipe(cfg), ctx.model_info, ctx.data.img_size,
-                       ctx.runtime.device, seed=cfg.seed, dist=ctx.dist)
-
-
-def _method_inputs(ctx: RunContext) -> list[int]:
-    """The mixtrain arm's inputs per epoch, as measured in this run: what a comparison arm is
-    matched to."""
-    return [int(r["inputs"]) for r in ctx.method_result().rows]
-
-
-def short(ctx: RunContext) -> SupervisedArm:
-    """Early termination done right (§5.3): the baseline recipe over fewer epochs, its whole
-    schedule (warmup, cosine to --min-lr, or the step decays at the same fractions of the run)
-    compressed into them; the epoch count is mixtrain's total inputs in whole epochs, rounded to
-    the nearest (at least 1)."""
-    n = len(ctx.data.train)
-    epochs = max(1, round(sum(_method_inputs(ctx)) / n))
-    recipe = mixtrain_recipe(ctx.cfg).compressed(epochs)
-    return SupervisedArm("short", epochs, n, recipe, ctx.plan_generator())
-
-
-def skip(ctx: RunContext) -> SupervisedArm:
-    """Random mini-batch skipping (§5.3): every epoch of the baseline recipe, each trained on a
-    random subset as large as mixtrain's inputs in that same epoch."""
-    return SupervisedArm("skip", ctx.cfg.epochs, len(ctx.data.train), mixtrain_recipe(ctx.cfg),
-                         ctx.plan_generator(), budget=_method_inputs(ctx))
-
-
-def infobatch(ctx: RunContext) -> InfoBatchArm:
-    n, cfg = len(ctx.data.train), ctx.cfg
-    targets = prune_targets(cfg.epochs, n, _method_inputs(ctx), cfg.infobatch_delta)
-    return InfoBatchArm("infobatch", cfg.epochs, n, mixtrain_recipe(cfg), ctx.plan_generator(),
-                        targets, ctx.runtime.device, ctx.dist)
-
-
-def seta(ctx: RunContext) -> SeTaArm:
-    cfg = ctx.cfg
-    settings = SeTaSettings(cfg.seta_prune_ratio, cfg.seta_num_group, cfg.seta_window_scale,
-                            cfg.seta_delta)
-    return SeTaArm("seta", cfg.epochs, len(ctx.data.train), mixtrain_recipe(cfg),
-                   ctx.plan_generator(), settings, ctx.runtime.device,
-                   targets=_method_inputs(ctx), dist=ctx.dist)
-
-
-for _name, _factory, _help in (
-        ("short", short, "the baseline recipe over fewer epochs, its whole schedule"),
-        ("skip", skip, "random mini-batch skipping (mixTrain §5.3)"),
-        ("infobatch", infobatch, "InfoBatch (Qin et al., ICLR 2024)"),
-        ("seta", seta, "SeTa (Zhou et al., CVPR 2025)")):
-    register_comparison(_name, _factory, _help, replace=True)
-
-
-def _mixtrain_arms(cfg: Any) -> list[tuple[str, ArmFactory]]:
-    """baseline, mixtrain, then the --compare arms (they are matched to mixtrain's cost)."""
-    base = [("baseline", supervised("baseline"))] if cfg.baseline else []
-    return base + [("mixtrain", mixtrain)] + [(c, comparison(c).factory)
-                                              for c in cfg.compare_arms]
-
-
-def _mixtrain_setup(ctx: RunContext) -> None:
-    if ctx.data.multitask:
-        raise UserError(f"`mixkit mixtrain` trains one task; --data {ctx.cfg.data} names "
-                        f"{len(ctx.data.tasks)}.", hint="Pass one dataset to --data.")
-    check_op(ctx.cfg.op, ctx.model_info, ctx.data.img_size)
-
-
-# ------------------------------------------------------------------------------------------
-# mixtraining
 # ------------------------------------------------------------------------------------------
 
 
@@ -232,9 +137,18 @@ def _mixtraining_describe(ctx: RunContext) -> dict[str, Any]:
                          "mix_forward": c.mix_forward, "ssl_data": c.ssl_data or c.data}}
 
 
-MIXTRAIN = CommandSpec("mixtrain", _mixtrain_arms, method_arm="mixtrain",
-                       baseline_arm="baseline", setup=_mixtrain_setup)
-MIXTRAINING = CommandSpec("mixtraining", _mixtraining_arms, method_arm="mixtraining",
-                          baseline_arm="ssl+sl", compare_arms=("ssl+sl", "sl"), setup=_mixtraining_setup,
-                          describe=_mixtraining_describe, finish=_mixtraining_finish,
-                          cost="train_seconds")
+
+
+def _figures(runs: list[Any]) -> dict[str, Any]:
+    """MixTraining's own figures: its phases and the mix phase's two losses, by file stem."""
+    from mixkit import plots
+
+    return {"phases": plots.phases(runs[0]), "losses": plots.losses(runs)}
+
+
+MIXTRAINING = register_command(CommandSpec(
+    "mixtraining", _mixtraining_arms, method_arm="mixtraining", baseline_arm="ssl+sl",
+    compare_arms=("ssl+sl", "sl"), setup=_mixtraining_setup, describe=_mixtraining_describe,
+    finish=_mixtraining_finish, cost="train_seconds", config_cls=MixtrainingConfig,
+    figures=_figures, help="MixTraining (Li et al. 2025): SSL -> mix -> SL with one shared "
+    "forward/backward in the mix phase."))
