@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import torch
 
-from mixkit.config import build_config, field_types, flag_of
+from mixkit.options import build_config, field_types, flag_of
 
 
 

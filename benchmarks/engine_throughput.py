@@ -27,7 +27,8 @@ import torchvision.transforms as T
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from mixkit.config import MixtrainConfig, build_config
+from mixkit.commands.mixtrain import MixtrainConfig
+from mixkit.options import build_config
 from mixkit.data import DataOptions, load_data
 from mixkit.engine.loop import Engine
 from mixkit.engine.optim import Recipe

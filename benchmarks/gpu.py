@@ -37,7 +37,9 @@ import torch
 import engine_throughput
 import mixtrain_speedup
 import mixtraining_pareto
-from mixkit.config import MixtrainConfig, MixtrainingConfig, build_config
+from mixkit.commands.mixtrain import MixtrainConfig
+from mixkit.commands.mixtraining import MixtrainingConfig
+from mixkit.options import build_config
 from mixkit.data import DataOptions, load_data
 from mixkit.engine.progress import TrainingProgress
 from mixkit.engine.runtime import resolve_device

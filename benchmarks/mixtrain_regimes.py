@@ -187,7 +187,8 @@ def train(cell: Cell, seed: int, op: str, variant: str | None = None,
     """Train (or continue) one run dir in this process; False if stopped by a signal."""
     from mixkit import orchestrate, resume_checks
     from mixkit.commands.mixtrain import MIXTRAIN
-    from mixkit.config import MixtrainConfig, build_config
+    from mixkit.commands.mixtrain import MixtrainConfig
+    from mixkit.options import build_config
     from mixkit.engine.signals import Interrupted
 
     path = run_dir(cell, seed, op, variant)

@@ -49,7 +49,8 @@ from common import (add_run_options, apply_threads, config_options, load_rows, m
                     save_rows)
 from mixkit.command import COMPARISONS
 from mixkit.commands.mixtrain import MIXTRAIN, mixtrain, supervised
-from mixkit.config import MixtrainConfig, build_config, recipe_dict
+from mixkit.commands.mixtrain import MixtrainConfig
+from mixkit.options import build_config, recipe_dict
 from mixkit.data.plan import pair_plan
 from mixkit.engine.loop import ArmResult
 from mixkit.engine.progress import TrainingProgress

@@ -43,7 +43,7 @@ from common import (add_run_options, apply_threads, config_options, load_rows_by
                     mean_sd, save_rows)
 from mixkit.commands.mixtraining import (MIXTRAINING, SCHEDULES, _mixtraining_finish,
                                          mixtraining_arm)
-from mixkit.config import MixtrainingConfig
+from mixkit.commands.mixtraining import MixtrainingConfig
 from mixkit.engine.loop import ArmResult
 from mixkit.engine.progress import TrainingProgress
 from mixkit.engine.rundir import RunDir

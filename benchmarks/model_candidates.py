@@ -81,7 +81,8 @@ def cmd_accuracy(args: argparse.Namespace) -> list[dict[str, Any]]:
     ``short`` machinery's sibling, the plain supervised arm, through the real command)."""
     from mixkit import orchestrate
     from mixkit.command import CommandSpec
-    from mixkit.config import MixtrainConfig, build_config
+    from mixkit.commands.mixtrain import MixtrainConfig
+    from mixkit.options import build_config
     from mixkit.commands.mixtrain import supervised
 
     baseline_only = CommandSpec("mixtrain", lambda cfg: [("baseline", supervised("baseline"))],

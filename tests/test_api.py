@@ -18,7 +18,8 @@ from torch.utils.data import DataLoader, Dataset
 
 import mixkit
 from conftest import SyncDetector, run_cli
-from mixkit.config import MixtrainConfig, build_config
+from mixkit.commands.mixtrain import MixtrainConfig
+from mixkit.options import build_config
 from mixkit.data import DataOptions, load_data
 from mixkit.data.plan import EpochPlan, pair_plan
 from mixkit.engine.optim import build_optimizer, set_lr

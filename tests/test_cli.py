@@ -194,7 +194,8 @@ def _check_weights_score_the_reported_accuracy(run, accuracy: float) -> None:
     from safetensors.torch import load_file
 
     from mixkit.commands.mixtrain import MIXTRAIN
-    from mixkit.config import MixtrainConfig, load_config
+    from mixkit.commands.mixtrain import MixtrainConfig
+    from mixkit.options import load_config
     from mixkit.engine.loop import evaluate
     from mixkit.models import create_model
     from mixkit.models.weights import load_weights

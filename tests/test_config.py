@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mixkit.config import MixtrainConfig, MixtrainingConfig, dump_yaml, load_config
+from mixkit.commands.mixtrain import MixtrainConfig
+from mixkit.commands.mixtraining import MixtrainingConfig
+from mixkit.options import dump_yaml, load_config
 from mixkit.errors import UserError
 
 
@@ -62,7 +64,9 @@ def test_min_lr_above_lr_is_rejected() -> None:
 @pytest.mark.parametrize("path", sorted((Path(__file__).parent.parent / "configs").glob("*.yaml")),
                          ids=lambda p: p.name)
 def test_every_shipped_config_loads_for_its_command(path: Path) -> None:
-    from mixkit.config import MixtrainConfig, MixtrainingConfig, load_config
+    from mixkit.commands.mixtrain import MixtrainConfig
+    from mixkit.commands.mixtraining import MixtrainingConfig
+    from mixkit.options import load_config
 
     cls = MixtrainConfig if path.name.startswith("mixtrain-") else MixtrainingConfig
     assert path.name.startswith(("mixtrain-", "mixtraining-"))
@@ -77,7 +81,7 @@ def test_method_settings_are_typed_and_match_the_command_lines_defaults() -> Non
 
     import pytest
 
-    from mixkit.config import MixtrainConfig
+    from mixkit.commands.mixtrain import MixtrainConfig
     from mixkit.methods.mixtrain.settings import MixTrainSettings
     from mixkit.methods.seta import SeTaSettings
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from mixkit.config import MixtrainConfig, build_config
+from mixkit.commands.mixtrain import MixtrainConfig
+from mixkit.options import build_config
 from mixkit.data import DataOptions, EpochPlan, load_data, shuffled
 from mixkit.data.augment import crop_flip, normalize, resize_uint8, sample_crop_flip
 from mixkit.data.holdout import stratified_holdout, stratified_indices

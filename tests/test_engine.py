@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from mixkit.config import MixtrainConfig, build_config
+from mixkit.commands.mixtrain import MixtrainConfig
+from mixkit.options import build_config
 from mixkit.data import DataOptions, load_data, shuffled
 from mixkit.engine.files import atomic_write, save_checkpoint
 from mixkit.engine.loop import Engine

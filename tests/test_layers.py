@@ -11,7 +11,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "mixkit"
 # the command layer: which arms run, how, and what is reported (the engine knows none of it)
 COMMAND_LAYER = {"mixkit.cli", "mixkit.commands", "mixkit.command", "mixkit.orchestrate",
                  "mixkit.resume_checks", "mixkit.summary", "mixkit.report", "mixkit.plots",
-                 "mixkit.run_reader", "mixkit.loggers", "mixkit.catalog", "mixkit.config",
+                 "mixkit.run_reader", "mixkit.loggers", "mixkit.catalog", "mixkit.config", "mixkit.options",
                  "mixkit.methods"}
 
 

@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from conftest import run_cli
-from mixkit.config import MixtrainConfig, build_config
+from mixkit.commands.mixtrain import MixtrainConfig
+from mixkit.options import build_config
 from mixkit.data import load_data
 from mixkit.engine.events import Callback, Event
 from mixkit.engine.loop import Engine

@@ -317,7 +317,8 @@ def test_mixtrain_step_reads_the_host_once_per_epoch_not_per_step(op, host_reads
     from dataclasses import replace
 
     from mixkit.commands.mixtrain import MIXTRAIN
-    from mixkit.config import MixtrainConfig, build_config
+    from mixkit.commands.mixtrain import MixtrainConfig
+    from mixkit.options import build_config
     from mixkit.engine.loop import Engine
     from mixkit.methods.mixtrain.method import MixTrainArm
     from mixkit.methods.mixtrain.settings import MixTrainSettings

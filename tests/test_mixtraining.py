@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from conftest import run_cli
-from mixkit.config import MixtrainingConfig, build_config
+from mixkit.commands.mixtraining import MixtrainingConfig
+from mixkit.options import build_config
 from mixkit.data.formats import Split
 from mixkit.data.plan import EpochPlan
 from mixkit.data.sources import Batch, Preprocess, TensorSource

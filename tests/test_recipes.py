@@ -13,7 +13,9 @@ import torch
 import torch.nn.functional as F
 
 from conftest import run_cli
-from mixkit.config import MixtrainConfig, MixtrainingConfig, build_config, load_config
+from mixkit.commands.mixtrain import MixtrainConfig
+from mixkit.commands.mixtraining import MixtrainingConfig
+from mixkit.options import build_config, load_config
 from mixkit.engine.ema import ModelEma
 from mixkit.engine.optim import Recipe, build_optimizer, is_fused
 from mixkit.methods.supervised import smoothed

@@ -16,7 +16,7 @@ from typing import Any, Callable, Optional, Sequence
 import typer
 from rich.console import Console
 
-from mixkit.config import field_types, flag_of, load_config
+from mixkit.options import field_types, flag_of, load_config
 import mixkit.commands  # noqa: F401  (registers the training commands)
 from mixkit.command import COMMANDS
 from mixkit.errors import EXIT_USER_ERROR, UserError, print_user_error, printable

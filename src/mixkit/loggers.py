@@ -243,7 +243,7 @@ def build_loggers(cfg: Any, run_dir: Path | None) -> list[Callback]:
     """The loggers ``cfg`` asks for (rank 0 only: ``run_dir`` is None elsewhere)."""
     if run_dir is None:
         return []
-    from mixkit.config import recipe_dict
+    from mixkit.options import recipe_dict
 
     out: list[Callback] = []
     if cfg.log_tensorboard:

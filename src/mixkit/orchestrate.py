@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from mixkit.config import dump_yaml
+from mixkit.options import dump_yaml
 from mixkit.data import DataBundle, DataOptions, load_data
 from mixkit.engine import distributed as D
 from mixkit.engine.loop import ArmResult, Engine

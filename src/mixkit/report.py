@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+import mixkit.commands  # noqa: F401  (registers the commands: their options and figures)
 from mixkit.engine.files import atomic_write, links_in
 from mixkit.summary import NOISY, input_bound_line
 from mixkit.engine.timing import speedup
@@ -281,7 +282,6 @@ def write_run_plots(path: Path) -> list[Path]:
 
 def _own_figures(command: str):
     """The command's own figures from its registration (none for a command not registered)."""
-    import mixkit.commands  # noqa: F401  (registration)
     from mixkit.command import COMMANDS
 
     return COMMANDS[command].figures if command in COMMANDS else None

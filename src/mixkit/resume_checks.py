@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mixkit.command import command_names
-from mixkit.config import flag_of, keys_with, load_config, recipe_dict
+from mixkit.options import flag_of, keys_with, load_config, recipe_dict
 from mixkit.engine import distributed as D
 from mixkit.engine.files import links_under, load_checkpoint
 from mixkit.engine.rundir import run_status
@@ -27,7 +27,12 @@ if TYPE_CHECKING:
 
 
 # where and how a run runs may change on resume (and --resume itself is given); nothing else
-RESUMABLE = keys_with("run") | {"resume"}
+
+
+def resumable() -> frozenset[str]:
+    """The keys ``--resume`` may change (every command's ``run`` keys, read when asked: each
+    command's options are defined with its registration)."""
+    return keys_with("run") | {"resume"}
 # what a checkpoint must hold, and of which type, before anything in it is trusted
 CHECKPOINT_KEYS = {"command": str, "arm": str, "epoch": int, "batch": int, "rows": list,
                    "ranks": list, "done": dict, "model": dict, "world_size": int}
@@ -35,7 +40,7 @@ CHECKPOINT_KEYS = {"command": str, "arm": str, "epoch": int, "batch": int, "rows
 
 def recipe_fingerprint(cfg: Any) -> dict[str, Any]:
     """The part of a config a resume must not change (everything but where it runs)."""
-    return {k: v for k, v in recipe_dict(cfg).items() if k not in RESUMABLE}
+    return {k: v for k, v in recipe_dict(cfg).items() if k not in resumable()}
 
 
 def recipe_hash(recipe: dict[str, Any]) -> str:
@@ -143,7 +148,7 @@ def resume_config(cls: type, command: "CommandSpec",
     if not (path / "config.yaml").is_file():
         raise UserError(f"--resume {path} is not a mixkit run directory (no config.yaml).",
                         hint="Pass the OUTPUT/EXPERIMENT directory of a stopped run.")
-    changed = sorted(set(overrides) - RESUMABLE)
+    changed = sorted(set(overrides) - resumable())
     if changed:
         flag = flag_of(changed[0])
         raise UserError(f"--resume continues a run with its saved config; {flag} cannot be "

@@ -17,13 +17,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mixkit.config import keys_with
+from mixkit.options import keys_with
 from mixkit.engine.files import links_in
 from mixkit.engine.timing import speedup
 from mixkit.errors import UserError
 
-# config keys that do not make two runs different experiments
-NOT_THE_EXPERIMENT = keys_with("seed", "run", "name")
+
+
+def not_the_experiment() -> frozenset[str]:
+    """Config keys that do not make two runs different experiments (read when asked: each
+    command's options are defined with its registration)."""
+    return keys_with("seed", "run", "name")
 
 
 @dataclass
@@ -65,7 +69,7 @@ class Run:
     def key(self) -> tuple:
         """What makes an experiment: the config without seed and where-it-runs options."""
         return (self.command, tuple(sorted((k, json.dumps(v)) for k, v in self.config.items()
-                                           if k not in NOT_THE_EXPERIMENT)))
+                                           if k not in not_the_experiment())))
 
 
 def expand(paths: list[str]) -> list[Path]:
@@ -214,7 +218,7 @@ def read_rows(path: Path, notes: list[str]) -> list[dict[str, Any]]:
 
 
 def _read_config(path: Path) -> dict[str, Any]:
-    from mixkit.config import read_yaml
+    from mixkit.options import read_yaml
 
     if path.is_symlink():
         raise RunDirInvalid(f"{path} is a symbolic link; mixkit reads nothing through one.")

@@ -5,11 +5,12 @@ registered in :data:`mixkit.command.COMMANDS`, where the command line and the re
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Optional
 
 from mixkit.command import (ArmFactory, CommandSpec, RunContext, comparison, register_command,
                             register_comparison)
-from mixkit.config import MixtrainConfig
+from mixkit.config import COMPARE_ARMS, DEFAULT_LR, TrainConfig
 from mixkit.engine.optim import Recipe
 from mixkit.errors import UserError
 from mixkit.methods.infobatch import InfoBatchArm, prune_targets
@@ -17,6 +18,116 @@ from mixkit.methods.mixtrain.method import MixTrainArm, check_op
 from mixkit.methods.mixtrain.settings import MixTrainSettings
 from mixkit.methods.seta import SeTaArm, SeTaSettings
 from mixkit.methods.supervised import SupervisedArm, short_epochs
+from mixkit.options import option
+
+# ------------------------------------------------------------------------------------------
+# options
+# ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class MixtrainConfig(TrainConfig):
+    """`mixkit mixtrain` (Krithivasan et al. 2024).
+
+    The defaults are the setting measured best on the embedded digits (docs/benchmarks.md,
+    5 seeds: MixUp 1.36x at -0.56 +- 0.94 points; CutMix at 1.41x lost 1.78 points, and
+    ResNet-18 at 10 epochs was still climbing, so mixTrain's fewer steps cost it 9 points).
+    """
+
+    model: str = option("mobilenetv2_050", "timm model name (see `mixkit models`), random init.")
+    batch_size: int = option(64, "Mini-batch size (inputs per step).", short="-b", min=1,
+                          max=1 << 20)
+    epochs: int = option(20, "Training epochs per arm.", min=1, max=100000)
+    lr: Optional[float] = option(None, "Peak learning rate, not scaled by the batch size (default: "
+                              "2e-3 for adamw, 0.1 for sgd).", gt=0.0, max=10.0)
+    warmup_epochs: float = option(1.0, "Linear warmup length in epochs (clipped to half the run).",
+                               min=0.0, max=100000)
+    op: str = option("mixup", "Mixing operator: mixup (adaptive ratios, §4.1.2) or cutmix (with "
+                  "split propagation, §4.1.1).", choices=("cutmix", "mixup"))
+    split_prop: bool = option(True, "CutMix split propagation (§4.1.1); --no-split-prop: plain "
+                           "CutMix with the area-weighted loss of Eq. (2).")
+    adaptive: bool = option(True, "MixUp adaptive ratio r = L_a/(L_a+L_b) (§4.1.2); "
+                         "--no-adaptive: r = 0.5.")
+    selective: bool = option(True, "Selective mixing by loss region (§4.2); --no-selective: mix a "
+                          "random --naive-fraction of the dataset every epoch.")
+    naive_fraction: float = option(0.5, "Fraction of the dataset mixed per epoch with "
+                                "--no-selective.", gt=0.0, max=1.0)
+    thresholds: str = option("cumulative", "How L_corr/L_incorr average unmixed losses: over every "
+                          "sample-epoch so far (the paper's running average), the last epoch "
+                          "only, or (beyond the paper) the mean of the per-epoch means.",
+                          choices=("cumulative", "last", "epochs"))
+    cutmix_anchor: str = option(
+        "any", "Where a CutMix box may sit: `any` position on the grid (the paper) or, beyond the "
+        "paper, `edge` (touching two borders: at area 0.5 always a half-image, never a middle "
+        "band).", choices=("any", "edge"))
+    r3_from: str = option("unmixed", "Which samples the Region 3 rule (mix a hard sample whose loss "
+                       "rose) applies to: `unmixed` = those trained unmixed this epoch (the "
+                       "paper's text); `all` = mixed ones too, judged by their mixed loss.",
+                       choices=("unmixed", "all"))
+    r1_entry: str = option("loss", "Which samples may enter Region 1 (mixed): `loss` = loss below "
+                        "L_mid (the paper); `correct` = beyond the paper, also classified "
+                        "correctly (samples already mixed stay while below L_mid).",
+                        choices=("loss", "correct"))
+    cutmix_area: float = option(0.5, "Area of the pasted CutMix box, as a fraction of the final "
+                             "feature grid (snapped to whole cells).", gt=0.0, max=0.99)
+    split_loss: str = option(
+        "sample", "How split-propagated CutMix weighs its two constituents: `sample` = each is a "
+        "whole training sample (the paper, §4.1.1); `share` = beyond the paper, each weighted by "
+        "the share of the image it owns, so a mixed input weighs one input.",
+        choices=("sample", "share"))
+    final_unmixed_epochs: int = option(
+        0, "Beyond the paper: train the last K epochs without mixing (losses are still "
+        "recorded). 0 = the paper's method.", min=0, max=100000)
+    compare: str = option(
+        "", "Comparison arms run after the mixtrain arm, each at mixtrain's measured cost "
+        "(inputs): short (fewer epochs, full schedule), skip (random mini-batch skipping), "
+        "infobatch (Qin et al. 2024), seta (Zhou et al. 2025). Comma-separated; empty = none.")
+    infobatch_delta: float = option(
+        0.875, "InfoBatch's annealing: prune only in the first delta of the epochs, train the "
+        "rest on the full data (Qin et al.: 0.875).", gt=0.0, max=1.0)
+    seta_prune_ratio: Optional[float] = option(
+        None, "SeTa's prune_ratio (keep = clip(1 - r, 0.1, 1) random samples before "
+        "clustering). Default: keep tuned per epoch so SeTa trains on mixtrain's inputs; a "
+        "number runs SeTa's own fixed rule (official CIFAR script: 0.1) at its own cost.",
+        min=0.0, max=0.99)
+    seta_num_group: int = option(5, "SeTa's num_group: loss clusters per pruning epoch (1-D "
+                                 "k-means; official CIFAR script: 5, class default: 10).",
+                                 min=1, max=1000)
+    seta_window_scale: float = option(
+        0.9, "SeTa's window_scale: the sliding window keeps round(num_group * window_scale) "
+        "clusters, easy to hard (official CIFAR script: 0.9, class default: 0.5).", gt=0.0,
+        max=1.0)
+    seta_delta: float = option(0.875, "SeTa's delta: prune in the first delta of the epochs, "
+                               "then partial annealing (a random keep fraction).", gt=0.0,
+                               max=1.0)
+
+
+    def recipes(self) -> list[tuple[str, str, float, str]]:
+        return [(self.opt, self.sched, float(self.epochs), "--epochs")]
+
+    def resolve(self, where: str) -> None:
+        super().resolve(where)
+        if self.lr is None:
+            self.lr = DEFAULT_LR[self.opt]
+
+    def check(self, where: str) -> None:
+        if self.min_lr > self.lr:
+            raise UserError(f"{where}: --min-lr ({self.min_lr}) is larger than --lr ({self.lr}).")
+        if round(self.seta_num_group * self.seta_window_scale) < 1:
+            raise UserError(f"{where}: --seta-window-scale {self.seta_window_scale:g} with "
+                            f"--seta-num-group {self.seta_num_group} keeps no cluster "
+                            "(round(num_group * window_scale) is 0).",
+                            hint="Raise --seta-window-scale or --seta-num-group.")
+        # which names exist is the comparison registry's (mixkit.command); here the form
+        if len(set(self.compare_arms)) != len(self.compare_arms):
+            raise UserError(f"{where}: --compare {self.compare!r} must list distinct names "
+                            f"of comparison arms ({', '.join(COMPARE_ARMS)}, or one a "
+                            "plugin registered).", hint="E.g. --compare short,skip,infobatch.")
+
+    @property
+    def compare_arms(self) -> list[str]:
+        return [c.strip() for c in self.compare.split(",") if c.strip()]
+
 
 # ------------------------------------------------------------------------------------------
 

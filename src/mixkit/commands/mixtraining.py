@@ -5,17 +5,17 @@ registered in :data:`mixkit.command.COMMANDS`.
 
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import Any, Callable
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Optional
 
 import torch
 
 from mixkit.command import ArmFactory, CommandSpec, RunContext, register_command
-from mixkit.config import MixtrainingConfig
+from mixkit.config import DEFAULT_LR_BASE, TrainConfig
 from mixkit.data import DataOptions, load_data
 from mixkit.data.registry import get_spec
 from mixkit.engine.loop import ArmResult
-from mixkit.engine.optim import Recipe
+from mixkit.engine.optim import OPTIMIZERS, SCHEDULES, Recipe
 from mixkit.engine.rundir import RunDir, writing
 from mixkit.errors import UserError
 from mixkit.methods.mixtraining.data import MixedSource
@@ -24,6 +24,105 @@ from mixkit.methods.mixtraining.objectives import MAE, check_mae
 from mixkit.methods.mixtraining.recon import save_grid
 from mixkit.methods.mixtraining.schedule import Schedule
 from mixkit.models.mae import Mask, random_masking
+from mixkit.options import option
+
+# ------------------------------------------------------------------------------------------
+# options
+# ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class MixtrainingConfig(TrainConfig):
+    """`mixkit mixtraining` (Li et al. 2025).
+
+    Two AdamW recipes, as Table 7 gives them: the SSL recipe (``ssl_*``) and the SL recipe
+    (``lr_base``, ``warmup_epochs``, ``weight_decay``, ``beta2``). Learning rates scale with the
+    batch size as timm's ``--lr-base`` does: ``lr = lr_base * batch_size / 256`` unless ``--lr``
+    / ``--ssl-lr`` give the peak value directly.
+    """
+
+    model: str = option("vit_tiny_patch16_224", "timm ViT name (see `mixkit models`), random init; "
+                     "the MAE objective needs patch tokens.")
+    epochs_ssl: int = option(100, "e_ssl: self-supervised (MAE) epochs of the SSL+SL pipeline.",
+                          min=0, max=100000)
+    epochs_sl: int = option(100, "e_sl: supervised epochs.", min=1, max=100000)
+    rho: float = option(0.5, "MIX-RATIO rho: e_mix = floor(rho * min(e_ssl, e_sl)), Eq. (1).",
+                     min=0.0, max=1.0)
+    alpha: float = option(0.5, "LOSS-RATIO alpha: mix-phase loss alpha*l_ssl + (1-alpha)*l_sl, "
+                       "Eq. (3).", min=0.0, max=1.0)
+    lam: float = option(0.5, "lambda of the mixed dataset, Eq. (2): x = lam*x_sl + (1-lam)*x_ssl "
+                     "(only with --ssl-data).", min=0.0, max=1.0)
+    ssl_data: Optional[str] = option(
+        None, "SSL dataset when it differs from --data (e.g. tinyimagenet for --data cifar10); "
+        "resized to the SL image size. Default: the SL data (D_mix = D_sl).")
+    mix_forward: str = option("shared", "Mix-phase forward: `shared` runs the encoder once on all "
+                           "patches for both heads (App. A.2); `separate` adds a masked MAE "
+                           "encoder pass (one backward either way).",
+                           choices=("shared", "separate"))
+    mask_ratio: float = option(0.75, "MAE mask ratio (fraction of patches hidden).", gt=0.0,
+                            max=0.99)
+    norm_pix_loss: bool = option(False, "MAE target: per-patch normalised pixels.")
+    decoder_depth: int = option(2, "MAE decoder blocks (App. A.3: 2).", min=1, max=64)
+    decoder_dim: int = option(192, "MAE decoder width (App. A.3: 192 for ViT-Tiny).", min=8,
+                           max=8192)
+    decoder_heads: int = option(3, "MAE decoder attention heads (App. A.3: 3).", min=1, max=128)
+    lr: Optional[float] = option(None, "SL peak learning rate. Default: --lr-base * batch / 256.",
+                              gt=0.0, max=10.0)
+    lr_base: Optional[float] = option(None, "SL base learning rate per 256 images (default: 1e-3 "
+                                   "for adamw as Table 7, 0.1 for sgd).", gt=0.0, max=10.0)
+    warmup_epochs: float = option(5.0, "SL warmup epochs (Table 7; clipped to half the SL span).",
+                               min=0.0, max=100000)
+    beta2: float = option(0.95, "SL AdamW beta2 (Table 7).", gt=0.0, max=0.99999)
+    layer_decay: float = option(1.0, "SL layer-wise lr decay (MAE fine-tuning, BEiT): ViT block i "
+                             "of L trains at lr * d^(L+1-i), the patch embedding at d^(L+1), "
+                             "the heads at lr. 1 = off (Table 7 has none).", gt=0.0, max=1.0)
+    ssl_lr: Optional[float] = option(None, "SSL peak learning rate. Default: --ssl-lr-base * "
+                                  "batch / 256.", gt=0.0, max=10.0)
+    ssl_lr_base: float = option(1.5e-4, "SSL base learning rate per 256 images (Table 7).", gt=0.0,
+                             max=10.0)
+    ssl_warmup_epochs: float = option(20.0, "SSL warmup epochs (Table 7; clipped to half the SSL "
+                                   "span).", min=0.0, max=100000)
+    ssl_weight_decay: float = option(0.05, "SSL AdamW weight decay (Table 7).", min=0.0, max=10.0)
+    ssl_opt: str = option("adamw", "SSL optimiser (Table 7: adamw); --opt is the SL recipe's (SL "
+                       "and mix phases).", choices=OPTIMIZERS)
+    ssl_sched: str = option("cosine", "SSL schedule (Table 7: cosine); --sched is the SL recipe's. "
+                         "Decays are counted from the recipe's own first epoch.",
+                         choices=SCHEDULES)
+    ssl_beta2: float = option(0.95, "SSL AdamW beta2 (Table 7).", gt=0.0, max=0.99999)
+
+    @property
+    def global_batch(self) -> int:
+        """``batch_size`` per process times the torchrun world size (timm's convention)."""
+        import os
+
+        return self.batch_size * max(1, int(os.environ.get("WORLD_SIZE", "1")))
+
+    @property
+    def sl_lr(self) -> float:
+        return self.lr if self.lr is not None else self.lr_base * self.global_batch / 256
+
+    @property
+    def ssl_peak_lr(self) -> float:
+        if self.ssl_lr is not None:
+            return self.ssl_lr
+        return self.ssl_lr_base * self.global_batch / 256
+
+    def recipes(self) -> list[tuple[str, str, float, str]]:
+        sl = [(self.opt, self.sched, float(self.epochs_sl), "--epochs-sl")]
+        ssl = [(self.ssl_opt, self.ssl_sched, float(self.epochs_ssl), "--epochs-ssl")]
+        return sl + (ssl if self.epochs_ssl > 0 else [])
+
+    def resolve(self, where: str) -> None:
+        super().resolve(where)
+        if self.lr_base is None:
+            self.lr_base = DEFAULT_LR_BASE[self.opt]
+
+    def check(self, where: str) -> None:
+        for name, peak in (("--lr", self.sl_lr), ("--ssl-lr", self.ssl_peak_lr)):
+            if self.min_lr > peak:
+                raise UserError(f"{where}: --min-lr ({self.min_lr}) is larger than the peak "
+                                f"{name} ({peak:g}).", hint="Lower --min-lr.")
+
 
 # ------------------------------------------------------------------------------------------
 
