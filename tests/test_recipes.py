@@ -4,6 +4,7 @@ own definition, and mixTrain's selection recording the plain cross-entropy under
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -215,7 +216,7 @@ def test_mixtrain_records_plain_cross_entropy_under_smoothing() -> None:
     cfg = build_config(MixtrainConfig, {"smoothing": 0.2, "op": "mixup", "epochs": 2}, "t")
     model, info = create_model("mobilenetv2_035", 10, 16, None, 8)
     arm = MixTrainArm(MixTrainSettings(op="mixup"), cfg.epochs, 8, mixtrain_recipe(cfg), info,
-                      16, torch.device("cpu"))
+                      16, torch.device("cpu"), smoothing=cfg.smoothing)
     arm.epoch(0)
     g = torch.Generator().manual_seed(1)
     x, y = torch.randn(8, 3, 16, 16, generator=g), torch.arange(8) % 10
@@ -280,3 +281,15 @@ def test_the_lr_column_is_the_rate_each_epoch_trained_at(tmp_path, capsys) -> No
     assert [r["lr_end"] for r in rows] == pytest.approx([0.1, 0.01, 0.01])
     csv = (tmp_path / "L" / "summary.csv").read_text().splitlines()
     assert [float(line.split(",")[6]) for line in csv[1:]] == pytest.approx([0.1, 0.1, 0.01])
+
+
+def test_label_smoothing_is_the_losss_not_the_optimisers_recipe() -> None:
+    """A smoothing change is no optimiser change: the recipe is the same with and without it
+    (the engine rebuilds the optimiser only when the recipe changes), the arm carries it."""
+    from mixkit.commands.mixtrain import mixtrain_recipe
+    from mixkit.engine.optim import Recipe
+
+    plain = build_config(MixtrainConfig, {"epochs": 2}, "t")
+    smooth = build_config(MixtrainConfig, {"epochs": 2, "smoothing": 0.1}, "t")
+    assert mixtrain_recipe(plain) == mixtrain_recipe(smooth)
+    assert "smoothing" not in {f.name for f in dataclasses.fields(Recipe)}

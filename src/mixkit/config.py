@@ -259,8 +259,7 @@ class TrainConfig(Options):
     def recipe_options(self, opt: str, sched: str, span: float) -> dict[str, Any]:
         """The :class:`~mixkit.engine.optim.Recipe` fields these options set, for a recipe of
         ``opt`` and ``sched`` over ``span`` epochs."""
-        out: dict[str, Any] = {"opt": opt, "sched": sched, "decay_rate": self.decay_rate,
-                               "smoothing": self.smoothing}
+        out: dict[str, Any] = {"opt": opt, "sched": sched, "decay_rate": self.decay_rate}
         # only the fields the optimiser and schedule read; the rest keep Recipe's defaults, so
         # a recipe equals the one a checkpoint written before these options restores (a
         # difference would rebuild the optimiser on resume)

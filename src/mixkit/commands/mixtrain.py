@@ -140,7 +140,8 @@ def mixtrain_recipe(cfg: Any) -> Recipe:
 def supervised(name: str) -> ArmFactory:
     def factory(ctx: RunContext) -> SupervisedArm:
         return SupervisedArm(name, ctx.cfg.epochs, len(ctx.data.train),
-                             mixtrain_recipe(ctx.cfg), ctx.plan_generator())
+                             mixtrain_recipe(ctx.cfg), ctx.plan_generator(),
+                             smoothing=ctx.cfg.smoothing)
     return factory
 
 
@@ -148,7 +149,8 @@ def mixtrain(ctx: RunContext) -> MixTrainArm:
     cfg = ctx.cfg
     return MixTrainArm(MixTrainSettings.from_options(cfg), cfg.epochs, len(ctx.data.train),
                        mixtrain_recipe(cfg), ctx.model_info, ctx.data.img_size,
-                       ctx.runtime.device, seed=cfg.seed, dist=ctx.dist)
+                       ctx.runtime.device, seed=cfg.seed, dist=ctx.dist,
+                       smoothing=cfg.smoothing)
 
 
 def _method_inputs(ctx: RunContext) -> list[int]:
@@ -165,21 +167,23 @@ def short(ctx: RunContext) -> SupervisedArm:
     n = len(ctx.data.train)
     epochs = short_epochs(n, sum(_method_inputs(ctx)))
     recipe = mixtrain_recipe(ctx.cfg).compressed(epochs)
-    return SupervisedArm("short", epochs, n, recipe, ctx.plan_generator())
+    return SupervisedArm("short", epochs, n, recipe, ctx.plan_generator(),
+                         smoothing=ctx.cfg.smoothing)
 
 
 def skip(ctx: RunContext) -> SupervisedArm:
     """Random mini-batch skipping (§5.3): every epoch of the baseline recipe, each trained on a
     random subset as large as mixtrain's inputs in that same epoch."""
     return SupervisedArm("skip", ctx.cfg.epochs, len(ctx.data.train), mixtrain_recipe(ctx.cfg),
-                         ctx.plan_generator(), budget=_method_inputs(ctx))
+                         ctx.plan_generator(), budget=_method_inputs(ctx),
+                         smoothing=ctx.cfg.smoothing)
 
 
 def infobatch(ctx: RunContext) -> InfoBatchArm:
     n, cfg = len(ctx.data.train), ctx.cfg
     targets = prune_targets(cfg.epochs, n, _method_inputs(ctx), cfg.infobatch_delta)
     return InfoBatchArm("infobatch", cfg.epochs, n, mixtrain_recipe(cfg), ctx.plan_generator(),
-                        targets, ctx.runtime.device, ctx.dist)
+                        targets, ctx.runtime.device, ctx.dist, smoothing=cfg.smoothing)
 
 
 def seta(ctx: RunContext) -> SeTaArm:
@@ -188,7 +192,7 @@ def seta(ctx: RunContext) -> SeTaArm:
                             cfg.seta_delta)
     return SeTaArm("seta", cfg.epochs, len(ctx.data.train), mixtrain_recipe(cfg),
                    ctx.plan_generator(), settings, ctx.runtime.device,
-                   targets=_method_inputs(ctx), dist=ctx.dist)
+                   targets=_method_inputs(ctx), dist=ctx.dist, smoothing=cfg.smoothing)
 
 
 for _name, _factory, _help in (

@@ -195,7 +195,8 @@ def mixtraining_arm(name: str, schedule_of: Callable[[Any], Schedule]) -> ArmFac
             mix_forward=cfg.mix_forward, num_samples=len(ctx.data.train),
             plan_generator=ctx.plan_generator(), num_tasks=len(ctx.data.tasks),
             ssl_source=ssl_train, mix_source=mix,
-            probe=_probe(ctx, mae) if mae is not None else None, device=device, dist=ctx.dist)
+            probe=_probe(ctx, mae) if mae is not None else None, device=device, dist=ctx.dist,
+            smoothing=cfg.smoothing)
     return factory
 
 

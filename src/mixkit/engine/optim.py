@@ -53,8 +53,8 @@ class Recipe:
 
     ``start`` is the arm epoch at which the schedule's ``t = 0`` sits; ``total`` its length.
     A change of recipe between epochs (MixTraining's SSL -> SL) starts a fresh optimiser.
-    ``smoothing`` is the recipe's label smoothing (timm's ``--smoothing``): the arms read it in
-    their loss.
+    Label smoothing is not here: it belongs to the loss (each method's ``smoothing``), so a
+    smoothing change is no optimiser change.
     """
 
     name: str
@@ -73,7 +73,6 @@ class Recipe:
     decay_epochs: float = 30.0
     decay_milestones: tuple[float, ...] = (30.0, 60.0)
     decay_rate: float = 0.1
-    smoothing: float = 0.0
 
     def lr_at(self, t: float) -> float:
         """The learning rate at arm progress ``t``: the linear warm-up from 0 (clipped to half

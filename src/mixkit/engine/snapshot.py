@@ -133,6 +133,8 @@ def _mapping(value: Any, key: str) -> dict[str, Any]:
 def _recipe(value: Any) -> Recipe:
     """The saved recipe, checked before it is built (a crafted one is "does not fit")."""
     known = {f.name for f in dataclasses.fields(Recipe)}
+    if isinstance(value, dict):         # checkpoints before 2026-12-07 kept the loss's
+        value = {k: v for k, v in value.items() if k != "smoothing"}    # smoothing here
     if not isinstance(value, dict) or not set(value) <= known or not {
             "name", "lr", "min_lr", "weight_decay", "warmup", "total"} <= set(value):
         raise ValueError("`recipe` is not a mixkit optimiser recipe")

@@ -180,7 +180,7 @@ class InfoBatchArm(MethodArm):
 
     def __init__(self, name: str, epochs: int, num_samples: int, recipe: Recipe,
                  plan_generator: torch.Generator, targets: list[int], device: torch.device,
-                 dist: Dist = Dist()) -> None:
+                 dist: Dist = Dist(), smoothing: float = 0.0) -> None:
         method = InfoBatch(num_samples, epochs, targets=targets, device=device, dist=dist,
-                           smoothing=recipe.smoothing, generator=plan_generator)
+                           smoothing=smoothing, generator=plan_generator)
         super().__init__(name, method, epochs, recipe)

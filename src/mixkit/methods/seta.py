@@ -277,7 +277,8 @@ class SeTaArm(MethodArm):
 
     def __init__(self, name: str, epochs: int, num_samples: int, recipe: Recipe,
                  plan_generator: torch.Generator, settings: SeTaSettings, device: torch.device,
-                 targets: list[int] | None = None, dist: Dist = Dist()) -> None:
+                 targets: list[int] | None = None, dist: Dist = Dist(),
+                 smoothing: float = 0.0) -> None:
         method = SeTa(num_samples, epochs, settings, targets=targets, device=device, dist=dist,
-                      smoothing=recipe.smoothing, generator=plan_generator)
+                      smoothing=smoothing, generator=plan_generator)
         super().__init__(name, method, epochs, recipe)

@@ -124,7 +124,8 @@ class SupervisedArm(MethodArm):
     ``skip``): :class:`Baseline` over ``epochs`` epochs of ``recipe``."""
 
     def __init__(self, name: str, epochs: int, num_samples: int, recipe: Recipe,
-                 plan_generator: torch.Generator, budget: list[int] | None = None) -> None:
-        method = Baseline(num_samples, budget=budget, epochs=epochs, smoothing=recipe.smoothing,
+                 plan_generator: torch.Generator, budget: list[int] | None = None,
+                 smoothing: float = 0.0) -> None:
+        method = Baseline(num_samples, budget=budget, epochs=epochs, smoothing=smoothing,
                           generator=plan_generator)
         super().__init__(name, method, epochs, recipe)

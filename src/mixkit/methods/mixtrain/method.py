@@ -199,7 +199,7 @@ class MixTrainArm(MethodArm):
 
     def __init__(self, settings: MixTrainSettings, epochs: int, num_samples: int,
                  recipe: Recipe, info: ModelInfo, img_size: int, device: torch.device,
-                 seed: int = 0, dist: Dist = Dist()) -> None:
+                 seed: int = 0, dist: Dist = Dist(), smoothing: float = 0.0) -> None:
         method = MixTrain(num_samples, settings, epochs=epochs, seed=seed, device=device,
-                          smoothing=recipe.smoothing, info=info, img_size=img_size, dist=dist)
+                          smoothing=smoothing, info=info, img_size=img_size, dist=dist)
         super().__init__("mixtrain", method, epochs, recipe)

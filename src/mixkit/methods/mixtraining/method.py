@@ -48,7 +48,8 @@ class MixTrainingArm(Arm):
                  num_samples: int, plan_generator: torch.Generator, num_tasks: int = 1,
                  ssl_source: Any = None, mix_source: Any = None,
                  probe: tuple[torch.Tensor, Any] | None = None,
-                 device: torch.device | str = "cpu", dist: Dist = Dist()) -> None:
+                 device: torch.device | str = "cpu", dist: Dist = Dist(),
+                 smoothing: float = 0.0) -> None:
         if schedule.e_ssl and objective is None:
             raise ValueError("an arm with SSL epochs needs an SSL objective")
         self.name, self.schedule, self.epochs = name, schedule, schedule.epochs
@@ -58,7 +59,7 @@ class MixTrainingArm(Arm):
         self.num_samples, self.generator = num_samples, plan_generator
         self.ssl_source, self.mix_source = ssl_source, mix_source
         self.probe = probe          # (fixed images, fixed mask) for the reconstruction figure
-        self.dist = dist
+        self.dist, self.smoothing = dist, smoothing      # label smoothing of the SL loss
         self._parts = torch.zeros(2, device=device)    # mix phase: sample-weighted (l_ssl, l_sl)
         self._seen = 0
         self._model: nn.Module | None = None        # the model the arm trains (extend_model)
@@ -129,14 +130,14 @@ class MixTrainingArm(Arm):
         return task_mean(self.objective.standalone(model, batch.x), batch.task, self.num_tasks)
 
     def sl_loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
-        return cross_entropy_loss(model, batch, self.sl_recipe.smoothing)
+        return cross_entropy_loss(model, batch, self.smoothing)
 
     def mix_loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         """Eq. (3) with one backward; ``shared`` also runs the backbone only once."""
         if self.mix_forward == "shared":
             feats = model.forward_features(batch.x)
             per_row = self.objective.reuse(model, batch.x, feats)
-            l_sl = supervised_loss_from_features(model, feats, batch, self.sl_recipe.smoothing)
+            l_sl = supervised_loss_from_features(model, feats, batch, self.smoothing)
         else:
             per_row = self.objective.standalone(model, batch.x)
             l_sl = self.sl_loss(model, batch)
