@@ -10,7 +10,7 @@ import functools
 import re
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
@@ -22,7 +22,9 @@ from mixkit.engine.loop import ArmResult
 from mixkit.engine.rundir import RunDir
 from mixkit.engine.runtime import Runtime
 from mixkit.errors import UserError
-from mixkit.models import ModelInfo, create_model
+
+if TYPE_CHECKING:                   # the models (timm) load when a command runs, not for --help
+    from mixkit.models import ModelInfo
 
 
 @dataclass
@@ -46,6 +48,8 @@ class RunContext:
 
     def new_model(self) -> torch.nn.Module:
         """A freshly initialised model (from the global RNG: seed first)."""
+        from mixkit.models import create_model
+
         return create_model(self.cfg.model, self.data.num_classes, self.data.img_size,
                             self.cfg.patch_size, self.data.spec.native_size)[0]
 

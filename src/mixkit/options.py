@@ -19,7 +19,6 @@ from typing import Any, Union
 
 import yaml
 
-from mixkit.command import COMMANDS, command_names
 from mixkit.errors import UserError
 
 ROLES = ("experiment", "seed", "run", "name", "action")
@@ -215,6 +214,8 @@ def check_experiment(name: str | None, where: str) -> None:
 def _command_with(key: str, cls: type) -> str | None:
     """The other training command whose config has ``key`` (a config given to the wrong
     command), or None."""
+    from mixkit.command import COMMANDS, command_names
+
     for name in command_names():
         other = COMMANDS[name].config_cls
         if other is not None and other is not cls and key in {f.name for f in fields(other)}:

@@ -6,18 +6,20 @@ registered in :data:`mixkit.command.COMMANDS`, where the command line and the re
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from mixkit.command import (ArmFactory, CommandSpec, RunContext, comparison, register_command,
                             register_comparison)
 from mixkit.config import COMPARE_ARMS, DEFAULT_LR, TrainConfig
 from mixkit.engine.optim import Recipe
 from mixkit.errors import UserError
-from mixkit.methods.infobatch import InfoBatchArm, prune_targets
-from mixkit.methods.mixtrain.method import MixTrainArm, check_op
 from mixkit.methods.mixtrain.settings import MixTrainSettings
-from mixkit.methods.seta import SeTaArm, SeTaSettings
-from mixkit.methods.supervised import SupervisedArm, short_epochs
+
+if TYPE_CHECKING:       # the methods (torch models, timm) load when the command runs
+    from mixkit.methods.infobatch import InfoBatchArm
+    from mixkit.methods.mixtrain.method import MixTrainArm
+    from mixkit.methods.seta import SeTaArm
+    from mixkit.methods.supervised import SupervisedArm
 from mixkit.options import option
 
 # ------------------------------------------------------------------------------------------
@@ -139,6 +141,8 @@ def mixtrain_recipe(cfg: Any) -> Recipe:
 
 def supervised(name: str) -> ArmFactory:
     def factory(ctx: RunContext) -> SupervisedArm:
+        from mixkit.methods.supervised import SupervisedArm
+
         return SupervisedArm(name, ctx.cfg.epochs, len(ctx.data.train),
                              mixtrain_recipe(ctx.cfg), ctx.plan_generator(),
                              smoothing=ctx.cfg.smoothing)
@@ -146,6 +150,8 @@ def supervised(name: str) -> ArmFactory:
 
 
 def mixtrain(ctx: RunContext) -> MixTrainArm:
+    from mixkit.methods.mixtrain.method import MixTrainArm
+
     cfg = ctx.cfg
     return MixTrainArm(MixTrainSettings.from_options(cfg), cfg.epochs, len(ctx.data.train),
                        mixtrain_recipe(cfg), ctx.model_info, ctx.data.img_size,
@@ -164,6 +170,8 @@ def short(ctx: RunContext) -> SupervisedArm:
     schedule (warmup, cosine to --min-lr, or the step decays at the same fractions of the run)
     compressed into them; the epoch count is mixtrain's total inputs in whole epochs, rounded to
     the nearest (at least 1)."""
+    from mixkit.methods.supervised import SupervisedArm, short_epochs
+
     n = len(ctx.data.train)
     epochs = short_epochs(n, sum(_method_inputs(ctx)))
     recipe = mixtrain_recipe(ctx.cfg).compressed(epochs)
@@ -174,12 +182,16 @@ def short(ctx: RunContext) -> SupervisedArm:
 def skip(ctx: RunContext) -> SupervisedArm:
     """Random mini-batch skipping (§5.3): every epoch of the baseline recipe, each trained on a
     random subset as large as mixtrain's inputs in that same epoch."""
+    from mixkit.methods.supervised import SupervisedArm
+
     return SupervisedArm("skip", ctx.cfg.epochs, len(ctx.data.train), mixtrain_recipe(ctx.cfg),
                          ctx.plan_generator(), budget=_method_inputs(ctx),
                          smoothing=ctx.cfg.smoothing)
 
 
 def infobatch(ctx: RunContext) -> InfoBatchArm:
+    from mixkit.methods.infobatch import InfoBatchArm, prune_targets
+
     n, cfg = len(ctx.data.train), ctx.cfg
     targets = prune_targets(cfg.epochs, n, _method_inputs(ctx), cfg.infobatch_delta)
     return InfoBatchArm("infobatch", cfg.epochs, n, mixtrain_recipe(cfg), ctx.plan_generator(),
@@ -187,6 +199,8 @@ def infobatch(ctx: RunContext) -> InfoBatchArm:
 
 
 def seta(ctx: RunContext) -> SeTaArm:
+    from mixkit.methods.seta import SeTaArm, SeTaSettings
+
     cfg = ctx.cfg
     settings = SeTaSettings(cfg.seta_prune_ratio, cfg.seta_num_group, cfg.seta_window_scale,
                             cfg.seta_delta)
@@ -211,6 +225,8 @@ def _mixtrain_arms(cfg: Any) -> list[tuple[str, ArmFactory]]:
 
 
 def _mixtrain_setup(ctx: RunContext) -> None:
+    from mixkit.methods.mixtrain.method import check_op
+
     if ctx.data.multitask:
         raise UserError(f"`mixkit mixtrain` trains one task; --data {ctx.cfg.data} names "
                         f"{len(ctx.data.tasks)}.", hint="Pass one dataset to --data.")

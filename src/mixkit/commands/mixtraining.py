@@ -6,7 +6,7 @@ registered in :data:`mixkit.command.COMMANDS`.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import torch
 
@@ -18,13 +18,13 @@ from mixkit.engine.loop import ArmResult
 from mixkit.engine.optim import OPTIMIZERS, SCHEDULES, Recipe
 from mixkit.engine.rundir import RunDir, writing
 from mixkit.errors import UserError
-from mixkit.methods.mixtraining.data import MixedSource
-from mixkit.methods.mixtraining.method import MixTrainingArm
-from mixkit.methods.mixtraining.objectives import MAE, check_mae
-from mixkit.methods.mixtraining.recon import save_grid
 from mixkit.methods.mixtraining.schedule import Schedule
-from mixkit.models.mae import Mask, random_masking
 from mixkit.options import option
+
+if TYPE_CHECKING:       # the method's modules (torch models, timm) load when the command runs
+    from mixkit.methods.mixtraining.method import MixTrainingArm
+    from mixkit.methods.mixtraining.objectives import MAE
+    from mixkit.models.mae import Mask
 
 # ------------------------------------------------------------------------------------------
 # options
@@ -129,6 +129,8 @@ class MixtrainingConfig(TrainConfig):
 
 def _mixtraining_setup(ctx: RunContext) -> None:
     """Checks and SSL data, before the run dir exists (a bad value leaves nothing behind)."""
+    from mixkit.methods.mixtraining.objectives import check_mae
+
     cfg = ctx.cfg
     if cfg.epochs_ssl > 0:
         why = check_mae(ctx.model_info, cfg.mask_ratio)
@@ -152,6 +154,8 @@ def _mixtraining_setup(ctx: RunContext) -> None:
 
 def _probe(ctx: RunContext, mae: MAE) -> tuple[torch.Tensor, Mask]:
     """The figure's fixed inputs: the first 8 validation images and one mask from the seed."""
+    from mixkit.models.mae import random_masking
+
     x = next(iter(ctx.data.tasks[0][1].eval_batches(8)))[0]
     gen = torch.Generator(device=x.device).manual_seed(ctx.cfg.seed)
     return x, random_masking(x.shape[0], mae.num_patches, mae.mask_ratio, x.device, gen)
@@ -173,6 +177,10 @@ def recipes(cfg: Any, schedule: Schedule) -> tuple[Recipe, Recipe]:
 
 def mixtraining_arm(name: str, schedule_of: Callable[[Any], Schedule]) -> ArmFactory:
     def factory(ctx: RunContext) -> MixTrainingArm:
+        from mixkit.methods.mixtraining.data import MixedSource
+        from mixkit.methods.mixtraining.method import MixTrainingArm
+        from mixkit.methods.mixtraining.objectives import MAE
+
         cfg, device = ctx.cfg, ctx.runtime.device
         schedule = schedule_of(cfg)
         ssl_recipe, sl_recipe = recipes(cfg, schedule)
@@ -215,6 +223,9 @@ def _mixtraining_arms(cfg: Any) -> list[tuple[str, ArmFactory]]:
 
 def _mixtraining_finish(ctx: RunContext, results: dict[str, ArmResult], rundir: RunDir) -> None:
     """``reconstruction.png`` (Fig. 4): originals, masked, then each MAE arm's reconstruction."""
+    from mixkit.methods.mixtraining.objectives import MAE
+    from mixkit.methods.mixtraining.recon import save_grid
+
     recons = {n: r.artifacts["reconstruction"] for n, r in results.items()
               if "reconstruction" in r.artifacts}
     if not recons:
