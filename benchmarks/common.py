@@ -1,22 +1,21 @@
 """Helpers the benchmark scripts share (run them from the repository root).
 
-Benchmarks take mixkit's own options from the config dataclasses (:func:`config_options`), so
-every option a command has is a benchmark flag too, validated the same way, and a new option
-never needs adding twice.
+Benchmarks use mixkit's public names only (``mixkit``, ``mixkit.experiment``,
+``mixkit.functional``: ``docs/api.md``). They take a command's options from
+:func:`mixkit.experiment.options` (:func:`config_options`), so every option a command has is a
+benchmark flag too, validated the same way, and a new option never needs adding twice.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import statistics
 from typing import Any, Callable
 
 import torch
 
-from mixkit.options import build_config, field_types, flag_of
-
+from mixkit import experiment
 
 
 def mean_sd(xs: list[float], digits: int = 3) -> str:
@@ -24,37 +23,35 @@ def mean_sd(xs: list[float], digits: int = 3) -> str:
     return f"{statistics.mean(xs):.{digits}f} ± {sd:.{digits}f}"
 
 
-def config_options(parser: argparse.ArgumentParser, cls: type,
+def config_options(parser: argparse.ArgumentParser, command: str,
                    defaults: dict[str, Any]) -> Callable[[argparse.Namespace], Any]:
-    """Add every option of config class ``cls`` to ``parser`` (``--a-b`` for field ``a_b``,
+    """Add every option of ``mixkit COMMAND`` to ``parser`` (``--a-b`` for setting ``a_b``,
     ``--x/--no-x`` for booleans), with the benchmark's ``defaults`` where it has its own.
 
-    Returns ``build(args)``: the validated config of the parsed options (unset ones keep the
-    config's default), as ``mixkit`` itself would build it.
+    Returns ``build(args)``: the validated settings of the parsed options (unset ones keep the
+    command's default), as ``mixkit`` itself would build them.
     """
-    group = parser.add_argument_group(f"mixkit options ({cls.__name__}; see `mixkit --help`)")
+    group = parser.add_argument_group(f"mixkit {command} options (see `mixkit {command} "
+                                      "--help`)")
     names = []
-    for f in dataclasses.fields(cls):
-        if not f.metadata["bench"]:     # where a run dir goes, --overwrite, --no-baseline...
+    for opt in experiment.options(command):
+        if not opt.per_experiment:      # where a run dir goes, --overwrite, --no-baseline...
             continue
-        tp, _ = field_types(cls)[f.name]
-        flags = [flag_of(f.name)]
-        if f.metadata.get("short"):
-            flags.append(f.metadata["short"])
-        kw: dict[str, Any] = {"dest": f.name, "default": defaults.get(f.name),
-                              "help": f.metadata["help"].replace("%", "%%")}
-        if tp is bool:
+        flags = [opt.flag] + ([opt.short] if opt.short else [])
+        kw: dict[str, Any] = {"dest": opt.name, "default": defaults.get(opt.name),
+                              "help": opt.help.replace("%", "%%")}
+        if opt.type is bool:
             kw["action"] = argparse.BooleanOptionalAction
         else:
-            kw["type"] = tp
-            if f.metadata.get("choices"):
-                kw["choices"] = f.metadata["choices"]
+            kw["type"] = opt.type
+            if opt.choices:
+                kw["choices"] = opt.choices
         group.add_argument(*flags, **kw)
-        names.append(f.name)
+        names.append(opt.name)
 
     def build(args: argparse.Namespace) -> Any:
         values = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
-        return build_config(cls, values, where="benchmark")
+        return experiment.settings(command, **values)
     return build
 
 

@@ -4,15 +4,18 @@ It generates an ImageNet-like folder (JPEGs of varied sizes around 500x375, qual
 measures, with the same workers, batch and augmentation (RandomResizedCrop scale 0.08-1, ratio
 3/4-4/3, bilinear, horizontal flip; no colour jitter), images per second of:
 
-* **mixkit**: ``StreamSource.batches`` (decode with the crop cut while decoding, JPEG draft
-  mode, uint8 to the device, flip + normalise batched there) over a shuffled epoch plan;
+* **mixkit**: ``Experiment.input_batches`` — the data core as a run feeds its step (decode
+  with the crop cut while decoding, JPEG draft mode, uint8 to the device, flip + normalise
+  batched there) over a shuffled epoch plan;
 * **timm**: ``timm.data.create_loader`` (``is_training=True``, ``use_prefetcher=True`` on the
   same device: uint8 from the workers, normalised on the device — timm's fastest path);
-* **decode only**, one process: PIL's full decode of each file (the work timm's workers do
-  before cropping) and mixkit's decode of the crop, per image: the ceiling a worker can reach;
+* **one process**: PIL's full decode of each file (the work timm's workers do before
+  cropping), and mixkit's whole path with no worker (crop decode, batching, flip, normalise):
+  the ceiling one worker can reach;
 
-then the time and memory to scan a 100,000-file tree (zero-byte files: the scan reads no
-pixels), extrapolated to ImageNet's 1.28 M. Repeats alternate the two loaders; the median is
+then the time and peak memory to set a run up on a 100,000-file tree (the folder scan and the
+checks; zero-byte files: no pixel is read), extrapolated to ImageNet's 1.28 M. Only public
+names (``mixkit.experiment``). Repeats alternate the two loaders; the median is
 printed.
 
     taskset -c 0 python benchmarks/data_throughput.py --workers 1 --files 2000
@@ -47,24 +50,20 @@ def make_folder(root: Path, files: int, classes: int, seed: int = 0) -> Path:
     return root / "train"
 
 
-def mixkit_rate(train: Path, size: int, batch: int, workers: int) -> float:
-    from mixkit.data.augment import normalize  # noqa: F401 - the path below uses it
-    from mixkit.data.folder import scan_image_folder
-    from mixkit.data.plan import shuffled
-    from mixkit.data.sources import FileDataset, Preprocess, StreamSource
+def stream(root: Path, size: int, batch: int, workers: int):
+    """``mixkit mixtrain``'s data core on the folder: RandomResizedCrop + flip, normalised."""
+    from mixkit.experiment import Experiment
 
-    tree = scan_image_folder(train.parent, 0.01)
-    files, labels = tree.train
-    ds = FileDataset(files, labels, size, "rrc", seed=0)
-    prep = Preprocess(torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225]),
-                      0, True)
-    src = StreamSource(ds, prep, torch.device("cpu"), 0, workers)
-    plan = shuffled(len(ds), torch.Generator().manual_seed(0))
-    for b in src.batches(plan, batch, 0, 0):      # warm: workers started, files cached
-        pass
+    return Experiment("mixtrain", data="imagefolder", data_dir=str(root), img_size=size,
+                      batch_size=batch, workers=workers, val_fraction=0.01, device="cpu",
+                      model="resnet18")
+
+
+def mixkit_rate(exp, epoch: int) -> float:
+    """Images/s of one shuffled epoch of the data core alone (no model)."""
     t, n = time.perf_counter(), 0
-    for b in src.batches(plan, batch, 0, 1):
-        n += b.size
+    for x, _ in exp.input_batches(epoch):
+        n += x.shape[0]
     return n / (time.perf_counter() - t)
 
 
@@ -85,27 +84,20 @@ def timm_rate(train: Path, size: int, batch: int, workers: int) -> float:
     return n / (time.perf_counter() - t)
 
 
-def decode_rates(train: Path, size: int, limit: int = 400) -> tuple[float, float]:
-    """(full PIL decode, mixkit's crop decode) images/s in this one process."""
-    from mixkit.data import transforms as T
-
+def full_decode_rate(train: Path, limit: int = 400) -> float:
+    """PIL's full decode of each file, one process: the work timm's workers do per image
+    before cropping."""
     paths = sorted(train.rglob("*.JPEG"))[:limit]
     t = time.perf_counter()
     for p in paths:
         with Image.open(p) as img:
             img.convert("RGB").load()
-    full = len(paths) / (time.perf_counter() - t)
-    t = time.perf_counter()
-    for i, p in enumerate(paths):
-        T.decode_rrc(p, size, T.sample_rng(0, 0, i))
-    crop = len(paths) / (time.perf_counter() - t)
-    return full, crop
+    return len(paths) / (time.perf_counter() - t)
 
 
-def scan(files: int, classes: int = 100) -> tuple[float, float]:
-    """(seconds, bytes per file) to scan a tree of ``files`` zero-byte JPEGs."""
-    from mixkit.data.folder import scan_image_folder
-
+def _set_up(files: int, classes: int) -> tuple[float, int]:
+    """(seconds, peak traced bytes) to set up a run on a tree of ``files`` zero-byte JPEGs:
+    the folder scan and every check before training (no pixel is read)."""
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         for c in range(classes):
@@ -119,13 +111,23 @@ def scan(files: int, classes: int = 100) -> tuple[float, float]:
             (root / "val" / f"n{c:08d}" / "v.JPEG").touch()
         tracemalloc.start()
         t = time.perf_counter()
-        tree = scan_image_folder(root, 0.2)
+        exp = stream(root, 224, 64, 0)
         seconds = time.perf_counter() - t
+        _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
-        files_list = tree.train[0]
-        per_file = (files_list.nbytes + tree.train[1].element_size() * len(files_list)) / len(
-            files_list)
-    return seconds, per_file
+        exp.close()
+    return seconds, peak
+
+
+def scan(files: int, classes: int = 100) -> tuple[float, float]:
+    """(seconds, bytes) per file of a run's set-up: the slope between a tree of ``files`` and
+    one of a tenth as many, so the fixed costs (the model check, imports) are not
+    extrapolated."""
+    _set_up(files // 10, classes)                 # warm: imports, the model factory
+    t1, m1 = _set_up(files // 10, classes)
+    t2, m2 = _set_up(files, classes)
+    n = files - files // 10
+    return (t2 - t1) / n, (m2 - m1) / n
 
 
 def main() -> None:
@@ -148,23 +150,29 @@ def main() -> None:
         make_folder(root, args.files, args.classes)
         print(f"generated {args.files} JPEGs in {time.perf_counter() - t:.0f} s under {root}")
     ours, theirs = [], []
-    for r in range(args.repeats):                 # alternate, so drift hits both alike
-        ours.append(mixkit_rate(train, args.img_size, args.batch_size, args.workers))
-        theirs.append(timm_rate(train, args.img_size, args.batch_size, args.workers))
-        print(f"repeat {r}: mixkit {ours[-1]:.0f} img/s, timm {theirs[-1]:.0f} img/s")
-    full, crop = decode_rates(train, args.img_size)
+    with stream(root, args.img_size, args.batch_size, args.workers) as exp:
+        mixkit_rate(exp, 0)                        # warm: workers started, files cached
+        for r in range(args.repeats):             # alternate, so drift hits both alike
+            ours.append(mixkit_rate(exp, r + 1))
+            theirs.append(timm_rate(train, args.img_size, args.batch_size, args.workers))
+            print(f"repeat {r}: mixkit {ours[-1]:.0f} img/s, timm {theirs[-1]:.0f} img/s")
+    with stream(root, args.img_size, args.batch_size, 0) as exp:
+        mixkit_rate(exp, 0)
+        crop = mixkit_rate(exp, 1)
+    full = full_decode_rate(train)
     m, t = statistics.median(ours), statistics.median(theirs)
     print(f"\n{args.files} files ~500x375 q90, {args.img_size} px, batch {args.batch_size}, "
           f"{args.workers} worker(s), RandomResizedCrop + flip:")
     print(f"  mixkit {m:.0f} img/s, timm create_loader {t:.0f} img/s: {m / t:.2f}x "
           f"(goal >= 1.3x)")
-    print(f"  decode only, one process: PIL full decode {full:.0f} img/s, mixkit crop decode "
-          f"{crop:.0f} img/s; mixkit's path = {m / (crop * args.workers):.0%} of crop-decode "
-          f"x workers, {m / (full * args.workers):.0%} of full-decode x workers (goal >= 80 %)")
+    print(f"  one process: PIL full decode {full:.0f} img/s, mixkit's whole path with no "
+          f"worker {crop:.0f} img/s; with {args.workers} worker(s) = "
+          f"{m / (crop * args.workers):.0%} of that x workers, "
+          f"{m / (full * args.workers):.0%} of full-decode x workers (goal >= 80 %)")
     secs, per_file = scan(args.scan_files)
-    print(f"  scan of {args.scan_files:,} files: {secs:.2f} s, {per_file:.0f} bytes per file in "
-          f"the file list; 1.28 M files: ~{secs * 1.28e6 / args.scan_files:.0f} s, "
-          f"~{per_file * 1.28e6 / 2**20:.0f} MiB")
+    print(f"  a run's set-up (folder scan + checks), per file (slope from {args.scan_files:,} "
+          f"files): {1e6 * secs:.1f} µs, {per_file:.0f} bytes peak; 1.28 M files: "
+          f"~{secs * 1.28e6:.0f} s, ~{per_file * 1.28e6 / 2**20:.0f} MiB")
 
 
 if __name__ == "__main__":

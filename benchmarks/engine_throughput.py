@@ -27,15 +27,8 @@ import torchvision.transforms as T
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from mixkit.commands.mixtrain import MixtrainConfig
-from mixkit.options import build_config
-from mixkit.data import DataOptions, load_data
-from mixkit.engine.loop import Engine
-from mixkit.engine.optim import Recipe
-from mixkit.engine.runtime import Runtime, resolve_device
-from mixkit.engine.timing import compile_seconds
-from mixkit.methods.supervised import SupervisedArm
-from mixkit.models import create_model
+import mixkit
+from mixkit.experiment import Experiment
 
 
 class PilDataset(Dataset):
@@ -87,55 +80,54 @@ def train_flops_per_image(model: torch.nn.Module, img_size: int, device: torch.d
     return 3 * counter.get_total_flops() / 2
 
 
-def compare(data, model_name: str, batch_size: int, device: torch.device, *, amp: bool = False,
-            channels_last: bool = False, compile: bool = False, workers: int = 2,
-            repeats: int = 3, patch_size: int | None = None, log=print) -> dict:
-    """mixkit's engine vs the plain loop on the same model, data, device and options: img/s
-    per repeat (alternating which runs first) and the median ratio."""
-    n = len(data.train)
-    mean, std = data.train.prep.mean.cpu(), data.train.prep.std.cpu()
-    images = data.train.images.cpu().permute(0, 2, 3, 1).numpy()
-    tfm = [T.RandomCrop(data.img_size, padding=4)]
-    tfm += [T.RandomHorizontalFlip()] if data.hflip else []
-    tfm += [T.ToTensor(), T.Normalize(mean.tolist(), std.tolist())]
-    loader = DataLoader(PilDataset(images, data.train.labels.cpu().numpy(), T.Compose(tfm)),
+def compare(exp: Experiment, batch_size: int, *, compile: bool = False, workers: int = 2,
+            repeats: int = 3, log=print) -> dict:
+    """mixkit's engine vs the plain loop on the same model, data, device and options (those
+    of ``exp``'s settings): img/s per repeat (alternating which runs first) and the median
+    ratio. A mixkit repeat is the second epoch of the baseline arm from its starting point
+    (the engine's epoch time: no evaluation, no compilation)."""
+    cfg, device = exp.settings, exp.device
+    amp, channels_last = cfg.amp, cfg.channels_last
+    arrays = exp.train_arrays()
+    n = len(arrays.labels)
+    tfm = [T.RandomCrop(exp.img_size, padding=4)]
+    tfm += [T.RandomHorizontalFlip()] if arrays.hflip else []
+    tfm += [T.ToTensor(), T.Normalize(arrays.mean.tolist(), arrays.std.tolist())]
+    loader = DataLoader(PilDataset(arrays.images.permute(0, 2, 3, 1).numpy(),
+                                   arrays.labels.numpy(), T.Compose(tfm)),
                         batch_size=batch_size, shuffle=True, num_workers=workers,
                         pin_memory=device.type == "cuda", persistent_workers=workers > 0,
                         drop_last=True)
 
-    def fresh_model():
-        torch.manual_seed(0)
-        return create_model(model_name, data.num_classes, data.img_size, patch_size)[0]
-
-    plain_model = fresh_model().to(device)
+    torch.manual_seed(0)
+    plain_model = mixkit.create_timm_model(cfg.model, num_classes=exp.num_classes,
+                                           img_size=exp.img_size,
+                                           patch_size=cfg.patch_size).to(device)
     if channels_last:
         plain_model = plain_model.to(memory_format=torch.channels_last)
     plain_opt = torch.optim.AdamW(plain_model.parameters(), lr=1e-3, weight_decay=0.05,
                                   fused=device.type == "cuda" or None)
     if compile:
         plain_model.compile()
-    runtime = Runtime(device, amp=amp, channels_last=channels_last, compile=compile)
-    data.train.prep.channels_last = channels_last
-    engine = Engine(fresh_model(), runtime, data.train, data.val, batch_size=batch_size)
-    arm = SupervisedArm("sl", 10**6, n, Recipe("sl", 1e-3, 1e-6, 0.05, 0, 10**6),
-                        torch.Generator().manual_seed(0))
 
-    def run_mixkit(epoch: int) -> float:
-        return n / engine.train_epoch(arm, epoch)["epoch_seconds"]
+    def run_mixkit() -> float:
+        """The second epoch of a fresh arm (the first pays the new weights' one-time costs,
+        as the plain loop's warm-up epoch does)."""
+        return n / exp.train("baseline", epochs=2).rows[1]["epoch_seconds"]
 
     def run_plain() -> float:
-        """The engine's epochs exclude compilation (``docs/engine.md``); so do these."""
-        before = compile_seconds() if compile else 0.0
+        """The engine's epochs exclude compilation (``docs/engine.md``); so do these: the
+        first (warm-up) epoch compiles, the timed ones reuse it."""
         seconds, seen = plain_epoch(plain_model, loader, plain_opt, device, amp, channels_last)
-        return seen / (seconds - (compile_seconds() - before if compile else 0.0))
+        return seen / seconds
 
-    log(f"device {runtime.describe()}; {data.name} {n} images at {data.img_size}px; "
-        f"{model_name}; batch {batch_size}; plain loop workers {workers}")
-    run_mixkit(0), run_plain()  # warm-up (allocator, oneDNN/cuDNN kernels, compile, workers)
+    log(f"device {exp.describe()}; {cfg.data} {n} images at {exp.img_size}px; "
+        f"{cfg.model}; batch {batch_size}; plain loop workers {workers}")
+    run_mixkit(), run_plain()   # warm-up (allocator, oneDNN/cuDNN kernels, compile, workers)
     rows = []
     for r in range(repeats):
         order = ("mixkit", "plain") if r % 2 == 0 else ("plain", "mixkit")
-        ips = {k: run_mixkit(r + 1) if k == "mixkit" else run_plain() for k in order}
+        ips = {k: run_mixkit() if k == "mixkit" else run_plain() for k in order}
         rows.append(ips)
         log(f"repeat {r}: mixkit {ips['mixkit']:8.1f} img/s   plain {ips['plain']:8.1f} img/s"
             f"   ratio {ips['mixkit'] / ips['plain']:.3f}")
@@ -148,6 +140,20 @@ def compare(data, model_name: str, batch_size: int, device: torch.device, *, amp
     log(f"median ratio mixkit/plain = {out['ratio_median']:.3f} (min {min(ratios):.3f}, "
         f"max {max(ratios):.3f}, {repeats} repeats)")
     return out
+
+
+def experiment(data: str, model: str, batch_size: int, *, data_dir: str | None = None,
+               img_size: int | None = None, data_fraction: float = 0.5, device: str = "auto",
+               amp: bool = False, channels_last: bool = False, compile: bool = False,
+               patch_size: int | None = None) -> Experiment:
+    """The baseline arm's cores: the data on the device, AdamW at 1e-3 (as the plain loop),
+    no evaluation cost worth counting (the epoch time excludes it)."""
+    return Experiment("mixtrain", data=data, data_dir=data_dir, img_size=img_size,
+                      data_fraction=data_fraction, workers=0, model=model,
+                      batch_size=batch_size, device=device, amp=amp,
+                      channels_last=channels_last, torchcompile=compile, patch_size=patch_size,
+                      opt="adamw", lr=1e-3, weight_decay=0.05, warmup_epochs=0,
+                      val_size=min(256, batch_size), timing_warmup=0)
 
 
 def main() -> None:
@@ -167,14 +173,12 @@ def main() -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile in both loops")
     args = p.parse_args()
 
-    device = resolve_device(args.device)
-    cfg = build_config(MixtrainConfig, {
-        "data_dir": args.data_dir, "img_size": args.img_size, "data_fraction": args.data_fraction,
-        "workers": 0}, "benchmark")
-    data = load_data(args.data, DataOptions.from_options(cfg), device, "benchmark")
-    compare(data, args.model, args.batch_size, device, amp=args.amp,
-            channels_last=args.channels_last, compile=args.compile, workers=args.workers,
-            repeats=args.repeats, patch_size=args.patch_size)
+    with experiment(args.data, args.model, args.batch_size, data_dir=args.data_dir,
+                    img_size=args.img_size, data_fraction=args.data_fraction,
+                    device=args.device, amp=args.amp, channels_last=args.channels_last,
+                    compile=args.compile, patch_size=args.patch_size) as exp:
+        compare(exp, args.batch_size, compile=args.compile, workers=args.workers,
+                repeats=args.repeats)
 
 
 if __name__ == "__main__":

@@ -35,16 +35,11 @@ from pathlib import Path
 import torch
 
 import engine_throughput
+import mixkit
 import mixtrain_speedup
 import mixtraining_pareto
-from mixkit.commands.mixtrain import MixtrainConfig
-from mixkit.commands.mixtraining import MixtrainingConfig
-from mixkit.options import build_config
-from mixkit.data import DataOptions, load_data
-from mixkit.engine.progress import TrainingProgress
-from mixkit.engine.runtime import resolve_device
-from mixkit.methods.mixtraining.schedule import Schedule
-from mixkit.models import create_model
+from mixkit import experiment
+from mixkit.functional import Schedule
 
 # dense bf16 tensor-core peaks (no sparsity), FLOP/s, by a substring of the device name
 PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 70e12,
@@ -72,19 +67,22 @@ def run_cuda_tests(select: str, timeout: float) -> dict:
             "tail": proc.stdout[-4000:] + proc.stderr[-2000:]}
 
 
-def throughput(args, device: torch.device) -> list[dict]:
-    cfg = build_config(MixtrainConfig, {"data": args.data, "data_dir": args.data_dir,
-                                        "data_fraction": args.fraction, "workers": 0,
-                                        "img_size": args.img_size}, "gpu benchmark")
-    data = load_data(args.data, DataOptions.from_options(cfg), device, "benchmark")
-    model = create_model("resnet18", data.num_classes, data.img_size)[0].to(device)
-    flops = engine_throughput.train_flops_per_image(model, data.img_size, device)
-    peak = peak_flops(torch.cuda.get_device_name(device)) if device.type == "cuda" else None
+def throughput(args) -> list[dict]:
+    peak = None
     out = []
     for amp, cl, comp in args.settings:
-        r = engine_throughput.compare(data, "resnet18", args.batch, device, amp=amp,
-                                      channels_last=cl, compile=comp, workers=args.workers,
-                                      repeats=args.repeats)
+        with engine_throughput.experiment(
+                args.data, "resnet18", args.batch, data_dir=args.data_dir,
+                img_size=args.img_size, data_fraction=args.fraction, device=args.device,
+                amp=amp, channels_last=cl, compile=comp) as exp:
+            if peak is None:
+                model = mixkit.create_timm_model("resnet18", num_classes=exp.num_classes,
+                                                 img_size=exp.img_size).to(exp.device)
+                flops = engine_throughput.train_flops_per_image(model, exp.img_size, exp.device)
+                peak = (peak_flops(torch.cuda.get_device_name(exp.device))
+                        if exp.device.type == "cuda" else 0.0)
+            r = engine_throughput.compare(exp, args.batch, compile=comp, workers=args.workers,
+                                          repeats=args.repeats)
         r["train_flops_per_image"] = flops
         r["mfu"] = r["mixkit_img_s"] * flops / peak if peak else None
         r["plain_mfu"] = r["plain_img_s"] * flops / peak if peak else None
@@ -93,12 +91,11 @@ def throughput(args, device: torch.device) -> list[dict]:
 
 
 def mixtrain_short(args) -> dict:
-    base = build_config(MixtrainConfig, {
-        "data": args.data, "data_dir": args.data_dir, "data_fraction": args.fraction,
-        "img_size": args.img_size, "model": "resnet18", "epochs": args.mixtrain_epochs,
-        "batch_size": args.batch, "lr": 2e-3, "device": args.device, "val_size": args.val_size},
-        "gpu benchmark")
-    r = mixtrain_speedup.run_seed(base, ["cutmix", "mixup"], TrainingProgress(enabled=False))
+    base = experiment.settings(
+        "mixtrain", data=args.data, data_dir=args.data_dir, data_fraction=args.fraction,
+        img_size=args.img_size, model="resnet18", epochs=args.mixtrain_epochs,
+        batch_size=args.batch, lr=2e-3, device=args.device, val_size=args.val_size)
+    r = mixtrain_speedup.run_seed(base, ["cutmix", "mixup"])
     out: dict = {op: {"speedup": r["baseline"].train_seconds / r[op].train_seconds,
                       "accuracy_delta": r[op].accuracy - r["baseline"].accuracy,
                       "inputs": r[op].inputs / r["baseline"].inputs}
@@ -110,14 +107,13 @@ def mixtrain_short(args) -> dict:
 
 
 def mixtraining_costs(args) -> dict:
-    cfg = build_config(MixtrainingConfig, {
-        "data": args.data, "data_dir": args.data_dir, "data_fraction": args.fraction,
-        "img_size": args.img_size, "patch_size": 8 if args.quick else 4,
-        "epochs_ssl": args.mixtraining_epochs, "epochs_sl": args.mixtraining_epochs,
-        "batch_size": args.batch // 2,
-        "device": args.device, "val_size": args.val_size, "decoder_depth": 2}, "gpu benchmark")
-    results = mixtraining_pareto.run_seed(cfg, TrainingProgress(enabled=False), None,
-                                          list(mixtraining_pareto.SCHEDULES))
+    cfg = experiment.settings(
+        "mixtraining", data=args.data, data_dir=args.data_dir, data_fraction=args.fraction,
+        img_size=args.img_size, patch_size=8 if args.quick else 4,
+        epochs_ssl=args.mixtraining_epochs, epochs_sl=args.mixtraining_epochs,
+        batch_size=args.batch // 2, device=args.device, val_size=args.val_size,
+        decoder_depth=2)
+    results = mixtraining_pareto.run_seed(cfg, None, list(mixtraining_pareto.ARMS))
     costs = mixtraining_pareto.phase_costs(results)
     sched = Schedule(cfg.epochs_ssl, cfg.epochs_sl, cfg.rho)
     return {"phase_seconds": costs, "mix_over_sl": costs.get("mix", 0) / costs["sl"],
@@ -139,7 +135,8 @@ def main() -> None:
     p.add_argument("--skip", nargs="*", default=[], choices=("tests", "throughput", "mixtrain",
                                                              "mixtraining"))
     args = p.parse_args()
-    device = resolve_device(args.device)
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
+                          else "cpu" if args.device == "auto" else args.device)
     full = not args.quick
     args.fraction = 0.5 if full else 0.05
     args.img_size = 32 if full else 16      # --quick: a smoke test (the suite runs it)
@@ -174,7 +171,7 @@ def main() -> None:
     start = time.perf_counter()
     if device.type == "cuda":
         part("tests", lambda: run_cuda_tests("not torchcompile", timeout=200))
-    part("throughput", lambda: throughput(args, device))
+    part("throughput", lambda: throughput(args))
     part("mixtrain", lambda: mixtrain_short(args))
     part("mixtraining", lambda: mixtraining_costs(args))
     if device.type == "cuda":       # last: compiling is the slowest and the most expendable

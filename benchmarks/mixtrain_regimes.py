@@ -38,7 +38,7 @@ from typing import Any
 
 import torch
 
-from mixkit.run_reader import mean_sd
+from mixkit.experiment import mean_sd
 
 ROOT = Path(__file__).resolve().parent
 OUT = ROOT / "results" / "regimes"
@@ -185,11 +185,7 @@ def variant_config(cell: Cell, seed: int, variant: str) -> dict[str, Any]:
 def train(cell: Cell, seed: int, op: str, variant: str | None = None,
           short: bool = True) -> bool:
     """Train (or continue) one run dir in this process; False if stopped by a signal."""
-    from mixkit import orchestrate, resume_checks
-    from mixkit.commands.mixtrain import MIXTRAIN
-    from mixkit.commands.mixtrain import MixtrainConfig
-    from mixkit.options import build_config
-    from mixkit.engine.signals import Interrupted
+    from mixkit import experiment
 
     path = run_dir(cell, seed, op, variant)
     state = status(path)
@@ -198,16 +194,13 @@ def train(cell: Cell, seed: int, op: str, variant: str | None = None,
         return True
     try:
         if state == "resumable":
-            cfg, ckpt = resume_checks.resume_config(MixtrainConfig, MIXTRAIN, {"resume": str(path)})
-            orchestrate.run(cfg, MIXTRAIN, strict_experiment=True, checkpoint=ckpt)
+            experiment.resume(path)
         else:
             config = (variant_config(cell, seed, variant) if variant else
                       cell.config(seed, op, short))
-            values = {**config, "output": str(path.parent),
-                      "experiment": path.name, "overwrite": path.exists()}
-            cfg = build_config(MixtrainConfig, values, where=f"cell {cell.name}")
-            orchestrate.run(cfg, MIXTRAIN, strict_experiment=True)
-    except Interrupted as stop:
+            experiment.run("mixtrain", **config, output=str(path.parent),
+                           experiment=path.name, overwrite=path.exists())
+    except experiment.Interrupted as stop:
         print(f"stopped: {stop}", flush=True)
         return False
     return True
@@ -252,7 +245,7 @@ def cmd_plan(args: argparse.Namespace) -> None:
 
 
 def _rows(path: Path) -> list[dict[str, Any]]:
-    from mixkit.run_reader import load_run
+    from mixkit.experiment import load_run
 
     return load_run(path).rows
 
@@ -262,7 +255,7 @@ def _final(rows: list[dict[str, Any]]) -> float:
 
 
 def _result(name: str, rows: list[dict[str, Any]]):
-    from mixkit.engine.loop import ArmResult
+    from mixkit.experiment import ArmResult
 
     return ArmResult.from_rows(name, len(rows), rows)
 
@@ -274,7 +267,7 @@ def _inputs_ratio(rows: list[dict[str, Any]], arms: dict[str, Any]) -> float:
 
 def robust_speedup(base, arm) -> float:
     """mixkit's speedup from per-input median epoch costs (robust to a disturbed epoch)."""
-    from mixkit.summary import robust_speedup as ratio
+    from mixkit.experiment import robust_speedup as ratio
 
     return ratio(base, arm)
 
@@ -313,7 +306,7 @@ def _timings(cell: Cell, have: dict[int, dict[str, Any]], op: str) -> dict[str, 
     `skip` does the baseline's work per input, so its measured speedup times its inputs ratio
     should be 1.00; how far it is from 1 is how much this machine's timing noise moves a
     speedup measured between two arms of the same run."""
-    from mixkit.summary import seconds_per_input
+    from mixkit.experiment import seconds_per_input
 
     clean = {s: a for s, a in have.items() if (cell.name, s) not in DISTURBED_TIMINGS}
     base = {s: _result("baseline", a["baseline"]) for s, a in clean.items()}
@@ -494,7 +487,7 @@ def figure(rows: list[dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 
-    from mixkit.plots import colour
+    from mixkit.experiment import arm_colour as colour
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.8), sharey=True)
     dodge = {"cutmix": 0.97, "mixup": 1.03}     # the ops side by side where their points meet
@@ -567,7 +560,7 @@ def alternatives_figure(rows: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from mixkit.plots import colour
+    from mixkit.experiment import arm_colour as colour
 
     refs = [("d_base", "baseline\n(all inputs)"), ("d_skip", "skip"), ("d_short", "short"),
             ("d_infobatch", "InfoBatch"), ("d_seta", "SeTa")]

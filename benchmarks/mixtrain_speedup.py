@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -47,20 +46,10 @@ import yaml
 
 from common import (add_run_options, apply_threads, config_options, load_rows, mean_sd,
                     save_rows)
-from mixkit.command import COMPARISONS
-from mixkit.commands.mixtrain import MIXTRAIN, mixtrain, supervised
-from mixkit.commands.mixtrain import MixtrainConfig
-from mixkit.options import build_config, recipe_dict
-from mixkit.data.plan import pair_plan
-from mixkit.engine.loop import ArmResult
-from mixkit.engine.progress import TrainingProgress
-from mixkit.methods.mixtrain import ops
-from mixkit.methods.mixtrain.method import MixTrain
-from mixkit.methods.mixtrain.settings import MixTrainSettings
-from mixkit.models import create_model
-from mixkit.models.split_propagation import region_logits
-from mixkit.summary import NOISY, best_at_cost, robust_speedup, timing_spread
-from mixkit.orchestrate import prepare, run_arm, seed_everything, warm_up
+import mixkit
+from mixkit import functional as MF
+from mixkit.experiment import (NOISY, ArmResult, Experiment, best_at_cost, robust_speedup,
+                               timing_spread)
 
 
 def iso_time_accuracy(base_rows: list[dict], budget: float) -> float | None:
@@ -156,119 +145,122 @@ def pooled(paths: list[str]) -> tuple[list[dict], list[str]]:
     return runs, arms
 
 
-def arm_config(cfg, spec: str):
-    """``OP`` or ``OP:key=value,...`` -> the arm's config (values parsed as the config parses
-    YAML, then validated)."""
-    op, _, rest = spec.partition(":")
-    overrides = dict(kv.split("=", 1) for kv in rest.split(",") if kv)
-    values = {**recipe_dict(cfg), "op": op,
-              **{k: yaml.safe_load(v) for k, v in overrides.items()}}
-    return build_config(MixtrainConfig, values, where=f"--ops {spec}")
-
-
-def run_seed(cfg, ops: list[str], progress: TrainingProgress, turn: int = 0,
-             compare: tuple[str, ...] = ()) -> dict[str, ArmResult]:
+def run_seed(base, ops: list[str], turn: int = 0, compare: tuple[str, ...] = ()
+             ) -> dict[str, ArmResult]:
     """Every arm of one seed. The order of the baseline and the ops rotates with ``turn`` so
     that no arm is always the one that runs last on a host whose speed drifts (each arm
-    reseeds, so the order changes no result but its seconds); the comparison arms follow,
-    matched to the first op's measured inputs."""
-    ctx = prepare(cfg, MIXTRAIN)
-    warm_up(ctx, supervised("baseline"), cfg.timing_warmup)
+    starts from the seed's own weights and streams, so the order changes no result but its
+    seconds); the comparison arms follow, matched to the first op's measured inputs.
+
+    ``ops``: ``OP`` or ``OP:key=value,...`` (values parsed as YAML, then validated)."""
+    exp = Experiment("mixtrain", **base, progress=True)
+    exp.warm_up("baseline")
     arms = ["baseline", *ops]
     out: dict[str, ArmResult] = {}
     for name in arms[turn % len(arms):] + arms[: turn % len(arms)]:
         if name == "baseline":
-            ctx.cfg = cfg
-            out[name] = run_arm(ctx, "baseline", supervised("baseline"), None, progress)
+            out[name] = exp.train("baseline")
         else:
-            ctx.cfg = arm_config(cfg, name)
-            out[name] = run_arm(ctx, "mixtrain", mixtrain, None, progress)
-    ctx.cfg, ctx.done = cfg, {ctx.command.method_arm: out[ops[0]]}
+            op, _, rest = name.partition(":")
+            values = {k: yaml.safe_load(v) for k, v in (kv.split("=", 1)
+                                                        for kv in rest.split(",") if kv)}
+            out[name] = exp.train("mixtrain", op=op, **values)
     for name in compare:
-        out[name] = run_arm(ctx, name, COMPARISONS[name].factory, None, progress)
+        out[name] = exp.train(name, match=out[ops[0]])
+    exp.close()
     return out
 
 
-def timed(fn, runtime, repeats: int) -> float:
+def timed(fn, sync, repeats: int) -> float:
     """Median seconds of ``fn`` over ``repeats`` device-synced calls (after one warm-up)."""
     fn()
     samples = []
     for _ in range(repeats):
-        runtime.synchronize()
+        sync()
         t = time.perf_counter()
         fn()
-        runtime.synchronize()
+        sync()
         samples.append(time.perf_counter() - t)
     return statistics.median(samples)
 
 
-def overheads(cfg, repeats: int) -> tuple[float, float]:
+def overheads(base, repeats: int) -> tuple[float, float]:
     """(bookkeeping, split propagation) as shares of a CutMix step on a half-mixed epoch.
 
     Each cost is timed on its own, with and without the work, over many repeats, because on a
     shared CPU two whole epochs differ by more than the 1-2 % being measured:
 
-    * bookkeeping = the two ``MixState.record`` calls of every step + the end-of-epoch region
+    * bookkeeping = the two per-sample state updates of every step + the end-of-epoch region
       rules and the pairing of the next plan, divided by the epoch's step time;
     * split propagation = (region pooling of both constituents + one head call on 2B rows +
       their backward) − (whole-map pooling + head on B rows + backward), per step time.
     """
-    ctx = prepare(replace(cfg, op="cutmix"), MIXTRAIN)
-    seed_everything(cfg.seed)
-    model = ctx.runtime.prepare(create_model(cfg.model, ctx.data.num_classes, ctx.data.img_size,
-                                             cfg.patch_size)[0])
-    n, rt = len(ctx.data.train), ctx.runtime
-    arm = MixTrain(n, MixTrainSettings.from_options(replace(cfg, op="cutmix")), epochs=cfg.epochs,
-                   seed=cfg.seed, device=rt.device, info=ctx.model_info,
-                   img_size=ctx.data.img_size)
-    mix = torch.rand(n, generator=torch.Generator().manual_seed(0)) < 0.5
-    plan = pair_plan(mix, torch.Generator().manual_seed(0))
-    batch = next(iter(ctx.data.train.batches(plan, cfg.batch_size)))
-    nb = plan.num_batches(cfg.batch_size)
+    exp = Experiment("mixtrain", **base.replace(op="cutmix"))
+    cfg = exp.settings
+    images, labels, mean, std, _ = exp.train_arrays()
+    device = exp.device
+    torch.manual_seed(cfg.seed)
+    model = mixkit.create_timm_model(cfg.model, num_classes=int(labels.max()) + 1,
+                                     img_size=images.shape[-1], patch_size=cfg.patch_size)
+    model = model.to(device)
+    n, b = len(labels), cfg.batch_size
+    x1 = ((images[:b].float() / 255 - mean[:, None, None]) / std[:, None, None]).to(device)
+    x2 = torch.roll(x1, 1, 0)
+    y1, y2 = labels[:b].to(device), torch.roll(labels[:b], 1).to(device)
+    info = MF.model_info(model, x1[:2])
+    stride = info.input_stride(images.shape[-1])
+    gen = torch.Generator(device=device).manual_seed(0)
+    shapes = torch.tensor(MF.box_shapes(info.grid, 0.5), device=device)
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
 
     def step() -> None:
         model.zero_grad(set_to_none=True)
-        with rt.autocast():
-            loss = arm.loss(model, batch)
-        loss.backward()
+        cells = MF.cell_mask(MF.sample_cell_boxes(b, info.grid, shapes, gen), info.grid)
+        x = MF.cutmix(x1, x2, MF.pixel_mask(cells, stride))
+        la, lb = MF.region_logits(model, model.forward_features(x), info, [~cells, cells])
+        (F.cross_entropy(la, y1) + F.cross_entropy(lb, y2)).backward()
 
-    t_step = timed(step, rt, repeats)
-    ce = torch.rand(batch.size, device=rt.device)
-    ok = ce > 0.5
-    state = arm.state
+    t_step = timed(step, sync, repeats)
+    mix = torch.rand(n, generator=torch.Generator().manual_seed(0)) < 0.5
+    plan = MF.pair_plan(mix, torch.Generator().manual_seed(0))
+    nb = plan.num_batches(b)
+    state = MF.SelectionState(n, device)
+    ids = torch.arange(b, device=device)
+    ce = torch.rand(b, device=device)
+    ok, paired = ce > 0.5, torch.rand(b, device=device) > 0.5
 
     def record() -> None:
-        state.record(batch.ids, ce, ok, ~batch.paired)
-        state.record(state.slot(batch.ids2, batch.paired), ce, ok, torch.zeros_like(ok))
+        state.record(ids, ce, ok, ~paired)
+        state.record(state.slot(ids + b, paired), ce, ok, torch.zeros_like(ok))
 
-    t_record = timed(record, rt, 20 * repeats)
-    t_epoch_rules = timed(lambda: (state.end_epoch(), pair_plan(state.mix_mask(),
-                                                                 torch.Generator())), rt, repeats)
+    t_record = timed(record, sync, 20 * repeats)
+    t_epoch_rules = timed(lambda: (state.end_epoch(), MF.pair_plan(state.mix_mask(),
+                                                                    torch.Generator())),
+                          sync, repeats)
     book = (nb * t_record + t_epoch_rules) / (nb * t_step)
 
-    with torch.no_grad(), rt.autocast():
-        feats0 = model.forward_features(batch.x)
-    cells = ops.cell_mask(ops.sample_cell_boxes(batch.size, ctx.model_info.grid, arm.box_shapes,
-                                                arm.box_generator), ctx.model_info.grid)
+    with torch.no_grad():
+        feats0 = model.forward_features(x1)
+    cells = MF.cell_mask(MF.sample_cell_boxes(b, info.grid, shapes, gen), info.grid)
 
     def head(split: bool) -> None:
         feats = feats0.detach().requires_grad_()
-        with rt.autocast():
-            if split:
-                la, lb = region_logits(model, feats, ctx.model_info, [~cells, cells])
-                loss = F.cross_entropy(la, batch.y) + F.cross_entropy(lb, batch.y2)
-            else:
-                loss = F.cross_entropy(model.forward_head(feats), batch.y)
+        if split:
+            la, lb = MF.region_logits(model, feats, info, [~cells, cells])
+            loss = F.cross_entropy(la, y1) + F.cross_entropy(lb, y2)
+        else:
+            loss = F.cross_entropy(model.forward_head(feats), y1)
         loss.backward()
 
-    split = (timed(lambda: head(True), rt, 20 * repeats)
-             - timed(lambda: head(False), rt, 20 * repeats)) / t_step
+    split = (timed(lambda: head(True), sync, 20 * repeats)
+             - timed(lambda: head(False), sync, 20 * repeats)) / t_step
+    exp.close()
     return book, split
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    build = config_options(p, MixtrainConfig, {"model": "mobilenetv2_050", "epochs": 20,
+    build = config_options(p, "mixtrain", {"model": "mobilenetv2_050", "epochs": 20,
                                                "batch_size": 64, "lr": 2e-3})
     add_run_options(p)
     p.add_argument("--ops", nargs="+", default=["cutmix", "mixup"],
@@ -281,28 +273,28 @@ def main() -> None:
     if args.pool:
         runs, arms = pooled(args.pool)
         print(f"\npooled {len(runs)} seeds from {', '.join(args.pool)}")
-        print_trace(runs, [a for a in arms if a not in COMPARISONS])
+        print_trace(runs, [a for a in arms if a.split(":")[0] in ("cutmix", "mixup")])
         summarize(runs, arms)
         return
     base = build(args)
     compare = tuple(base.compare_arms)
-    base = replace(base, compare="")
-    progress = TrainingProgress(enabled=True)
-    device = prepare(base, MIXTRAIN).runtime.describe()
+    base = base.replace(compare="")
+    with Experiment("mixtrain", **base) as exp:
+        device = exp.describe()
     settings = (f"{base.data} (p={base.data_fraction}, val {base.val_size or 'all'}), "
                 f"{base.model}, {base.epochs} epochs, batch {base.batch_size}, lr {base.lr}, "
                 f"ops {args.ops}, compare {list(compare)} (matched to {args.ops[0]}), "
                 f"seeds {args.seeds}, {device}")
     runs = []
     for turn, seed in enumerate(args.seeds):
-        runs.append(run_seed(replace(base, seed=seed), args.ops, progress, turn, compare))
+        runs.append(run_seed(base.replace(seed=seed), args.ops, turn, compare))
         if args.rows_out:          # after every seed: a stopped benchmark keeps what it ran
             save_rows(args.rows_out, args.seeds[:len(runs)], runs, {"settings": settings})
     print(f"\nmixtrain vs baseline — {settings}")
     print_trace(runs, args.ops)
     summarize(runs, [*args.ops, *compare])
     if not args.no_overheads:
-        book, split = overheads(replace(base, seed=args.seeds[0]), args.overhead_repeats)
+        book, split = overheads(base.replace(seed=args.seeds[0]), args.overhead_repeats)
         print(f"overheads: selection bookkeeping {100 * book:+.2f} % of a mixtrain epoch's steps "
               f"(goal <= 1 %); split propagation {100 * split:+.2f} % (goal <= 2 %)")
 

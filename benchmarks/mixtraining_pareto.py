@@ -36,32 +36,23 @@ from __future__ import annotations
 import argparse
 import re
 import statistics
-from dataclasses import replace
 from pathlib import Path
 
 from common import (add_run_options, apply_threads, config_options, load_rows_by_seed,
                     mean_sd, save_rows)
-from mixkit.commands.mixtraining import (MIXTRAINING, SCHEDULES, _mixtraining_finish,
-                                         mixtraining_arm)
-from mixkit.commands.mixtraining import MixtrainingConfig
-from mixkit.engine.loop import ArmResult
-from mixkit.engine.progress import TrainingProgress
-from mixkit.engine.rundir import RunDir
-from mixkit.methods.mixtraining.schedule import Schedule
-from mixkit.orchestrate import prepare, run_arm
+from mixkit.experiment import ArmResult, Experiment, Run, pareto_figure
+from mixkit.functional import Schedule
+
+ARMS = ("sl", "ssl+sl", "mixtraining")      # mixkit mixtraining's line-up, in its order
 
 
-def run_seed(cfg, progress: TrainingProgress, recon_dir: str | None,
-             arms: list[str]) -> dict[str, ArmResult]:
+def run_seed(base, recon_dir: str | None, arms: list[str]) -> dict[str, ArmResult]:
     """Train ``arms`` for one seed. Each arm starts from the seed's own initial weights and
     streams, so training a subset gives the same arm results as training all three."""
-    ctx = prepare(cfg, MIXTRAINING)
-    results = {name: run_arm(ctx, name, mixtraining_arm(name, SCHEDULES[name]), None, progress)
-               for name in arms}
-    if recon_dir:                        # Fig. 4: the same grid `mixkit mixtraining` writes
-        out = Path(recon_dir) / f"seed{cfg.seed}"
-        out.mkdir(parents=True, exist_ok=True)
-        _mixtraining_finish(ctx, results, RunDir(out))
+    with Experiment("mixtraining", **base, progress=True) as exp:
+        results = {name: exp.train(name) for name in arms}
+        if recon_dir:                    # Fig. 4: the same grid `mixkit mixtraining` writes
+            exp.write_artifacts(Path(recon_dir) / f"seed{base.seed}")
     return results
 
 
@@ -102,11 +93,11 @@ def complete(seeds: list[int], runs: list[dict[str, ArmResult]],
         ref = {k: ArmResult.from_rows(k, len(v), v) for k, v in reference.get(seed, {}).items()
                if k not in run}
         full = {**ref, **run}
-        missing = [a for a in SCHEDULES if a not in full and a not in trained]
+        missing = [a for a in ARMS if a not in full and a not in trained]
         if missing:
             raise SystemExit(f"seed {seed}: no rows for arm(s) {', '.join(missing)}; train them "
                              "(--arms) or pass --reference rows files that hold this seed")
-        out.append({a: full[a] for a in SCHEDULES if a in full})
+        out.append({a: full[a] for a in ARMS if a in full})
     return out
 
 
@@ -115,7 +106,7 @@ def against_reference(seeds: list[int], runs: list[dict[str, ArmResult]],
     """Each arm trained in the pooled files against the *same* arm of the same seed in
     ``--reference``: what a setting that changes several arms (``--layer-decay`` changes the SL
     recipe of SL, SSL+SL and MixTraining) did to each, paired by seed."""
-    for name in SCHEDULES:
+    for name in ARMS:
         here = [(r[name], reference[s][name]) for s, r in zip(seeds, runs)
                 if name in r and name in reference.get(s, {})]
         if here:
@@ -149,7 +140,7 @@ def mix_losses(name: str, pairs: list[tuple[list[dict], list[dict]]]) -> None:
 
 
 def report(runs: list[dict[str, ArmResult]], sched: Schedule, across: bool = False) -> None:
-    for name in SCHEDULES:
+    for name in ARMS:
         acc = [100 * r[name].accuracy for r in runs]
         best = [100 * max(row.get("val_acc", 0.0) for row in r[name].rows) for r in runs]
         sec = [r[name].train_seconds for r in runs]
@@ -231,9 +222,6 @@ def sweep(paths: list[str], reference: dict[int, dict[str, list[dict]]],
 def save_sweep_figure(groups: dict[str, dict[int, dict[str, ArmResult]]], path: str) -> None:
     """Accuracy against training time: SL, SSL+SL and MixTraining at each setting, mean ± sd
     over the seeds every setting has (``mixkit report``'s Pareto figure, fed from rows)."""
-    from mixkit.plots import pareto
-    from mixkit.run_reader import Run
-
     seeds = sorted(set.intersection(*(set(g) for g in groups.values())))
     alphas = {label.split("alpha ")[1] for label in groups}
     short = {label: "MixTraining " + label.replace("rho ", "ρ=").replace(", alpha ", " α=")
@@ -247,7 +235,7 @@ def save_sweep_figure(groups: dict[str, dict[int, dict[str, ArmResult]]], path: 
             rows += [dict(row, arm=short[label])
                      for row in by_seed[seed]["mixtraining"].rows]
         runs.append(Run(Path(path), {}, rows))
-    fig = pareto([runs])
+    fig = pareto_figure([runs])
     fig.axes[0].set_title(f"MixTraining vs SL and SSL+SL, mean ± sd of {len(seeds)} seeds "
                           "(up-left is better)")
     fig.savefig(path)
@@ -256,14 +244,14 @@ def save_sweep_figure(groups: dict[str, dict[int, dict[str, ArmResult]]], path: 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    build = config_options(p, MixtrainingConfig, {
+    build = config_options(p, "mixtraining", {
         "epochs_ssl": 10, "epochs_sl": 10, "batch_size": 128})
     add_run_options(p)
     p.add_argument("--paper-warmups", action="store_true",
                    help="absolute Table-7 warmups (5 SL / 20 SSL epochs) instead of 5 %% / 20 %%")
     p.add_argument("--recon-out", default=None, metavar="DIR",
                    help="write each seed's reconstruction grid (Fig. 4) under DIR/seed<N>/")
-    p.add_argument("--arms", nargs="+", choices=list(SCHEDULES), default=list(SCHEDULES),
+    p.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS),
                    help="train only these arms (a rho/alpha sweep needs only mixtraining); the "
                    "others come from --reference")
     p.add_argument("--reference", nargs="+", default=[], metavar="ROWS_JSON",
@@ -284,10 +272,10 @@ def main() -> None:
     apply_threads(args)
     base = build(args)
     if not args.paper_warmups:
-        base = replace(base, warmup_epochs=args.warmup_epochs or 0.05 * base.epochs_sl,
-                       ssl_warmup_epochs=args.ssl_warmup_epochs or 0.2 * base.epochs_ssl)
+        base = base.replace(warmup_epochs=args.warmup_epochs or 0.05 * base.epochs_sl,
+                            ssl_warmup_epochs=args.ssl_warmup_epochs or 0.2 * base.epochs_ssl)
     if args.ssl_lr_as_mix:
-        base = replace(base, ssl_lr=base.sl_lr)
+        base = base.replace(ssl_lr=base.sl_lr)
     sched = Schedule(base.epochs_ssl, base.epochs_sl, base.rho)
     reference, _ = load_rows_by_seed(args.reference)
     if args.sweep:
@@ -309,8 +297,8 @@ def main() -> None:
                if metas and "schedule" in metas[0] else sched, across)
         against_reference(list(pooled), own, reference)
         return
-    progress = TrainingProgress(enabled=True)
-    device = prepare(base, MIXTRAINING).runtime.describe()
+    with Experiment("mixtraining", **base) as exp:
+        device = exp.describe()
     settings = (f"{base.data} (p={base.data_fraction}, val {base.val_size or 'all'}), "
                 f"{base.model} patch {base.patch_size}, img {base.img_size}, "
                 f"e_ssl {sched.e_ssl}, e_sl {sched.e_sl}, rho {base.rho} (e_mix {sched.e_mix}), "
@@ -324,7 +312,7 @@ def main() -> None:
     complete(args.seeds, [{}] * len(args.seeds), reference, tuple(args.arms))  # fail early
     runs = []
     for seed in args.seeds:
-        runs.append(run_seed(replace(base, seed=seed), progress, args.recon_out, args.arms))
+        runs.append(run_seed(base.replace(seed=seed), args.recon_out, args.arms))
         if args.rows_out:          # after every seed: a stopped benchmark keeps what it ran
             save_rows(args.rows_out, args.seeds[:len(runs)], runs, meta)
     print(f"\nMixTraining vs SSL+SL vs SL — {settings}")

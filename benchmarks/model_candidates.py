@@ -34,10 +34,10 @@ CANDIDATES = ("mobilenetv2_050", "resnet18", "resnet18_w32", "resnet18_w16", "re
 def img_per_s(name: str, img_size: int, channels_last: bool, batch: int = 64,
               blocks: int = 5, steps: int = 10) -> float:
     """Training throughput of one model on random inputs (the data path is not measured)."""
-    from mixkit.models import create_model
+    import mixkit
 
     torch.manual_seed(0)
-    model, _ = create_model(name, 10, img_size)
+    model = mixkit.create_timm_model(name, num_classes=10, img_size=img_size)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt).train()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
@@ -76,31 +76,19 @@ def cmd_throughput(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def cmd_accuracy(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """The baseline arm of p04-e25-adamw for each model (``--no-baseline`` would drop it, so
-    the method arm is asked to train zero epochs' worth: it is left out by running the
-    ``short`` machinery's sibling, the plain supervised arm, through the real command)."""
-    from mixkit import orchestrate
-    from mixkit.command import CommandSpec
-    from mixkit.commands.mixtrain import MixtrainConfig
-    from mixkit.options import build_config
-    from mixkit.commands.mixtrain import supervised
+    """The baseline arm of p04-e25-adamw for each model, alone (``mixkit.experiment``: the
+    run's cores and starting point, one arm, no run directory)."""
+    from mixkit.experiment import Experiment
 
-    baseline_only = CommandSpec("mixtrain", lambda cfg: [("baseline", supervised("baseline"))],
-                                method_arm="baseline", baseline_arm="baseline")
     rows = []
-    out = Path(args.output)
     for name in args.models:
-        values = {"data": "fashionmnist", "model": name, "batch_size": 64, "val_size": 2000,
-                  "data_fraction": 0.04, "epochs": 25, "seed": args.seed, "plots": False,
-                  "save_weights": "none", "channels_last": args.channels_last,
-                  "output": str(out), "experiment": f"{name}-seed{args.seed}",
-                  "overwrite": (out / f"{name}-seed{args.seed}").exists()}
-        cfg = build_config(MixtrainConfig, values, where="model_candidates")
-        summary = orchestrate.run(cfg, baseline_only, strict_experiment=True)
-        arm = summary["arms"]["baseline"]
-        rows.append({"model": name, "seed": args.seed, "accuracy": arm["accuracy"],
-                     "train_seconds": arm["train_seconds"],
-                     "img_per_s": arm["inputs"] / arm["train_seconds"]})
+        with Experiment("mixtrain", data="fashionmnist", model=name, batch_size=64,
+                        val_size=2000, data_fraction=0.04, epochs=25, seed=args.seed,
+                        channels_last=args.channels_last, progress=True) as exp:
+            arm = exp.train("baseline")
+        rows.append({"model": name, "seed": args.seed, "accuracy": arm.accuracy,
+                     "train_seconds": arm.train_seconds,
+                     "img_per_s": arm.inputs / arm.train_seconds})
     print("| model | seed | val acc (2,000) | train s | img/s |")
     print("| --- | --- | --- | --- | --- |")
     for r in rows:
@@ -119,7 +107,6 @@ def main() -> None:
                                                     "resnet10_w16"])
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--channels-last", action="store_true")
-    a.add_argument("--output", default="/tmp/mixkit-candidates")
     for q in (t, a):
         q.add_argument("--threads", type=int, default=1)
         q.add_argument("--json", default=None)

@@ -12,7 +12,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "mixkit"
 COMMAND_LAYER = {"mixkit.cli", "mixkit.commands", "mixkit.command", "mixkit.orchestrate",
                  "mixkit.resume_checks", "mixkit.summary", "mixkit.report", "mixkit.plots",
                  "mixkit.run_reader", "mixkit.loggers", "mixkit.catalog", "mixkit.config", "mixkit.options",
-                 "mixkit.methods"}
+                 "mixkit.experiment", "mixkit.methods"}
 
 
 def _module(path: Path) -> str:

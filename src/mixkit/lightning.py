@@ -31,6 +31,8 @@ import lightning as L
 
 from mixkit.methods.method import Method, UsageError
 
+__all__ = ["MixkitCallback"]
+
 
 class MixkitCallback(L.Callback):
     """Drives a :class:`mixkit.Method` (``MixTrain``, ``InfoBatch``, ``SeTa``, ``Skip``, …)

@@ -216,7 +216,7 @@ def run(cfg: Any, command: CommandSpec, *, strict_experiment: bool,
     with ExitStack() as stack:
         stack.callback(D.destroy)
         ctx = prepare(cfg, command, dist)
-        stack.callback(_close_data, ctx)
+        stack.callback(close_data, ctx)
         if checkpoint is not None:
             check_same_data(cfg, checkpoint, ctx.data_fingerprint)
             rundir, ctx.done = _open_resumed(cfg, checkpoint, dist.main)
@@ -251,7 +251,7 @@ def run(cfg: Any, command: CommandSpec, *, strict_experiment: bool,
         return summary
 
 
-def _close_data(ctx: RunContext) -> None:
+def close_data(ctx: RunContext) -> None:
     """The streamed folders' worker processes (the data and MixTraining's --ssl-data)."""
     ctx.data.close()
     if ctx.ssl_train is not None:

@@ -1,0 +1,133 @@
+"""``mixkit.experiment``: the commands from Python (docs/api.md, "Runs from Python").
+
+An arm trained alone through :class:`Experiment` must be the same arm a ``mixkit mixtrain`` run
+trains (same starting point, same streams: equal per-epoch losses, accuracies and inputs), and
+bad use must fail at the call with the command line's one-paragraph errors. The benchmarks are
+held to the public names.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+from pathlib import Path
+
+import pytest
+
+import mixkit
+from mixkit import experiment
+from mixkit.errors import UserError
+from mixkit.experiment import Experiment
+
+ARGS = {"data": "digits", "model": "resnet10_w16", "img_size": 16, "epochs": 2,
+        "batch_size": 48, "seed": 3, "device": "cpu", "timing_warmup": 0, "plots": False}
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _trace(rows: list[dict]) -> list[tuple]:
+    """What must match bit for bit between two trainings of one arm (not the seconds)."""
+    return [(r["epoch"], r["inputs"], r["train_loss"], r.get("val_acc")) for r in rows]
+
+
+def test_an_arm_trained_alone_is_the_arm_of_a_run(tmp_path: Path) -> None:
+    run = experiment.run("mixtrain", **ARGS, op="cutmix", compare="short",
+                         output=str(tmp_path), experiment="r")
+    assert run.finished and run.arms == ["baseline", "mixtrain", "short"]
+    with Experiment("mixtrain", **ARGS, op="mixup") as exp:
+        assert {"baseline", "mixtrain", "short", "skip", "infobatch", "seta"} <= set(exp.arms)
+        # out of the run's order, the baseline never trained, the op given per arm
+        cut = exp.train("mixtrain", op="cutmix")
+        short = exp.train("short")
+    assert _trace(cut.rows) == _trace(run.arm_rows("mixtrain"))
+    assert _trace(short.rows) == _trace(run.arm_rows("short"))
+    assert cut.inputs < sum(r["inputs"] for r in run.arm_rows("baseline"))
+
+
+def test_a_comparison_arm_is_matched_to_the_result_it_is_given() -> None:
+    with Experiment("mixtrain", **ARGS) as exp:
+        with pytest.raises(UserError, match="train `mixtrain` first, or pass match="):
+            exp.train("skip")
+        cut = exp.train("mixtrain")
+        mix = exp.train("mixtrain", op="mixup")
+        skip = exp.train("skip", match=cut)
+        assert [r["inputs"] for r in skip.rows] == [r["inputs"] for r in cut.rows]
+        assert exp.train("skip").inputs == mix.inputs      # default: the last method result
+        with pytest.raises(UserError, match="not an arm of `mixkit mixtrain`"):
+            exp.train("nope")
+
+
+def test_settings_are_validated_and_derive_new_ones() -> None:
+    s = experiment.settings("mixtrain", **ARGS, compare="short,skip")
+    assert s["seed"] == 3 and s.seed == 3 and s.compare_arms == ["short", "skip"]
+    assert "compare_arms" not in s                    # derived: readable, not an option
+    assert s.replace(seed=4).seed == 4 and s.seed == 3
+    with pytest.raises(UserError, match="--batch-size"):
+        s.replace(batch_size=0)
+    with pytest.raises(UserError, match="epochs_ssl|--epochs-ssl"):
+        experiment.settings("mixtrain", epochs_ssl=3)  # the other command's option
+    with pytest.raises(UserError, match="not a training command"):
+        experiment.settings("mixtrian")
+    flags = {o.name: o for o in experiment.options("mixtrain")}
+    assert flags["batch_size"].flag == "--batch-size" and flags["batch_size"].short == "-b"
+    assert flags["op"].choices == ("cutmix", "mixup") and not flags["output"].per_experiment
+
+
+def test_resume_refuses_what_it_cannot_continue(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="nothing to resume"):
+        experiment.resume(tmp_path)
+    run = experiment.run("mixtrain", **{**ARGS, "epochs": 1}, baseline=False,
+                         output=str(tmp_path), experiment="done", keep_checkpoint=True)
+    with pytest.raises(UserError, match="already completed"):
+        experiment.resume(run.path)
+
+
+# -- the benchmarks use public names only ------------------------------------------------------
+
+PUBLIC_MODULES = ("mixkit", "mixkit.experiment", "mixkit.functional", "mixkit.lightning")
+
+
+def _public(module: str) -> set[str]:
+    return set(importlib.import_module(module).__all__)
+
+
+def _mixkit_uses(path: Path) -> list[tuple[str, str]]:
+    """(module, name) of every mixkit import in ``path``, and ``mixkit.X`` attribute reads."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and \
+                node.module.split(".")[0] == "mixkit":
+            out += [(node.module, a.name) for a in node.names]
+        elif isinstance(node, ast.Import):
+            out += [(a.name, "") for a in node.names if a.name.split(".")[0] == "mixkit"]
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and \
+                node.value.id == "mixkit":
+            out.append(("mixkit", node.attr))
+    return out
+
+
+def _breaches(path: Path) -> list[str]:
+    bad = []
+    for module, name in _mixkit_uses(path):
+        if module not in PUBLIC_MODULES:
+            bad.append(f"{module}.{name}")
+        elif name and name not in _public(module) and \
+                f"{module}.{name}" not in PUBLIC_MODULES:
+            bad.append(f"{module}.{name}")
+    return bad
+
+
+@pytest.mark.parametrize("path", sorted([*(REPO / "benchmarks").glob("*.py"),
+                                         *(REPO / "examples").glob("*.py")]),
+                         ids=lambda p: p.name)
+def test_benchmarks_and_examples_use_only_public_names(path: Path) -> None:
+    assert not _breaches(path), _breaches(path)
+
+
+def test_the_public_name_check_sees_a_private_import(tmp_path: Path) -> None:
+    f = tmp_path / "b.py"
+    f.write_text("import mixkit\nfrom mixkit.orchestrate import run_arm\n"
+                 "from mixkit.experiment import Experiment, prepare\nmixkit.orchestrate\n"
+                 "from mixkit import functional, experiment\n")
+    assert _breaches(f) == ["mixkit.orchestrate.run_arm", "mixkit.experiment.prepare",
+                            "mixkit.orchestrate"]
+    assert set(mixkit.__all__) >= {"MixTrain", "create_timm_model"}
