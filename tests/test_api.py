@@ -223,7 +223,7 @@ def test_bad_use_is_a_clear_error_at_the_call() -> None:
     flat = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 10))
     loader = DataLoader(Indexed(10), batch_sampler=mt.batch_sampler(5), collate_fn=mt.collate)
     mt.end_epoch()                                 # epoch 1: a plan with pairs (all "mixed")
-    mt.state.why[:10] = 1
+    mt.selection.why[:10] = 1
     mt.end_epoch()
     with pytest.raises(mixkit.UsageError, match="op='mixup'"):
         for batch in loader:
@@ -250,7 +250,7 @@ def test_loss_makes_no_host_sync() -> None:
                 if epoch == 1:
                     assert found == [], found
             if isinstance(method, mixkit.MixTrain) and epoch == 0:
-                method.state.why[:24] = 1                  # epoch 1 mixes
+                method.selection.why[:24] = 1                  # epoch 1 mixes
             method.end_epoch()
 
 

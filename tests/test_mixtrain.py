@@ -12,7 +12,7 @@ import torch
 from conftest import run_cli
 from mixkit.methods.mixtrain import ops
 from mixkit.data.plan import pair_plan
-from mixkit.methods.mixtrain.selection import (NONE, R1, R2, R3, MixState, below_mid,
+from mixkit.methods.mixtrain.selection import (NONE, R1, R2, R3, SelectionState, below_mid,
                                                next_mix, regions, thresholds)
 from mixkit.commands.mixtrain import mixtrain_recipe
 from mixkit.models import create_model
@@ -80,7 +80,7 @@ def test_below_mid_is_fig6_over_unmixed_samples() -> None:
     assert counts.tolist() == [2, 3, 1, 2]
 
 
-def _epoch(state: MixState, loss: list[float], correct: list[bool]) -> dict:
+def _epoch(state: SelectionState, loss: list[float], correct: list[bool]) -> dict:
     ids = torch.arange(len(loss))
     unmixed = state.why[: state.n] == NONE
     state.record(ids, torch.tensor(loss), torch.tensor(correct), unmixed)
@@ -89,7 +89,7 @@ def _epoch(state: MixState, loss: list[float], correct: list[bool]) -> dict:
 
 def test_region_history_across_epochs() -> None:
     """Sample 0 is easy (R1, stays mixed); sample 3 is hard and rising (R3 once, then back)."""
-    state = MixState(4, CPU)
+    state = SelectionState(4, CPU)
     assert not state.mix_mask().any()                      # epoch 0 mixes nothing
     # epoch 0: sample 0 correct/low, 1 correct, 2 and 3 incorrect
     m = _epoch(state, [0.1, 0.3, 1.5, 3.0], [True, True, False, False])
@@ -117,7 +117,7 @@ def test_mixed_sample_with_an_inflated_loss_leaves_through_the_state() -> None:
     L_incorr 2.0 and rising). The paper's text: it returns to the unmixed set; ``all``: it is
     mixed once more, for Region 3."""
     for r3_from, expect in (("unmixed", [False, True, False]), ("all", [True, True, False])):
-        state = MixState(3, CPU, r3_from=r3_from)
+        state = SelectionState(3, CPU, r3_from=r3_from)
         _epoch(state, [0.1, 0.1, 2.0], [True, True, False])   # L_corr .1, L_incorr 2, L_mid 1.05
         assert state.mix_mask().tolist() == [True, True, False]
         m = _epoch(state, [5.0, 0.1, 2.0], [False, True, False])
@@ -130,7 +130,7 @@ def test_thresholds_epochs_is_the_mean_of_per_epoch_means() -> None:
     """Epoch 0: correct unmixed losses 1 and 3 (mean 2); epoch 1: one correct unmixed, 1.0.
     cumulative (the paper): (1 + 3 + 1) / 3 = 5/3; epochs (beyond it): (2 + 1) / 2 = 1.5."""
     for mode, expect in (("cumulative", 5 / 3), ("epochs", 1.5)):
-        state = MixState(3, CPU, averages=mode)
+        state = SelectionState(3, CPU, averages=mode)
         _epoch(state, [1.0, 3.0, 9.0], [True, True, False])
         state.begin_epoch()
         state.record(torch.tensor([0, 1, 2]), torch.tensor([1.0, 8.0, 8.0]),
@@ -142,7 +142,7 @@ def test_fig6_check_over_all_samples_counts_the_mixed_ones_too() -> None:
     """Epoch 1: samples 0 and 1 trained mixed (correct, losses 0.1 and 5.0); sample 2 unmixed,
     incorrect. L_mid stays 1.05 (mixed losses do not enter it). Unmixed-only: no correct sample
     -> None; over all samples: 1 of the 2 correct is below L_mid."""
-    state = MixState(3, CPU)
+    state = SelectionState(3, CPU)
     _epoch(state, [0.1, 0.1, 2.0], [True, True, False])
     m = _epoch(state, [0.1, 5.0, 2.0], [True, True, False])
     assert m["l_mid"] == pytest.approx(1.05)
@@ -334,7 +334,7 @@ def test_mixtrain_step_reads_the_host_once_per_epoch_not_per_step(op, host_reads
         eng = Engine(model, ctx.runtime, ctx.data.train, ctx.data.val, batch_size=batch_size)
         arm = MixTrainArm(MixTrainSettings(op=op), ctx.cfg.epochs, len(ctx.data.train),
                           mixtrain_recipe(ctx.cfg), ctx.model_info, 16, CPU)
-        arm.method.state.why[: arm.method.state.n] = 1          # mix everything: a plan with pairs
+        arm.method.selection.why[: arm.method.selection.n] = 1          # mix everything: a plan with pairs
         host_reads["n"] = 0
         eng.train_epoch(arm, 1)
         return host_reads["n"]
@@ -343,7 +343,7 @@ def test_mixtrain_step_reads_the_host_once_per_epoch_not_per_step(op, host_reads
 
 
 def test_last_epoch_thresholds_forget_earlier_epochs() -> None:
-    state = MixState(2, CPU, averages="last")
+    state = SelectionState(2, CPU, averages="last")
     _epoch(state, [0.2, 3.0], [True, False])      # L_corr 0.2, L_incorr 3.0
     m = _epoch(state, [0.1, 1.0], [True, False])  # sample 0 mixed: only sample 1 is unmixed
     # this epoch has no unmixed correct sample -> L_corr falls back to the cumulative 0.2;
@@ -368,12 +368,12 @@ def test_r1_entry_correct_gates_entry_but_not_staying() -> None:
 
 
 def test_r1_entry_correct_through_the_state() -> None:
-    state = MixState(3, CPU, r1_entry="correct")
+    state = SelectionState(3, CPU, r1_entry="correct")
     # correct 0.1 -> L_corr 0.1; incorrect 0.5, 2.0 -> L_incorr 1.25; L_mid 0.675.
     # sample 1 (0.5 < L_mid) is wrong: the paper mixes it, the gate does not
     _epoch(state, [0.1, 0.5, 2.0], [True, False, False])
     assert state.mix_mask().tolist() == [True, False, False]
-    paper = MixState(3, CPU)
+    paper = SelectionState(3, CPU)
     _epoch(paper, [0.1, 0.5, 2.0], [True, False, False])
     assert paper.mix_mask().tolist() == [True, True, False]
 

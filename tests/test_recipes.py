@@ -226,7 +226,7 @@ def test_mixtrain_records_plain_cross_entropy_under_smoothing() -> None:
     with torch.no_grad():
         logits = model(x)
     plain = F.cross_entropy(logits, y, reduction="none")
-    assert torch.allclose(arm.method.state.loss_new[batch.ids], plain, atol=1e-5)
+    assert torch.allclose(arm.method.selection.loss_new[batch.ids], plain, atol=1e-5)
     assert float(loss.detach()) == pytest.approx(float(F.cross_entropy(logits, y, label_smoothing=0.2)),
                                         abs=1e-5)
 

@@ -18,7 +18,7 @@ from rich.console import Console
 
 from mixkit.options import field_types, flag_of, load_config
 import mixkit.commands  # noqa: F401  (registers the training commands)
-from mixkit.command import COMMANDS
+from mixkit.command import COMMANDS, CommandSpec
 from mixkit.errors import EXIT_USER_ERROR, UserError, print_user_error, printable
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -57,8 +57,6 @@ PANELS: dict[str, frozenset[str]] = {
                          "decay_epochs", "decay_milestones", "decay_rate", "layer_decay",
                          "smoothing", "model_ema", "model_ema_decay", "model_ema_warmup",
                          "seed"}),
-    "Comparison": frozenset({"compare", "infobatch_delta", "seta_prune_ratio",
-                             "seta_num_group", "seta_window_scale", "seta_delta"}),
     "Run & output": frozenset({"config", "output", "experiment", "baseline", "plots",
                                "save_weights", "keep_checkpoint", "overwrite", "resume",
                                "log_interval"}),
@@ -66,13 +64,16 @@ PANELS: dict[str, frozenset[str]] = {
     "Devices": frozenset({"device", "amp", "amp_dtype", "channels_last", "torchcompile",
                           "compile_mode", "compile_backend", "timing_warmup"}),
 }
-COMMAND_PANELS = {"MixtrainConfig": "mixTrain", "MixtrainingConfig": "MixTraining"}
 
 
-def panel_of(name: str, config_cls: type) -> str:
-    """The --help panel of option ``name`` of ``config_cls``."""
-    return next((p for p, names in PANELS.items() if name in names),
-                COMMAND_PANELS.get(config_cls.__name__, "Options"))
+def panel_of(name: str, spec: CommandSpec) -> str:
+    """The --help panel of option ``name`` of command ``spec``: the one its declaration names
+    (``option(panel=...)``), a shared option's group, or the command's own panel."""
+    import dataclasses
+
+    declared = {f.name: f.metadata.get("panel") for f in dataclasses.fields(spec.config_cls)}
+    return declared.get(name) or next((p for p, names in PANELS.items() if name in names),
+                                      spec.panel)
 
 
 def _option(name: str, tp: Any, meta: dict, panel: str | None = None) -> inspect.Parameter:
@@ -88,24 +89,26 @@ def _option(name: str, tp: Any, meta: dict, panel: str | None = None) -> inspect
                                                   show_default=False, rich_help_panel=panel))
 
 
-def training_command(config_cls: type,
+def training_command(spec: CommandSpec,
                      run: Callable[[type, Optional[Path], dict[str, Any]], None]) -> Callable:
-    """A Typer command whose options are the fields of ``config_cls`` plus ``-c/--config``."""
+    """A Typer command whose options are the fields of the command's config class plus
+    ``-c/--config``, grouped into --help panels."""
     import dataclasses
 
+    config_cls = spec.config_cls
     defaults = {f.name: f for f in dataclasses.fields(config_cls)}
     params = [inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY,
                                 annotation=typer.Context),
               inspect.Parameter(
         "config", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],
         default=typer.Option(None, "--config", "-c", help="YAML config file; flags override it.",
-                             rich_help_panel=panel_of("config", config_cls)))]
+                             rich_help_panel=panel_of("config", spec)))]
     for name, (tp, _) in field_types(config_cls).items():
         meta = dict(defaults[name].metadata)
         default = defaults[name].default
         if default is not None:
             meta["help"] = f"{meta['help']} (default: {default})"
-        params.append(_option(name, tp, meta, panel_of(name, config_cls)))
+        params.append(_option(name, tp, meta, panel_of(name, spec)))
 
     def command(**kwargs: Any) -> None:
         obj = kwargs.pop("ctx").obj or {}
@@ -113,8 +116,8 @@ def training_command(config_cls: type,
         overrides = {k: v for k, v in kwargs.items() if v is not None}
         run(config_cls, path, overrides, obj.get("callbacks", ()))
 
-    order = ["Run & output", COMMAND_PANELS.get(config_cls.__name__), "Comparison", *PANELS]
-    params[1:] = sorted(params[1:], key=lambda p: order.index(panel_of(p.name, config_cls)))
+    order = ["Run & output", spec.panel, "Comparison", *PANELS]
+    params[1:] = sorted(params[1:], key=lambda p: order.index(panel_of(p.name, spec)))
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     command.__annotations__ = {p.name: p.annotation for p in params}
     command.__doc__ = config_cls.__doc__
@@ -142,7 +145,7 @@ def _run(command_name: str) -> Callable[..., None]:
 
 
 for _spec in COMMANDS.values():        # every registered training command (mixkit.commands)
-    app.command(_spec.name, help=_spec.help)(training_command(_spec.config_cls,
+    app.command(_spec.name, help=_spec.help)(training_command(_spec,
                                                               _run(_spec.name)))
 
 

@@ -133,6 +133,10 @@ class CommandSpec:
     help: str = ""
     # the command's own figures for `mixkit report`: runs -> {file stem: matplotlib Figure}
     figures: Callable[[list[Any]], dict[str, Any]] | None = None
+    # the --help panel of the command's own options
+    panel: str = "Options"
+    # metrics.jsonl keys its arms write beyond the engine's: key -> check (value -> why bad)
+    row_keys: dict[str, Callable[[Any], str | None]] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------------------------
@@ -162,3 +166,14 @@ def command_spec(name: str) -> CommandSpec:
 
 def command_names() -> tuple[str, ...]:
     return tuple(COMMANDS)
+
+
+def command_for_config(config: dict[str, Any]) -> str | None:
+    """The one registered command whose options include every key of a saved ``config.yaml``
+    (None when none or several do)."""
+    import dataclasses
+
+    keys = set(config)
+    hits = [n for n, s in COMMANDS.items() if s.config_cls is not None and
+            keys <= {f.name for f in dataclasses.fields(s.config_cls)}]
+    return hits[0] if len(hits) == 1 else None

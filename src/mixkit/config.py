@@ -16,6 +16,7 @@ The resolved config is written to ``RUN_DIR/config.yaml`` and ``--config`` re-ru
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -29,7 +30,7 @@ EMA_DECAY_DEFAULT = 0.9998      # timm's --model-ema-decay
 
 
 @dataclass
-class TrainConfig(Options):
+class TrainConfig(Options, ABC):
     """Options shared by both training commands (data core, model core, engine, run dir).
 
     Epoch counts and learning-rate recipes differ by command (one recipe for mixTrain, an SSL
@@ -176,9 +177,10 @@ class TrainConfig(Options):
 
 
     # --- the optimiser recipe --------------------------------------------------------------
-    # each command's (opt, sched, span in epochs, flag naming the span) of every recipe it builds
+    @abstractmethod
     def recipes(self) -> list[tuple[str, str, float, str]]:
-        raise NotImplementedError
+        """(opt, sched, span in epochs, the flag naming the span) of every recipe the command
+        builds: what :meth:`resolve` checks the recipe options against."""
 
     def resolve(self, where: str) -> None:
         """Check the optimiser/schedule options against each other, then fill the defaults

@@ -24,7 +24,7 @@ from mixkit.data.plan import EpochPlan, pair_plan, shuffled
 from mixkit.methods.mixtrain.ops import (adaptive_ratio, box_shapes, cell_mask, cutmix,
                                          mixed_cross_entropy, mixup, pixel_mask,
                                          sample_cell_boxes)
-from mixkit.methods.mixtrain.selection import MixState as SelectionState
+from mixkit.methods.mixtrain.selection import SelectionState
 from mixkit.methods.mixtrain.selection import regions, thresholds
 from mixkit.methods.mixtraining.schedule import Schedule
 from mixkit.models import ModelInfo

@@ -34,6 +34,14 @@ class Options:
         super().__init_subclass__(**kwargs)
         Options.classes.append(cls)
 
+    def resolve(self, where: str) -> None:
+        """Fill the defaults that depend on other options (called once values are coerced and
+        range-checked); none here."""
+
+    def check(self, where: str) -> None:
+        """Checks across options, after :meth:`resolve` (``where`` names the source in the
+        error); none here."""
+
 
 def option(
     default: Any,
@@ -47,6 +55,7 @@ def option(
     flag: str | None = None,
     role: str = "experiment",
     bench: bool | None = None,
+    panel: str | None = None,
 ) -> Any:
     """A config field with its CLI help line, valid range and role.
 
@@ -66,10 +75,12 @@ def option(
       written, so ``--resume`` and ``--config`` repeat what the run wrote, not the defaults).
 
     ``bench``: offered by the benchmark scripts (default: not for ``name``/``action`` keys).
+    ``panel``: the ``--help`` panel it is listed in (default: the shared option's group, or the
+    command's own panel for a command's option).
     """
     assert role in ROLES, role
     meta = {"help": help, "short": short, "choices": choices, "min": min, "max": max,
-            "gt": gt, "flag": flag, "role": role,
+            "gt": gt, "flag": flag, "role": role, "panel": panel,
             "bench": role not in ("name", "action") if bench is None else bench}
     return field(default=default, metadata=meta)
 
@@ -245,9 +256,7 @@ def build_config(cls: type, values: dict[str, Any], where: str) -> Any:
         _check_range(f, getattr(cfg, f.name), where)
     cfg.resolve(where)
     check_experiment(getattr(cfg, "experiment", None), where)
-    check = getattr(cfg, "check", None)
-    if check is not None:
-        check(where)
+    cfg.check(where)
     return cfg
 
 

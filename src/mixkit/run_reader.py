@@ -15,8 +15,9 @@ import re
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+from mixkit.command import COMMANDS, command_for_config
 from mixkit.options import keys_with
 from mixkit.engine.files import links_in
 from mixkit.engine.timing import speedup
@@ -39,8 +40,9 @@ class Run:
 
     @property
     def command(self) -> str:
-        return self.summary.get("command") or ("mixtraining" if "epochs_ssl" in self.config
-                                               else "mixtrain")
+        """The command that wrote the run: its summary says; an unfinished run's config is
+        matched against the registered commands' options ("" when none matches)."""
+        return self.summary.get("command") or command_for_config(self.config) or ""
 
     @property
     def finished(self) -> bool:
@@ -56,12 +58,15 @@ class Run:
 
     @property
     def baseline_arm(self) -> str:
-        return self.summary.get("baseline_arm") or (
-            "ssl+sl" if self.command == "mixtraining" else "baseline")
+        return self.summary.get("baseline_arm") or self._spec("baseline_arm") or "baseline"
 
     @property
     def method_arm(self) -> str:
-        return self.summary.get("method_arm") or self.command
+        return self.summary.get("method_arm") or self._spec("method_arm") or self.command
+
+    def _spec(self, attr: str) -> str | None:
+        spec = COMMANDS.get(self.command)
+        return getattr(spec, attr) if spec is not None else None
 
     def arm_rows(self, arm: str) -> list[dict[str, Any]]:
         return [r for r in self.rows if r["arm"] == arm]
@@ -116,45 +121,57 @@ def _counts(v: Any, hi: float | None = None) -> str | None:
     return None
 
 
-# metrics.jsonl's keys (docs/run-dir.md): (required, check)
-ROW_KEYS: dict[str, tuple[bool, Any]] = {
-    "arm": (True, lambda v: None if isinstance(v, str) and NAME.fullmatch(v)
-            else f"is not a plain name ({_short(v)})"),
-    "phase": (True, lambda v: None if isinstance(v, str) and NAME.fullmatch(v)
-              else f"is not a plain name ({_short(v)})"),
-    "epoch": (True, lambda v: _num(v, 0, None, integer=True)),   # from 0 before 2026-11-30
-    "train_loss": (True, lambda v: _num(v, None, None, null=True)),
-    "epoch_seconds": (True, lambda v: _num(v, 0.0)),
-    "inputs": (True, lambda v: _num(v, 1, None, integer=True)),
-    "samples": (True, lambda v: _num(v, 1, None, integer=True)),
-    "img_per_s": (False, lambda v: _num(v, 0.0)),
-    "lr": (False, lambda v: _num(v, 0.0)),
-    "lr_end": (False, lambda v: _num(v, 0.0)),
-    "data_seconds": (False, lambda v: _num(v, 0.0)),
-    "data_share": (False, lambda v: _num(v, 0.0, 1.0)),
-    "val_acc": (False, lambda v: _num(v, 0.0, 1.0, null=True)),
-    "val_acc_ema": (False, lambda v: _num(v, 0.0, 1.0, null=True)),
-    "compile_seconds": (False, lambda v: _num(v, 0.0)),
-    "mixed_fraction": (False, lambda v: _num(v, 0.0, 1.0)),
-    "region_counts": (False, _counts),
-    "mixed_counts": (False, _counts),
-    "task_accuracy": (False, lambda v: _counts(v, 1.0)),
-    **{k: (False, lambda v: _num(v, 0.0, null=True)) for k in ("l_corr", "l_incorr", "l_mid",
-                                                             "below_mean", "pruned")},
-    **{k: (False, lambda v: _num(v, 0.0, 1.0, null=True)) for k in (
-        "correct_below_mid", "incorrect_below_mid", "correct_below_mid_all",
-        "incorrect_below_mid_all", "prune_ratio", "seta_kept")},
-    "seta_window": (False, lambda v: _num(v, -1, None, integer=True)),
-    **{k: (False, lambda v: _num(v, None, None, null=True)) for k in ("ssl_loss", "sl_loss")},
+def number(lo: float | None = 0.0, hi: float | None = None, integer: bool = False,
+           null: bool = False) -> Callable[[Any], str | None]:
+    """A row check: a number in [lo, hi] (an integer, or null, where asked)."""
+    return lambda v: _num(v, lo, hi, integer, null)
+
+
+def counts(hi: float | None = None) -> Callable[[Any], str | None]:
+    """A row check: a mapping of plain names to numbers in [0, hi] (region counts, ...)."""
+    return lambda v: _counts(v, hi)
+
+
+def _name(v: Any) -> str | None:
+    return None if isinstance(v, str) and NAME.fullmatch(v) else \
+        f"is not a plain name ({_short(v)})"
+
+
+# metrics.jsonl's keys that the engine writes for every arm (docs/run-dir.md): (required, check).
+# A command's own keys come with its registration (``CommandSpec.row_keys``).
+ENGINE_ROW_KEYS: dict[str, tuple[bool, Callable[[Any], str | None]]] = {
+    "arm": (True, _name),
+    "phase": (True, _name),
+    "epoch": (True, number(0, integer=True)),
+    "train_loss": (True, number(None, null=True)),
+    "epoch_seconds": (True, number(0.0)),
+    "inputs": (True, number(1, integer=True)),
+    "samples": (True, number(1, integer=True)),
+    **{k: (False, number(0.0)) for k in ("img_per_s", "lr", "lr_end", "data_seconds",
+                                        "compile_seconds")},
+    "data_share": (False, number(0.0, 1.0)),
+    "val_acc": (False, number(0.0, 1.0, null=True)),
+    "val_acc_ema": (False, number(0.0, 1.0, null=True)),
+    "task_accuracy": (False, counts(1.0)),
 }
 
 
+def row_checks() -> dict[str, tuple[bool, Callable[[Any], str | None]]]:
+    """The engine's keys and every registered command's (``CommandSpec.row_keys``)."""
+    out = dict(ENGINE_ROW_KEYS)
+    for spec in COMMANDS.values():
+        out.update({k: (False, check) for k, check in spec.row_keys.items()})
+    return out
+
+
 def check_row(row: Any) -> str | None:
-    """Why a parsed metrics row does not fit the schema (None when it does). Keys mixkit does not
-    know (a newer version's) are accepted when their values are plain numbers or strings."""
+    """Why a parsed metrics row does not fit the schema (None when it does). A key no
+    registered command declares (a newer version's, a user's own arm's) is accepted when its
+    value is a plain number or string, or a flat mapping of names to numbers."""
     if not isinstance(row, dict):
         return f"is a JSON {type(row).__name__}, not an object"
-    for key, (required, check) in ROW_KEYS.items():
+    checks = row_checks()
+    for key, (required, check) in checks.items():
         if key not in row:
             if required:
                 return f"has no `{key}`"
@@ -163,8 +180,11 @@ def check_row(row: Any) -> str | None:
         if why:
             return f"`{key}` {why}"
     for key, v in row.items():
-        if key not in ROW_KEYS and not (v is None or isinstance(v, (bool, int, float, str))):
-            return f"`{_short(key)}` is not a plain value"
+        if key in checks or v is None or isinstance(v, (bool, int, float, str)):
+            continue
+        why = _counts(v, None) if NAME.fullmatch(str(key)) else "is not a plain name"
+        if why:
+            return f"`{_short(key)}` {why}"
     return None
 
 

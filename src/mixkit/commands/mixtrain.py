@@ -21,6 +21,7 @@ if TYPE_CHECKING:       # the methods (torch models, timm) load when the command
     from mixkit.methods.seta import SeTaArm
     from mixkit.methods.supervised import SupervisedArm
 from mixkit.options import option
+from mixkit.run_reader import counts, number
 
 # ------------------------------------------------------------------------------------------
 # options
@@ -83,25 +84,25 @@ class MixtrainConfig(TrainConfig):
     compare: str = option(
         "", "Comparison arms run after the mixtrain arm, each at mixtrain's measured cost "
         "(inputs): short (fewer epochs, full schedule), skip (random mini-batch skipping), "
-        "infobatch (Qin et al. 2024), seta (Zhou et al. 2025). Comma-separated; empty = none.")
+        "infobatch (Qin et al. 2024), seta (Zhou et al. 2025). Comma-separated; empty = none.", panel="Comparison")
     infobatch_delta: float = option(
         0.875, "InfoBatch's annealing: prune only in the first delta of the epochs, train the "
-        "rest on the full data (Qin et al.: 0.875).", gt=0.0, max=1.0)
+        "rest on the full data (Qin et al.: 0.875).", gt=0.0, max=1.0, panel="Comparison")
     seta_prune_ratio: Optional[float] = option(
         None, "SeTa's prune_ratio (keep = clip(1 - r, 0.1, 1) random samples before "
         "clustering). Default: keep tuned per epoch so SeTa trains on mixtrain's inputs; a "
         "number runs SeTa's own fixed rule (official CIFAR script: 0.1) at its own cost.",
-        min=0.0, max=0.99)
+        min=0.0, max=0.99, panel="Comparison")
     seta_num_group: int = option(5, "SeTa's num_group: loss clusters per pruning epoch (1-D "
                                  "k-means; official CIFAR script: 5, class default: 10).",
-                                 min=1, max=1000)
+                                 min=1, max=1000, panel="Comparison")
     seta_window_scale: float = option(
         0.9, "SeTa's window_scale: the sliding window keeps round(num_group * window_scale) "
         "clusters, easy to hard (official CIFAR script: 0.9, class default: 0.5).", gt=0.0,
-        max=1.0)
+        max=1.0, panel="Comparison")
     seta_delta: float = option(0.875, "SeTa's delta: prune in the first delta of the epochs, "
                                "then partial annealing (a random keep fraction).", gt=0.0,
-                               max=1.0)
+                               max=1.0, panel="Comparison")
 
 
     def recipes(self) -> list[tuple[str, str, float, str]]:
@@ -245,8 +246,22 @@ def _figures(runs: list[Any]) -> dict[str, Any]:
             "regions": plots.regions(runs)}
 
 
+# the metrics.jsonl keys of mixTrain's arm and its comparison arms (docs/run-dir.md)
+ROW_KEYS = {
+    "mixed_fraction": number(0.0, 1.0),                    # mixTrain
+    "region_counts": counts(), "mixed_counts": counts(),
+    **{k: number(0.0, null=True) for k in ("l_corr", "l_incorr", "l_mid")},
+    **{k: number(0.0, 1.0, null=True) for k in (
+        "correct_below_mid", "incorrect_below_mid", "correct_below_mid_all",
+        "incorrect_below_mid_all")},
+    "below_mean": number(0.0, null=True), "pruned": number(0.0, null=True),   # InfoBatch
+    "prune_ratio": number(0.0, 1.0, null=True),
+    "seta_kept": number(0.0, 1.0, null=True),                               # SeTa
+    "seta_window": number(-1, integer=True),
+}
+
 MIXTRAIN = register_command(CommandSpec(
     "mixtrain", _mixtrain_arms, method_arm="mixtrain", baseline_arm="baseline",
-    setup=_mixtrain_setup, config_cls=MixtrainConfig, figures=_figures,
-    help="mixTrain (Krithivasan et al. 2024): train on mixed pairs of inputs, chosen per epoch "
+    setup=_mixtrain_setup, config_cls=MixtrainConfig, figures=_figures, panel="mixTrain",
+    row_keys=ROW_KEYS, help="mixTrain (Krithivasan et al. 2024): train on mixed pairs of inputs, chosen per epoch "
          "by loss, for fewer batches per epoch."))

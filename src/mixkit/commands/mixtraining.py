@@ -20,6 +20,7 @@ from mixkit.engine.rundir import RunDir, writing
 from mixkit.errors import UserError
 from mixkit.methods.mixtraining.schedule import Schedule
 from mixkit.options import option
+from mixkit.run_reader import number
 
 if TYPE_CHECKING:       # the method's modules (torch models, timm) load when the command runs
     from mixkit.methods.mixtraining.method import MixTrainingArm
@@ -261,5 +262,7 @@ MIXTRAINING = register_command(CommandSpec(
     "mixtraining", _mixtraining_arms, method_arm="mixtraining", baseline_arm="ssl+sl",
     compare_arms=("ssl+sl", "sl"), setup=_mixtraining_setup, describe=_mixtraining_describe,
     finish=_mixtraining_finish, cost="train_seconds", config_cls=MixtrainingConfig,
-    figures=_figures, help="MixTraining (Li et al. 2025): SSL -> mix -> SL with one shared "
+    figures=_figures, panel="MixTraining", row_keys={
+        k: number(None, null=True) for k in ("ssl_loss", "sl_loss")},   # the mix phase's two
+    help="MixTraining (Li et al. 2025): SSL -> mix -> SL with one shared "
     "forward/backward in the mix phase."))

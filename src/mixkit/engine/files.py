@@ -92,8 +92,8 @@ def links_under(folder: Path, skip: tuple[str, ...] = THIRD_PARTY_FOLDERS) -> li
     return out
 
 
-def save_checkpoint(state: dict[str, Any], path: Path) -> None:
-    atomic_write(path, lambda f: torch.save(state, f))
+def save_checkpoint(checkpoint: dict[str, Any], path: Path) -> None:
+    atomic_write(path, lambda f: torch.save(checkpoint, f))
 
 
 def write_json(path: Path, obj: Any) -> None:

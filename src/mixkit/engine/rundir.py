@@ -279,9 +279,9 @@ class RunDir:
         """``config.yaml``: the resolved config as YAML (the command layer renders it)."""
         self._atomic("config.yaml", lambda f: f.write(text.encode()))
 
-    def save_checkpoint(self, state: dict[str, Any]) -> None:
+    def save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         with writing(self.checkpoint_path):
-            save_checkpoint(state, self.checkpoint_path)
+            save_checkpoint(checkpoint, self.checkpoint_path)
         self.commit_replacement()
 
     def reset_rows(self, rows: list[dict[str, Any]]) -> None:

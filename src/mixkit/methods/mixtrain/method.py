@@ -1,8 +1,8 @@
 """mixTrain: selective mixing plans + the CutMix/MixUp training step (:class:`MixTrain`, also
 the CLI's ``mixtrain`` arm).
 
-Each epoch the method asks :class:`MixState` which samples to mix, pairs them at random into an
-epoch plan with ``singles + pairs`` inputs, and trains on it with one forward and one backward
+Each epoch the method asks its :class:`SelectionState` which samples to mix, pairs them at
+random into an epoch plan with ``singles + pairs`` inputs, and trains on it with one forward and one backward
 per batch. The step records every constituent's loss into the state from that same forward.
 """
 
@@ -21,7 +21,7 @@ from mixkit.engine.optim import Recipe
 from mixkit.errors import UserError
 from mixkit.methods.method import Method, MethodArm, UsageError
 from mixkit.methods.mixtrain import ops
-from mixkit.methods.mixtrain.selection import MixState
+from mixkit.methods.mixtrain.selection import SelectionState
 from mixkit.methods.mixtrain.settings import MixTrainSettings
 from mixkit.methods.supervised import smoothed
 from mixkit.models import ModelInfo
@@ -74,7 +74,7 @@ class MixTrain(Method):
         if settings.final_unmixed_epochs and epochs is None:
             raise ValueError("final_unmixed_epochs needs epochs= (the run's length)")
         self.settings = settings
-        self.state = MixState(num_samples, self.device, settings.thresholds,
+        self.selection = SelectionState(num_samples, self.device, settings.thresholds,
                               settings.r1_entry, settings.r3_from)
         self.box_generator = torch.Generator(device=self.device).manual_seed(
             self.dist.stream_seed(seed, 1))
@@ -106,33 +106,33 @@ class MixTrain(Method):
         return {"plan": self.plan_generator, "box": self.box_generator}
 
     def own_state(self) -> dict[str, Any]:
-        return {"mix": self.state.state_dict(), "mixed_fraction": self.mixed_fraction}
+        return {"mix": self.selection.state_dict(), "mixed_fraction": self.mixed_fraction}
 
     def load_own_state(self, state: dict[str, Any]) -> None:
-        self.state.load_state_dict(state["mix"])
+        self.selection.load_state_dict(state["mix"])
         self.mixed_fraction = state["mixed_fraction"]
 
     # --- plans ------------------------------------------------------------------------------
     def plan(self, epoch: int) -> EpochPlan:
-        self.state.begin_epoch()
+        self.selection.begin_epoch()
         if not self.settings.selective:
-            self.state.naive(self.settings.naive_fraction, self.plan_generator)
-        mix = self.state.mix_mask()
+            self.selection.naive(self.settings.naive_fraction, self.plan_generator)
+        mix = self.selection.mix_mask()
         unmixed = (self.epochs is not None and
                    epoch >= self.epochs - self.settings.final_unmixed_epochs)
         if (epoch == 0 and self.settings.selective) or unmixed:
-            plan = shuffled(self.state.n, self.plan_generator)
+            plan = shuffled(self.selection.n, self.plan_generator)
         else:
             plan = pair_plan(mix, self.plan_generator)
-        self.mixed_fraction = plan.num_pairs * 2 / self.state.n
+        self.mixed_fraction = plan.num_pairs * 2 / self.selection.n
         self.note = f"mixed {self.mixed_fraction:.0%}"
         return plan
 
     def close_epoch(self, epoch: int) -> dict[str, Any]:
         """The epoch's mixed fraction, and the regions/thresholds that shape the next plan."""
         if self.dist.enabled:
-            self.state.all_reduce(all_reduce_sum)      # every rank: the same next plan
-        return {"mixed_fraction": self.mixed_fraction, **self.state.end_epoch()}
+            self.selection.all_reduce(all_reduce_sum)      # every rank: the same next plan
+        return {"mixed_fraction": self.mixed_fraction, **self.selection.end_epoch()}
 
     # --- the step ---------------------------------------------------------------------------
     def compute_loss(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
@@ -147,14 +147,14 @@ class MixTrain(Method):
     def _single(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
         logits = model(batch.x)
         ce = F.cross_entropy(logits, batch.y, reduction="none")
-        self.state.record(batch.ids, ce, logits.argmax(-1) == batch.y,
+        self.selection.record(batch.ids, ce, logits.argmax(-1) == batch.y,
                           torch.ones_like(batch.y, dtype=torch.bool))
         return smoothed(ce, logits, self.smoothing).mean()
 
     def _record_pair(self, batch: Batch, ce1: torch.Tensor, ok1: torch.Tensor,
                      ce2: torch.Tensor, ok2: torch.Tensor) -> None:
-        self.state.record(batch.ids, ce1, ok1, ~batch.paired)
-        self.state.record(self.state.slot(batch.ids2, batch.paired), ce2, ok2,
+        self.selection.record(batch.ids, ce1, ok1, ~batch.paired)
+        self.selection.record(self.selection.slot(batch.ids2, batch.paired), ce2, ok2,
                           torch.zeros_like(batch.paired))
 
     def _cutmix(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
@@ -183,7 +183,7 @@ class MixTrain(Method):
     def _mixup(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
         """§4.1.2: MixUp with the adaptive ratio of Eq. (5) from last epoch's losses."""
         if self.settings.adaptive:
-            r = ops.adaptive_ratio(self.state.loss[batch.ids], self.state.loss[batch.ids2])
+            r = ops.adaptive_ratio(self.selection.loss[batch.ids], self.selection.loss[batch.ids2])
         else:
             r = torch.full_like(batch.y, 0.5, dtype=torch.float32)
         r = torch.where(batch.paired, r, torch.ones_like(r))

@@ -97,8 +97,11 @@ def below_mid(loss: torch.Tensor, correct: torch.Tensor, mixed: torch.Tensor,
     return torch.stack([(below & ok).sum(), ok.sum(), (below & bad).sum(), bad.sum()])
 
 
-class MixState:
-    """Per-sample mixing state for ``n`` samples, on ``device``."""
+class SelectionState:
+    """Per-sample selection state for ``n`` samples, on ``device`` (§4.2): each sample's last
+    loss and correctness, whether it is mixed this epoch and why, its region, and the sums
+    behind L_corr / L_incorr. (Named apart from the engine's ``TrainState`` and from the
+    checkpoint dicts: three different things.)"""
 
     def __init__(self, n: int, device: torch.device, averages: str = "cumulative",
                  r1_entry: str = "loss", r3_from: str = "unmixed") -> None:
