@@ -11,7 +11,7 @@ import torch
 from mixkit.commands.mixtrain import MixtrainConfig
 from mixkit.options import build_config
 from mixkit.data import DataOptions, load_data, shuffled
-from mixkit.engine.files import atomic_write, save_checkpoint
+from mixkit.runio.files import atomic_write, save_checkpoint
 from mixkit.engine.loop import Engine
 from mixkit.engine.optim import Recipe, build_optimizer, cosine_lr, set_lr
 from mixkit.engine.runtime import Runtime

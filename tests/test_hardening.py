@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from conftest import run_cli
-from mixkit.engine import rundir as rundir_mod
-from mixkit.engine.files import atomic_write
+from mixkit.runio import rundir as rundir_mod
+from mixkit.runio.files import atomic_write
 
 SMALL = ["--data", "digits", "--data-fraction", "0.05", "--val-fraction", "0.05",
          "--img-size", "16", "-b", "16"]
@@ -69,7 +69,7 @@ def test_a_second_writer_is_refused_naming_the_holder(tmp_path, capsys) -> None:
     # another process holds the run (a real second process, as two shells would)
     holder = subprocess.Popen([sys.executable, "-c",
                                "import sys, time; from pathlib import Path; "
-                               "from mixkit.engine.rundir import RunLock; "
+                               "from mixkit.runio.rundir import RunLock; "
                                f"l = RunLock(Path({str(run)!r})); l.acquire(); "
                                "print('held', flush=True); time.sleep(60)"],
                               stdout=subprocess.PIPE, text=True)

@@ -11,8 +11,8 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "mixkit"
 # the command layer: which arms run, how, and what is reported (the engine knows none of it)
 COMMAND_LAYER = {"mixkit.cli", "mixkit.commands", "mixkit.command", "mixkit.orchestrate",
                  "mixkit.resume_checks", "mixkit.summary", "mixkit.report", "mixkit.plots",
-                 "mixkit.run_reader", "mixkit.loggers", "mixkit.catalog", "mixkit.config", "mixkit.options",
-                 "mixkit.experiment", "mixkit.methods"}
+                 "mixkit.run_reader", "mixkit.catalog", "mixkit.config", "mixkit.options",
+                 "mixkit.experiment", "mixkit.methods", "mixkit.runio"}
 
 
 def _module(path: Path) -> str:
@@ -63,6 +63,15 @@ def test_no_import_circles() -> None:
     for m in sorted(graph):
         if m not in state:
             visit(m)
+
+
+def test_run_io_imports_no_method_and_no_command() -> None:
+    """``runio`` (run directory, files, live view, standard callbacks, loggers) sits on the
+    engine: it knows no method and nothing of the command or report layer."""
+    upper = tuple(c for c in COMMAND_LAYER if c != "mixkit.runio")
+    bad = [(m, n) for m, deps in _graph().items() if _within(m, ("mixkit.runio",))
+           for n in deps if _within(n, upper)]
+    assert not bad, bad
 
 
 def test_the_engine_imports_nothing_from_the_command_layer() -> None:
@@ -139,7 +148,7 @@ def test_no_function_below_the_command_layer_takes_the_cli_config() -> None:
     """The data core, model core, engine and methods take typed, explicit arguments: no
     parameter named ``cfg``/``config`` (how the command layer's config object travels), and no
     annotation naming the command line's config classes."""
-    below = ("mixkit.data", "mixkit.models", "mixkit.engine", "mixkit.methods")
+    below = ("mixkit.data", "mixkit.models", "mixkit.engine", "mixkit.methods", "mixkit.runio")
     bad = []
     for path in SRC.rglob("*.py"):
         if not _within(_module(path), below):

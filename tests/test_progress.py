@@ -8,7 +8,7 @@ import io
 import torch
 from rich.console import Console
 
-from mixkit.engine.progress import JobClock, TrainingProgress, clock
+from mixkit.runio.progress import JobClock, TrainingProgress, clock
 from mixkit.engine.timing import DeviceMeter
 
 

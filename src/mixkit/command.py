@@ -19,7 +19,7 @@ from mixkit.data.core import Source
 from mixkit.engine import distributed as D
 from mixkit.engine.arm import Arm
 from mixkit.engine.loop import ArmResult
-from mixkit.engine.rundir import RunDir
+from mixkit.runio.rundir import RunDir
 from mixkit.engine.runtime import Runtime
 from mixkit.errors import UserError
 

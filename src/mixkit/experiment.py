@@ -31,8 +31,8 @@ import mixkit.commands  # noqa: F401  (registers the training commands)
 from mixkit.command import COMPARISONS, ArmFactory, CommandSpec, command_spec
 from mixkit.engine.events import Callback
 from mixkit.engine.loop import ArmResult
-from mixkit.engine.progress import TrainingProgress
-from mixkit.engine.rundir import RunDir
+from mixkit.runio.progress import TrainingProgress
+from mixkit.runio.rundir import RunDir
 from mixkit.engine.signals import Interrupted
 from mixkit.errors import UserError
 from mixkit.options import build_config, field_types, flag_of, recipe_dict
@@ -166,7 +166,7 @@ def resume(path: str | Path, /, *, callbacks: Sequence[Callable[[], Callback]] =
 
 def _command_of(path: Path) -> str:
     """The command that wrote ``path``: its checkpoint says (``load_run`` reads finished runs)."""
-    from mixkit.engine.files import load_checkpoint
+    from mixkit.runio.files import load_checkpoint
 
     if not (path / "last.pt").is_file():
         raise UserError(f"{path} has no last.pt: there is nothing to resume.",

@@ -21,21 +21,21 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from mixkit.options import dump_yaml
+from mixkit.options import dump_yaml, recipe_dict
 from mixkit.data import DataBundle, DataOptions, load_data
 from mixkit.engine import distributed as D
 from mixkit.engine.loop import ArmResult, Engine
-from mixkit.engine.progress import TrainingProgress
-from mixkit.engine.rundir import RunDir, WriteFailed
+from mixkit.runio.progress import TrainingProgress
+from mixkit.runio.rundir import RunDir, WriteFailed
 from mixkit.engine.runtime import Runtime
 from mixkit.engine.signals import Interrupted, stop_on_signals
 from mixkit.summary import summarize
 from mixkit.engine.arm import Arm
-from mixkit.engine.callbacks import (CheckpointSaver, MetricsWriter, NonFiniteGuard,
+from mixkit.runio.callbacks import (CheckpointSaver, MetricsWriter, NonFiniteGuard,
                                      ProgressCallback, StopOnSignal)
 from mixkit.engine.events import Callback
 from mixkit.errors import RunFailed, UserError, printable
-from mixkit.loggers import build_loggers, check_loggers
+from mixkit.runio.loggers import LoggerSettings, build_loggers, check_loggers
 from mixkit.models import create_model
 from mixkit.models.factory import family_of
 from mixkit.models.weights import weights_payload
@@ -82,7 +82,7 @@ def prepare(cfg: Any, command: CommandSpec, dist: D.Dist = D.Dist()) -> RunConte
     ctx = RunContext(cfg, data, runtime, info, dist=dist, command=command)
     if command.setup is not None:
         command.setup(ctx)
-    check_loggers(cfg)
+    check_loggers(logger_settings(cfg))
     return ctx
 
 
@@ -147,6 +147,10 @@ def run_arm(ctx: RunContext, name: str, factory: ArmFactory, rundir: RunDir | No
                     num_classes=ctx.data.num_classes, img_size=ctx.data.img_size,
                     patch_size=ctx.cfg.patch_size, native_size=ctx.data.spec.native_size))
     return result
+
+
+def logger_settings(cfg: Any) -> LoggerSettings:
+    return LoggerSettings(cfg.log_tensorboard, cfg.log_wandb, cfg.wandb_project, cfg.wandb_mode)
 
 
 def ema_settings(cfg: Any) -> tuple[float, bool] | None:
@@ -230,7 +234,8 @@ def run(cfg: Any, command: CommandSpec, *, strict_experiment: bool,
         say = _Say(console, log)
         try:
             _announce(say, cfg, command, ctx, rundir, checkpoint)
-            loggers = build_loggers(cfg, rundir.path if rundir is not None else None)
+            loggers = build_loggers(logger_settings(cfg),
+                                    rundir.path if rundir is not None else None, recipe_dict(cfg))
             for logger in loggers:
                 stack.callback(logger.close)
             _train_arms(ctx, arms, rundir, say, checkpoint,

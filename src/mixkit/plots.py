@@ -212,7 +212,7 @@ def save(fig: Figure, path: Path) -> Path:
     never written through)."""
     import io
 
-    from mixkit.engine.files import atomic_write
+    from mixkit.runio.files import atomic_write
 
     path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()

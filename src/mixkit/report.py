@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 import mixkit.commands  # noqa: F401  (registers the commands: their options and figures)
-from mixkit.engine.files import atomic_write, links_in
+from mixkit.runio.files import atomic_write, links_in
 from mixkit.summary import NOISY, input_bound_line
 from mixkit.engine.timing import speedup
 from mixkit.errors import UserError

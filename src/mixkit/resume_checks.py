@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 from mixkit.command import command_names
 from mixkit.options import flag_of, keys_with, load_config, recipe_dict
 from mixkit.engine import distributed as D
-from mixkit.engine.files import links_under, load_checkpoint
-from mixkit.engine.rundir import run_status
+from mixkit.runio.files import links_under, load_checkpoint
+from mixkit.runio.rundir import run_status
 from mixkit.errors import UserError
 
 if TYPE_CHECKING:

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from mixkit.command import COMMANDS, command_for_config
 from mixkit.options import keys_with
-from mixkit.engine.files import links_in
+from mixkit.runio.files import links_in
 from mixkit.engine.timing import speedup
 from mixkit.errors import UserError
 

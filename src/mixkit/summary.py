@@ -14,7 +14,7 @@ import torch
 import mixkit
 from mixkit.engine.loop import ArmResult
 from mixkit.engine.timing import speedup
-from mixkit.engine.rundir import RunDir
+from mixkit.runio.rundir import RunDir
 
 if TYPE_CHECKING:
     from mixkit.command import CommandSpec, RunContext

@@ -16,7 +16,7 @@ from mixkit.data import DataOptions, load_data
 from mixkit.data.registry import get_spec
 from mixkit.engine.loop import ArmResult
 from mixkit.engine.optim import OPTIMIZERS, SCHEDULES, Recipe
-from mixkit.engine.rundir import RunDir, writing
+from mixkit.runio.rundir import RunDir, writing
 from mixkit.errors import UserError
 from mixkit.methods.mixtraining.schedule import Schedule
 from mixkit.options import option

@@ -98,7 +98,7 @@ class Engine:
     The engine owns the step (autocast, backward, the optimiser and its schedule, the device
     flag of a non-finite loss, the EMA update), the epoch (plan, batches, device-synced timing,
     the method's end-of-epoch work, the metrics row) and evaluation. Everything around a step
-    is a callback (:mod:`mixkit.engine.callbacks`): the live view, ``metrics.jsonl``, loggers,
+    is a callback (:mod:`mixkit.runio.callbacks`): the live view, ``metrics.jsonl``, loggers,
     the checkpoint saver, stop-on-signal and the non-finite guard; :meth:`fit` with no
     callbacks trains and returns, nothing logged or saved (the untimed warm-up, benchmarks).
 

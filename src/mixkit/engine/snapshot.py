@@ -1,7 +1,7 @@
 """A :class:`~mixkit.engine.events.TrainState` to and from ``last.pt``'s dictionary.
 
 :func:`capture` is called on every rank (each contributes its own random streams, arm state and
-loss meter; rank 0 gathers them) by the checkpoint saver (:class:`~mixkit.engine.callbacks.
+loss meter; rank 0 gathers them) by the checkpoint saver (:class:`~mixkit.runio.callbacks.
 CheckpointSaver`) after every epoch and at a stop; on ``--resume`` the engine calls
 :func:`restore_training` once and :func:`resume_epoch` for the interrupted epoch. What is saved,
 and why each part is needed for a bit-for-bit continuation, is in ``docs/reliability.md``; the
@@ -21,10 +21,14 @@ from mixkit.data.plan import EpochPlan
 from mixkit.engine import distributed as D
 from mixkit.engine.arm import EpochSpec
 from mixkit.engine.events import TrainState
-from mixkit.engine.files import CHECKPOINT_FORMAT, rng_state, set_rng_state
+from mixkit.engine.rng import rng_state, set_rng_state
 from mixkit.engine.optim import Recipe
 from mixkit.engine.timing import DeviceMeter
 from mixkit.errors import UserError
+
+
+# the layout of last.pt's dictionary (``docs/run-dir.md``); a reader refuses another
+CHECKPOINT_FORMAT = 1
 
 
 # --- save ---------------------------------------------------------------------------------------

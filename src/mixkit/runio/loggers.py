@@ -17,11 +17,23 @@ missing one is an exit-2 message before anything trains (:func:`check_loggers`).
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mixkit.engine.events import Callback, TrainState
 from mixkit.errors import UserError
+
+
+@dataclass(frozen=True)
+class LoggerSettings:
+    """Which loggers a run writes to (``--log-tensorboard``, ``--log-wandb``,
+    ``--wandb-project``, ``--wandb-mode``)."""
+
+    tensorboard: bool = False
+    wandb: bool = False
+    wandb_project: str = "mixkit"
+    wandb_mode: str = "auto"
 
 
 def scalars(row: dict[str, Any]) -> dict[str, float]:
@@ -47,16 +59,16 @@ WANDB_PROJECT_MAX = 128
 WANDB_PROJECT_FORBIDDEN = "/\\#?%:"
 
 
-def check_loggers(cfg: Any) -> None:
+def check_loggers(loggers: LoggerSettings) -> None:
     """Everything the chosen loggers need, before the run dir exists: their packages import
     (the objects mixkit will use, not just the top module), the W&B project name follows
     W&B's rules, and an online W&B run has credentials."""
-    for on, name in ((cfg.log_tensorboard, "tensorboard"), (cfg.log_wandb, "wandb")):
+    for on, name in ((loggers.tensorboard, "tensorboard"), (loggers.wandb, "wandb")):
         if on:
             _check_import(name)
-    if cfg.log_wandb:
-        check_wandb_project(cfg.wandb_project)
-        if wandb_mode(cfg.wandb_mode) == "online" and not _wandb_credentials():
+    if loggers.wandb:
+        check_wandb_project(loggers.wandb_project)
+        if wandb_mode(loggers.wandb_mode) == "online" and not _wandb_credentials():
             raise UserError("--wandb-mode online needs W&B credentials, and none were found "
                             "(no WANDB_API_KEY, no netrc entry for "
                             f"{_wandb_host()}).", hint="Run `wandb login` or set "
@@ -174,7 +186,8 @@ class TensorBoardLogger(Callback):
 
 
 class WandbLogger(Callback):
-    def __init__(self, run_dir: Path, project: str, mode: str, config: dict[str, Any]) -> None:
+    def __init__(self, run_dir: Path, project: str, mode: str,
+                 run_config: dict[str, Any]) -> None:
         import wandb
 
         self.run = None
@@ -186,7 +199,7 @@ class WandbLogger(Callback):
         self._env = _EnvDefault("WANDB_CACHE_DIR", str(folder / "cache"))
         try:
             self.run = wandb.init(project=project, name=run_dir.name, dir=str(run_dir),
-                                  mode=wandb_mode(mode), config=config,
+                                  mode=wandb_mode(mode), config=run_config,
                                   reinit="finish_previous")
         except Exception as exc:  # noqa: BLE001 - W&B raises its own and pydantic's types
             self._env.restore()
@@ -239,15 +252,15 @@ class _EnvDefault:
             self.ours = False
 
 
-def build_loggers(cfg: Any, run_dir: Path | None) -> list[Callback]:
-    """The loggers ``cfg`` asks for (rank 0 only: ``run_dir`` is None elsewhere)."""
+def build_loggers(loggers: LoggerSettings, run_dir: Path | None,
+                  run_config: dict[str, Any]) -> list[Callback]:
+    """The loggers ``loggers`` asks for (rank 0 only: ``run_dir`` is None elsewhere);
+    ``run_config``: the run's options, as ``config.yaml`` holds them (W&B's run config)."""
     if run_dir is None:
         return []
-    from mixkit.options import recipe_dict
-
     out: list[Callback] = []
-    if cfg.log_tensorboard:
+    if loggers.tensorboard:
         out.append(TensorBoardLogger(run_dir))
-    if cfg.log_wandb:
-        out.append(WandbLogger(run_dir, cfg.wandb_project, cfg.wandb_mode, recipe_dict(cfg)))
+    if loggers.wandb:
+        out.append(WandbLogger(run_dir, loggers.wandb_project, loggers.wandb_mode, run_config))
     return out

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from mixkit.engine.files import (atomic_write, links_under, open_append, save_checkpoint,
+from mixkit.runio.files import (atomic_write, links_under, open_append, save_checkpoint,
                                      write_json)
 from mixkit.errors import RunFailed, UserError
 

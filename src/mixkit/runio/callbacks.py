@@ -19,8 +19,8 @@ from mixkit.engine import distributed as D
 from mixkit.engine import snapshot
 from mixkit.engine.events import Callback, TrainState
 from mixkit.engine.loop import ArmResult
-from mixkit.engine.progress import TrainingProgress
-from mixkit.engine.rundir import RunDir
+from mixkit.runio.progress import TrainingProgress
+from mixkit.runio.rundir import RunDir
 from mixkit.engine.signals import STOP
 from mixkit.errors import RunFailed
 
