@@ -38,7 +38,7 @@ def datasets_table(data_dir: str | None, verbose: bool = False) -> Table:
     for spec in SPECS.values():
         if not spec.needs_root:
             where, found = "-", "embedded"
-        elif spec.name == "imagefolder":
+        elif spec.at_data_dir:
             where = "--data-dir itself"
             hit = locate(spec, roots[0][0]) if data_dir else None
             found = _under(hit, roots) if hit else "-"

@@ -17,11 +17,11 @@ import torch
 
 from mixkit.data import formats
 from mixkit.data.augment import resize_uint8
-from mixkit.data.folder import check_imagenet, scan_image_folder
-from mixkit.data.registry import (READERS, DatasetSpec, download, find, get_spec, locate,
+from mixkit.data.folder import scan_image_folder
+from mixkit.data.registry import (DatasetSpec, download, find, get_spec, locate,
                                   missing_error, resolve_root)
 from mixkit.data.sources import FileDataset, Preprocess, StreamSource, TensorSource
-from mixkit.data.holdout import stratified_holdout, stratified_indices
+from mixkit.data.holdout import stratified_indices
 from mixkit.data.transforms import RATIO, SCALE, parse_pair
 from mixkit.errors import UserError
 
@@ -127,8 +127,8 @@ def load_data(name: str, opts: DataOptions, device: torch.device, command: str) 
         val_src: Source = TensorSource(val, prep, device, opts.seed)
         num_classes = spec.num_classes or int(train.labels.max()) + 1
     else:
-        if spec.name == "imagenet":
-            check_imagenet(root)
+        if spec.check is not None:
+            spec.check(root)
         train_files, val_files, num_classes = _folder_splits(root, opts, img_size)
         prep = _preprocess((torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)), opts, hflip,
                            streamed=True)
@@ -208,15 +208,8 @@ def _preprocess(stats: tuple[torch.Tensor, torch.Tensor], opts: DataOptions, hfl
 
 def _in_memory_splits(spec: DatasetSpec, root: Path, opts: DataOptions,
                       img_size: int) -> tuple[formats.Split, formats.Split]:
-    if spec.name == "digits":
-        images, labels = formats.read_digits()
-        tr, va = stratified_holdout(labels, opts.val_fraction, seed=0)
-        train, val = formats.Split(images[tr], labels[tr]), formats.Split(images[va], labels[va])
-    elif spec.name == "synthetic":
-        train = formats.make_synthetic(1000, 10, 32, seed=1)
-        val = formats.make_synthetic(200, 10, 32, seed=2)
-    else:
-        train, val = READERS[spec.name](root)
+    assert spec.read is not None, f"in-memory dataset {spec.name} has no reader"
+    train, val = spec.read(root if spec.needs_root else None, opts.val_fraction)
     if opts.data_fraction < 1.0:
         keep = stratified_indices(train.labels, opts.data_fraction, opts.seed)
         train = formats.Split(train.images[keep], train.labels[keep])
