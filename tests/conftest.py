@@ -240,6 +240,14 @@ def syncing_ops(monkeypatch) -> list[str]:
 
     What it cannot see on a CPU: ``.cpu()`` / ``.tolist()`` (no-ops here; ``host_reads`` counts
     them) and a CPU tensor copied to the device (one device here; ``test_cuda.py`` catches it).
+
+    Why a private hook is the right tool here (issue #43): the invariant is about the engine's
+    own per-batch code, and these two functions are exactly that code — the boundaries the real
+    check (``torch.cuda.set_sync_debug_mode`` in ``test_cuda.py``) uses too. An event window a
+    public callback could open (epoch start to epoch end) would also hold the once-per-epoch
+    reads that are allowed, and a public "wrap every step" parameter would exist only for this
+    test. The public API's ``loss`` is checked through its public call instead
+    (``test_api.py``).
     """
     from mixkit.data.sources import _Source
     from mixkit.engine.loop import Engine

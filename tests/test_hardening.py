@@ -15,8 +15,6 @@ import pytest
 import torch
 
 from conftest import run_cli
-from mixkit.runio import rundir as rundir_mod
-from mixkit.runio.files import atomic_write
 
 SMALL = ["--data", "digits", "--data-fraction", "0.05", "--val-fraction", "0.05",
          "--img-size", "16", "-b", "16"]
@@ -88,20 +86,17 @@ def test_a_second_writer_is_refused_naming_the_holder(tmp_path, capsys) -> None:
 
 def test_a_full_disk_at_a_checkpoint_is_exit_1_and_resumable(tmp_path, monkeypatch,
                                                              capsys) -> None:
-    real = rundir_mod.save_checkpoint
+    real = torch.save
     calls = {"n": 0}
 
-    def torn(f) -> None:                                  # the disk fills mid-write
-        f.write(b"partial")
-        raise OSError(errno.ENOSPC, "No space left on device")
+    def full(obj, f, *a, **k):                            # the disk fills mid-write of the
+        calls["n"] += 1                                   # second epoch's checkpoint
+        if calls["n"] == 2:
+            f.write(b"partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(obj, f, *a, **k)
 
-    def full(state, path):
-        calls["n"] += 1
-        if calls["n"] == 2:                               # the second epoch's checkpoint
-            atomic_write(path, torn)
-        return real(state, path)
-
-    monkeypatch.setattr(rundir_mod, "save_checkpoint", full)
+    monkeypatch.setattr(torch, "save", full)              # the device's seam: torch's writer
     code, err = _run(tmp_path, "F", capsys)
     assert code == 1 and "No space left on device" in err and "Traceback" not in err
     run = tmp_path / "runs" / "F"
@@ -111,7 +106,7 @@ def test_a_full_disk_at_a_checkpoint_is_exit_1_and_resumable(tmp_path, monkeypat
     assert not list(run.glob(".*.tmp"))                   # the torn write left nothing
     state = torch.load(run / "last.pt", weights_only=True)
     assert (state["epoch"], state["batch"]) == (1, 0)     # the previous checkpoint, whole
-    monkeypatch.setattr(rundir_mod, "save_checkpoint", real)
+    monkeypatch.setattr(torch, "save", real)
     code, _, err = run_cli(["mixtrain", "--resume", str(run)], capsys)
     assert code == 0, err
 

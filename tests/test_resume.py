@@ -18,7 +18,6 @@ import pytest
 import torch
 
 from conftest import run_cli
-from mixkit.engine import snapshot
 from mixkit.engine.events import Callback
 from mixkit.engine.signals import STOP
 
@@ -155,26 +154,36 @@ def test_mixtraining_every_phase_resumes_exactly(tmp_path, monkeypatch, capsys) 
     assert (resumed / "reconstruction.png").is_file()
 
 
+def _tamper(checkpoint: Path, control: str) -> None:
+    """Edit a stopped run's ``last.pt`` (its documented keys, docs/run-dir.md): ``rng`` gives
+    every random stream another seed's state; ``plan`` reverses the interrupted epoch's order."""
+    ck = torch.load(checkpoint, weights_only=True)
+    if control == "rng":
+        for rank in ck["ranks"]:
+            rank["rng"]["torch"] = torch.Generator().manual_seed(99).get_state()
+            rank["rng"]["generators"] = {k: torch.Generator().manual_seed(99).get_state()
+                                         for k in rank["rng"]["generators"]}
+    else:
+        ck["plan"]["first"] = ck["plan"]["first"].flip(0)
+        if ck["plan"]["second"] is not None:
+            ck["plan"]["second"] = ck["plan"]["second"].flip(0)
+    torch.save(ck, checkpoint)
+
+
 @pytest.mark.parametrize("control", ["rng", "plan"])
-def test_negative_control_without_rng_or_plan_restore(control, tmp_path, monkeypatch,
-                                                      capsys) -> None:
-    """The equality above is not vacuous: drop one restore and the runs differ."""
+def test_negative_control_without_rng_or_plan_restore(control, tmp_path, capsys) -> None:
+    """The equality above is not vacuous: a checkpoint whose random streams (or the stopped
+    epoch's plan) are not the run's own resumes to other weights."""
     args = [*MIXTRAIN, "--op", "mixup", "--no-baseline"]
     code, _, _ = run_cli([*args, "--output", str(tmp_path), "--experiment", "U"], capsys)
     assert code == 0
-    if control == "rng":
-        monkeypatch.setattr(snapshot, "set_rng_state", lambda state, gens: None)
-    else:
-        real = snapshot.saved_plan
-
-        def reordered(saved, n):                             # the saved plan, another order
-            p = real(saved, n)
-            return snapshot.EpochPlan(p.first.flip(0), None if p.second is None else
-                                      p.second.flip(0), p.num_pairs)
-        monkeypatch.setattr(snapshot, "saved_plan", reordered)
-    resumed = _interrupted_then_resumed(args, tmp_path, [("mixtrain", "sl", 1.4)],
-                                        monkeypatch, capsys)
-    a, b = _final(tmp_path / "U")[0], _final(resumed)[0]
+    code, _, _ = run_cli([*args, "--output", str(tmp_path), "--experiment", "R"], capsys,
+                         stop_at([("mixtrain", "sl", 1.4)]))
+    assert code == 143
+    _tamper(tmp_path / "R" / "last.pt", control)
+    code, _, err = run_cli([args[0], "--resume", str(tmp_path / "R")], capsys)
+    assert code == 0, err
+    a, b = _final(tmp_path / "U")[0], _final(tmp_path / "R")[0]
     assert not all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
 
 

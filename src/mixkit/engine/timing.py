@@ -10,6 +10,7 @@ value of the previous read (airbench's "sync once per epoch").
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 import torch
 
@@ -39,32 +40,38 @@ class EpochTimer:
     drains, so the subtraction can over-count by at most that queue (milliseconds).
     """
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, clock: Callable[[], float] = time.perf_counter,
+                 compile_clock: Callable[[], float] | None = None) -> None:
+        """``clock``: the host clock (seconds); ``compile_clock``: torch's cumulative compile
+        seconds (default :func:`compile_seconds`). Both are injectable, so the arithmetic is
+        testable with scripted clocks."""
         self.runtime = runtime
+        self.clock = clock
+        self.compile_clock = compile_clock or compile_seconds
         self.seconds = 0.0
         self.compile_seconds = 0.0
         self._start = 0.0
         self._compiled_before = 0.0
 
     def _compiled(self) -> float:
-        return compile_seconds() - self._compiled_before if self.runtime.compile else 0.0
+        return self.compile_clock() - self._compiled_before if self.runtime.compile else 0.0
 
     def __enter__(self) -> "EpochTimer":
         self.runtime.synchronize()
-        self._compiled_before = compile_seconds() if self.runtime.compile else 0.0
-        self._start = time.perf_counter()
+        self._compiled_before = self.compile_clock() if self.runtime.compile else 0.0
+        self._start = self.clock()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.runtime.synchronize()
-        wall = time.perf_counter() - self._start
+        wall = self.clock() - self._start
         self.compile_seconds = self._compiled()
         self.seconds = wall - self.compile_seconds
 
     def elapsed(self) -> float:
         """Seconds so far (device-synced, compilation excluded): for a mid-epoch checkpoint."""
         self.runtime.synchronize()
-        return time.perf_counter() - self._start - self._compiled()
+        return self.clock() - self._start - self._compiled()
 
 
 class DeviceMeter:
