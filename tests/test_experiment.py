@@ -131,3 +131,24 @@ def test_the_public_name_check_sees_a_private_import(tmp_path: Path) -> None:
     assert _breaches(f) == ["mixkit.orchestrate.run_arm", "mixkit.experiment.prepare",
                             "mixkit.orchestrate"]
     assert set(mixkit.__all__) >= {"MixTrain", "create_timm_model"}
+
+
+def test_a_methods_settings_are_its_commands_options() -> None:
+    """Declared once, in the method's package: every field of ``MixTrainSettings`` (and of
+    ``SeTaSettings``, as ``--seta-*``) is a ``mixkit mixtrain`` option with the same default,
+    choices and help line, and both refuse the same out-of-range value."""
+    import dataclasses
+
+    from mixkit.methods.mixtrain.settings import MixTrainSettings
+    from mixkit.methods.seta import SeTaSettings
+
+    opts = {o.name: o for o in experiment.options("mixtrain")}
+    for cls, prefix in ((MixTrainSettings, ""), (SeTaSettings, "seta_")):
+        for f in dataclasses.fields(cls):
+            o = opts[prefix + f.name]
+            assert (o.default, o.help) == (f.default, f.metadata["help"]), f.name
+            assert o.choices == f.metadata["choices"], f.name
+    with pytest.raises(ValueError, match="cutmix_area 1.0 must be at most 0.99"):
+        MixTrainSettings(cutmix_area=1.0)
+    with pytest.raises(UserError, match="--cutmix-area"):
+        experiment.settings("mixtrain", cutmix_area=1.0)

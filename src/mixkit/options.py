@@ -15,7 +15,7 @@ import types
 import typing
 from dataclasses import field, fields
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Callable, Optional, Union
 
 import yaml
 
@@ -83,6 +83,30 @@ def option(
             "gt": gt, "flag": flag, "role": role, "panel": panel,
             "bench": role not in ("name", "action") if bench is None else bench}
     return field(default=default, metadata=meta)
+
+
+def settings_options(settings_cls: type, *, prefix: str = "", panel: str | None = None,
+                     only: tuple[str, ...] | None = None) -> Callable[[type], type]:
+    """A class decorator (under ``@dataclass``) that makes every field of a method's typed
+    settings (``mixkit.methods.settings.setting``) an option of a command: same name (after
+    ``prefix``), type, default, help line and range, declared once in the method's package.
+    ``only``: the settings fields to expose (default: all)."""
+    def add(cls: type) -> type:
+        hints = typing.get_type_hints(settings_cls)
+        notes = dict(cls.__dict__.get("__annotations__", {}))
+        for f in fields(settings_cls):
+            if only is not None and f.name not in only:
+                continue
+            m = f.metadata
+            name = prefix + f.name
+            tp, optional = _unwrap_optional(hints[f.name])
+            notes[name] = Optional[tp] if optional else tp
+            setattr(cls, name, option(f.default, m["help"], choices=m.get("choices"),
+                                      min=m.get("min"), max=m.get("max"), gt=m.get("gt"),
+                                      panel=panel))
+        cls.__annotations__ = notes
+        return cls
+    return add
 
 
 # ------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ registered in :data:`mixkit.command.COMMANDS`, where the command line and the re
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -14,13 +15,14 @@ from mixkit.config import COMPARE_ARMS, DEFAULT_LR, TrainConfig
 from mixkit.engine.optim import Recipe
 from mixkit.errors import UserError
 from mixkit.methods.mixtrain.settings import MixTrainSettings
+from mixkit.methods.seta import SeTaSettings
 
 if TYPE_CHECKING:       # the methods (torch models, timm) load when the command runs
     from mixkit.methods.infobatch import InfoBatchArm
     from mixkit.methods.mixtrain.method import MixTrainArm
     from mixkit.methods.seta import SeTaArm
     from mixkit.methods.supervised import SupervisedArm
-from mixkit.options import option
+from mixkit.options import option, settings_options
 from mixkit.run_reader import counts, number
 
 # ------------------------------------------------------------------------------------------
@@ -29,6 +31,8 @@ from mixkit.run_reader import counts, number
 
 
 @dataclass
+@settings_options(SeTaSettings, prefix="seta_", panel="Comparison")
+@settings_options(MixTrainSettings)
 class MixtrainConfig(TrainConfig):
     """`mixkit mixtrain` (Krithivasan et al. 2024).
 
@@ -45,42 +49,6 @@ class MixtrainConfig(TrainConfig):
                               "2e-3 for adamw, 0.1 for sgd).", gt=0.0, max=10.0)
     warmup_epochs: float = option(1.0, "Linear warmup length in epochs (clipped to half the run).",
                                min=0.0, max=100000)
-    op: str = option("mixup", "Mixing operator: mixup (adaptive ratios, §4.1.2) or cutmix (with "
-                  "split propagation, §4.1.1).", choices=("cutmix", "mixup"))
-    split_prop: bool = option(True, "CutMix split propagation (§4.1.1); --no-split-prop: plain "
-                           "CutMix with the area-weighted loss of Eq. (2).")
-    adaptive: bool = option(True, "MixUp adaptive ratio r = L_a/(L_a+L_b) (§4.1.2); "
-                         "--no-adaptive: r = 0.5.")
-    selective: bool = option(True, "Selective mixing by loss region (§4.2); --no-selective: mix a "
-                          "random --naive-fraction of the dataset every epoch.")
-    naive_fraction: float = option(0.5, "Fraction of the dataset mixed per epoch with "
-                                "--no-selective.", gt=0.0, max=1.0)
-    thresholds: str = option("cumulative", "How L_corr/L_incorr average unmixed losses: over every "
-                          "sample-epoch so far (the paper's running average), the last epoch "
-                          "only, or (beyond the paper) the mean of the per-epoch means.",
-                          choices=("cumulative", "last", "epochs"))
-    cutmix_anchor: str = option(
-        "any", "Where a CutMix box may sit: `any` position on the grid (the paper) or, beyond the "
-        "paper, `edge` (touching two borders: at area 0.5 always a half-image, never a middle "
-        "band).", choices=("any", "edge"))
-    r3_from: str = option("unmixed", "Which samples the Region 3 rule (mix a hard sample whose loss "
-                       "rose) applies to: `unmixed` = those trained unmixed this epoch (the "
-                       "paper's text); `all` = mixed ones too, judged by their mixed loss.",
-                       choices=("unmixed", "all"))
-    r1_entry: str = option("loss", "Which samples may enter Region 1 (mixed): `loss` = loss below "
-                        "L_mid (the paper); `correct` = beyond the paper, also classified "
-                        "correctly (samples already mixed stay while below L_mid).",
-                        choices=("loss", "correct"))
-    cutmix_area: float = option(0.5, "Area of the pasted CutMix box, as a fraction of the final "
-                             "feature grid (snapped to whole cells).", gt=0.0, max=0.99)
-    split_loss: str = option(
-        "sample", "How split-propagated CutMix weighs its two constituents: `sample` = each is a "
-        "whole training sample (the paper, §4.1.1); `share` = beyond the paper, each weighted by "
-        "the share of the image it owns, so a mixed input weighs one input.",
-        choices=("sample", "share"))
-    final_unmixed_epochs: int = option(
-        0, "Beyond the paper: train the last K epochs without mixing (losses are still "
-        "recorded). 0 = the paper's method.", min=0, max=100000)
     compare: str = option(
         "", "Comparison arms run after the mixtrain arm, each at mixtrain's measured cost "
         "(inputs): short (fewer epochs, full schedule), skip (random mini-batch skipping), "
@@ -88,22 +56,6 @@ class MixtrainConfig(TrainConfig):
     infobatch_delta: float = option(
         0.875, "InfoBatch's annealing: prune only in the first delta of the epochs, train the "
         "rest on the full data (Qin et al.: 0.875).", gt=0.0, max=1.0, panel="Comparison")
-    seta_prune_ratio: Optional[float] = option(
-        None, "SeTa's prune_ratio (keep = clip(1 - r, 0.1, 1) random samples before "
-        "clustering). Default: keep tuned per epoch so SeTa trains on mixtrain's inputs; a "
-        "number runs SeTa's own fixed rule (official CIFAR script: 0.1) at its own cost.",
-        min=0.0, max=0.99, panel="Comparison")
-    seta_num_group: int = option(5, "SeTa's num_group: loss clusters per pruning epoch (1-D "
-                                 "k-means; official CIFAR script: 5, class default: 10).",
-                                 min=1, max=1000, panel="Comparison")
-    seta_window_scale: float = option(
-        0.9, "SeTa's window_scale: the sliding window keeps round(num_group * window_scale) "
-        "clusters, easy to hard (official CIFAR script: 0.9, class default: 0.5).", gt=0.0,
-        max=1.0, panel="Comparison")
-    seta_delta: float = option(0.875, "SeTa's delta: prune in the first delta of the epochs, "
-                               "then partial annealing (a random keep fraction).", gt=0.0,
-                               max=1.0, panel="Comparison")
-
 
     def recipes(self) -> list[tuple[str, str, float, str]]:
         return [(self.opt, self.sched, float(self.epochs), "--epochs")]
@@ -203,8 +155,8 @@ def seta(ctx: RunContext) -> SeTaArm:
     from mixkit.methods.seta import SeTaArm, SeTaSettings
 
     cfg = ctx.cfg
-    settings = SeTaSettings(cfg.seta_prune_ratio, cfg.seta_num_group, cfg.seta_window_scale,
-                            cfg.seta_delta)
+    settings = SeTaSettings(**{f.name: getattr(cfg, "seta_" + f.name)
+                               for f in dataclasses.fields(SeTaSettings)})
     return SeTaArm("seta", cfg.epochs, len(ctx.data.train), mixtrain_recipe(cfg),
                    ctx.plan_generator(), settings, ctx.runtime.device,
                    targets=_method_inputs(ctx), dist=ctx.dist, smoothing=cfg.smoothing)

@@ -51,6 +51,7 @@ from mixkit.data.plan import EpochPlan
 from mixkit.data.sources import Batch
 from mixkit.engine.distributed import Dist
 from mixkit.engine.optim import Recipe
+from mixkit.methods.settings import check_settings, setting
 from mixkit.methods.infobatch import ScoredMethod, pruning_epoch
 from mixkit.methods.method import MethodArm
 from mixkit.methods.supervised import smoothed
@@ -68,23 +69,27 @@ class SeTaSettings:
     half of the kept samples in every pruning epoch, below any mixTrain epoch's inputs (~65 %),
     so at matched cost they could not be compared at all."""
 
-    prune_ratio: float | None = None    # None: keep tuned per epoch to the method's inputs
-    num_group: int = 5
-    window_scale: float = 0.9
-    delta: float = 0.875
+    prune_ratio: float | None = setting(
+        None, "SeTa's prune_ratio (keep = clip(1 - r, 0.1, 1) random samples before "
+        "clustering). Default: keep tuned per epoch so SeTa trains on the method's inputs; a "
+        "number runs SeTa's own fixed rule (official CIFAR script: 0.1) at its own cost.",
+        min=0.0, max=0.99)
+    num_group: int = setting(5, "SeTa's num_group: loss clusters per pruning epoch (1-D "
+                             "k-means; official CIFAR script: 5, class default: 10).",
+                             min=1, max=1000)
+    window_scale: float = setting(
+        0.9, "SeTa's window_scale: the sliding window keeps round(num_group * window_scale) "
+        "clusters, easy to hard (official CIFAR script: 0.9, class default: 0.5).", gt=0.0,
+        max=1.0)
+    delta: float = setting(0.875, "SeTa's delta: prune in the first delta of the epochs, then "
+                           "partial annealing (a random keep fraction).", gt=0.0, max=1.0)
 
     def __post_init__(self) -> None:
-        if self.prune_ratio is not None and not 0.0 <= self.prune_ratio < 1.0:
-            raise ValueError(f"prune_ratio {self.prune_ratio} must lie in [0, 1)")
-        if self.num_group < 1:
-            raise ValueError(f"num_group {self.num_group} must be at least 1")
-        if not 0.0 < self.window_scale <= 1.0 or window_size(self.num_group,
-                                                             self.window_scale) < 1:
+        check_settings(self)
+        if window_size(self.num_group, self.window_scale) < 1:
             raise ValueError(f"window_scale {self.window_scale} with num_group "
                              f"{self.num_group} gives an empty window (round(num_group * "
                              "window_scale) must be at least 1)")
-        if not 0.0 < self.delta <= 1.0:
-            raise ValueError(f"delta {self.delta} must lie in (0, 1]")
 
     @property
     def keep(self) -> float | None:
