@@ -56,7 +56,7 @@ def run_cuda_tests(select: str, timeout: float) -> dict:
     t = time.perf_counter()
     try:
         proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p",
-                               "no:cacheprovider", "tests/test_cuda.py", "-k", select],
+                               "no:cacheprovider", "-n", "0", "tests/test_cuda.py", "-k", select],
                               cwd=REPO, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else exc.stdout or ""

@@ -14,6 +14,22 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from mixkit.cli import main
 
 
+def _share_the_cores() -> None:
+    """Under ``pytest -n N`` (pytest-xdist) each worker gets its share of this process's CPUs
+    for torch's intra-op threads, and so do the training processes a test launches (through
+    ``OMP_NUM_THREADS``): N workers x all cores each would oversubscribe the machine."""
+    import os
+
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        threads = max(1, len(os.sched_getaffinity(0)) // workers)
+        torch.set_num_threads(threads)
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+
+
+_share_the_cores()
+
+
 def run_cli(args: list[str], capsys, callbacks=()) -> tuple[int, str, str]:
     """Run ``mixkit ARGS`` in-process: (exit code, stdout, stderr); ``callbacks``: factories of
     engine callbacks attached to every arm (``mixkit.cli.main``'s public seam)."""
