@@ -135,15 +135,19 @@ def test_the_public_name_check_sees_a_private_import(tmp_path: Path) -> None:
 
 def test_a_methods_settings_are_its_commands_options() -> None:
     """Declared once, in the method's package: every field of ``MixTrainSettings`` (and of
-    ``SeTaSettings``, as ``--seta-*``) is a ``mixkit mixtrain`` option with the same default,
+    ``SeTaSettings``, as ``--seta-*``) is a ``mixkit mixtrain`` option, every field of
+    ``MixTrainingSettings`` a ``mixkit mixtraining`` one, with the same default,
     choices and help line, and both refuse the same out-of-range value."""
     import dataclasses
 
     from mixkit.methods.mixtrain.settings import MixTrainSettings
+    from mixkit.methods.mixtraining.settings import MixTrainingSettings
     from mixkit.methods.seta import SeTaSettings
 
-    opts = {o.name: o for o in experiment.options("mixtrain")}
-    for cls, prefix in ((MixTrainSettings, ""), (SeTaSettings, "seta_")):
+    for command, cls, prefix in (("mixtrain", MixTrainSettings, ""),
+                                 ("mixtrain", SeTaSettings, "seta_"),
+                                 ("mixtraining", MixTrainingSettings, "")):
+        opts = {o.name: o for o in experiment.options(command)}
         for f in dataclasses.fields(cls):
             o = opts[prefix + f.name]
             assert (o.default, o.help) == (f.default, f.metadata["help"]), f.name

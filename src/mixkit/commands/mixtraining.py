@@ -19,7 +19,8 @@ from mixkit.engine.optim import OPTIMIZERS, SCHEDULES, Recipe
 from mixkit.runio.rundir import RunDir, writing
 from mixkit.errors import UserError
 from mixkit.methods.mixtraining.schedule import Schedule
-from mixkit.options import option
+from mixkit.methods.mixtraining.settings import MixTrainingSettings
+from mixkit.options import option, settings_options
 from mixkit.run_reader import number
 
 if TYPE_CHECKING:       # the method's modules (torch models, timm) load when the command runs
@@ -33,6 +34,7 @@ if TYPE_CHECKING:       # the method's modules (torch models, timm) load when th
 
 
 @dataclass
+@settings_options(MixTrainingSettings)
 class MixtrainingConfig(TrainConfig):
     """`mixkit mixtraining` (Li et al. 2025).
 
@@ -47,26 +49,9 @@ class MixtrainingConfig(TrainConfig):
     epochs_ssl: int = option(100, "e_ssl: self-supervised (MAE) epochs of the SSL+SL pipeline.",
                           min=0, max=100000)
     epochs_sl: int = option(100, "e_sl: supervised epochs.", min=1, max=100000)
-    rho: float = option(0.5, "MIX-RATIO rho: e_mix = floor(rho * min(e_ssl, e_sl)), Eq. (1).",
-                     min=0.0, max=1.0)
-    alpha: float = option(0.5, "LOSS-RATIO alpha: mix-phase loss alpha*l_ssl + (1-alpha)*l_sl, "
-                       "Eq. (3).", min=0.0, max=1.0)
-    lam: float = option(0.5, "lambda of the mixed dataset, Eq. (2): x = lam*x_sl + (1-lam)*x_ssl "
-                     "(only with --ssl-data).", min=0.0, max=1.0)
     ssl_data: Optional[str] = option(
         None, "SSL dataset when it differs from --data (e.g. tinyimagenet for --data cifar10); "
         "resized to the SL image size. Default: the SL data (D_mix = D_sl).")
-    mix_forward: str = option("shared", "Mix-phase forward: `shared` runs the encoder once on all "
-                           "patches for both heads (App. A.2); `separate` adds a masked MAE "
-                           "encoder pass (one backward either way).",
-                           choices=("shared", "separate"))
-    mask_ratio: float = option(0.75, "MAE mask ratio (fraction of patches hidden).", gt=0.0,
-                            max=0.99)
-    norm_pix_loss: bool = option(False, "MAE target: per-patch normalised pixels.")
-    decoder_depth: int = option(2, "MAE decoder blocks (App. A.3: 2).", min=1, max=64)
-    decoder_dim: int = option(192, "MAE decoder width (App. A.3: 192 for ViT-Tiny).", min=8,
-                           max=8192)
-    decoder_heads: int = option(3, "MAE decoder attention heads (App. A.3: 3).", min=1, max=128)
     lr: Optional[float] = option(None, "SL peak learning rate. Default: --lr-base * batch / 256.",
                               gt=0.0, max=10.0)
     lr_base: Optional[float] = option(None, "SL base learning rate per 256 images (default: 1e-3 "
@@ -183,12 +168,13 @@ def mixtraining_arm(name: str, schedule_of: Callable[[Any], Schedule]) -> ArmFac
         from mixkit.methods.mixtraining.objectives import MAE
 
         cfg, device = ctx.cfg, ctx.runtime.device
+        mt = MixTrainingSettings.from_options(cfg)
         schedule = schedule_of(cfg)
         ssl_recipe, sl_recipe = recipes(cfg, schedule)
         mae = None
         if schedule.e_ssl > 0:
-            mae = MAE(ctx.model_info, 3, cfg.mask_ratio, cfg.norm_pix_loss, cfg.decoder_dim,
-                      cfg.decoder_depth, cfg.decoder_heads,
+            mae = MAE(ctx.model_info, 3, mt.mask_ratio, mt.norm_pix_loss, mt.decoder_dim,
+                      mt.decoder_depth, mt.decoder_heads,
                       torch.Generator(device=device).manual_seed(
                           ctx.dist.stream_seed(cfg.seed, 1)))
         ssl_train = ctx.ssl_train
@@ -196,12 +182,12 @@ def mixtraining_arm(name: str, schedule_of: Callable[[Any], Schedule]) -> ArmFac
             ssl_train.generator.manual_seed(ctx.dist.stream_seed(cfg.seed))
         mix = None
         if ssl_train is not None and schedule.e_mix > 0:
-            mix = MixedSource(ctx.data.train, ssl_train, cfg.lam,
+            mix = MixedSource(ctx.data.train, ssl_train, mt.lam,
                               torch.Generator(device=device).manual_seed(
                                   ctx.dist.stream_seed(cfg.seed, 2)))
         return MixTrainingArm(
-            name, schedule, ssl_recipe, sl_recipe, mae, alpha=cfg.alpha,
-            mix_forward=cfg.mix_forward, num_samples=len(ctx.data.train),
+            name, schedule, ssl_recipe, sl_recipe, mae, alpha=mt.alpha,
+            mix_forward=mt.mix_forward, num_samples=len(ctx.data.train),
             plan_generator=ctx.plan_generator(), num_tasks=len(ctx.data.tasks),
             ssl_source=ssl_train, mix_source=mix,
             probe=_probe(ctx, mae) if mae is not None else None, device=device, dist=ctx.dist,
