@@ -8,7 +8,9 @@ This module knows no command line: a field is a plain ``dataclasses.field`` with
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Mapping, TypeVar
+
+T = TypeVar("T")
 
 
 def setting(default: Any, help: str, *, choices: tuple[str, ...] | None = None,
@@ -36,3 +38,11 @@ def check_settings(settings: Any) -> None:
             raise ValueError(f"{f.name} {v} must be at least {m['min']}")
         if m.get("max") is not None and v > m["max"]:
             raise ValueError(f"{f.name} {v} must be at most {m['max']}")
+
+
+def settings_from(cls: type[T], options: Mapping[str, Any] | Any) -> T:
+    """``cls``'s settings as named in ``options`` (a mapping, or any object with those
+    attributes, such as the command line's resolved config); the rest keep their defaults."""
+    get = options.get if isinstance(options, Mapping) else (
+        lambda k, d: getattr(options, k, d))
+    return cls(**{f.name: get(f.name, f.default) for f in dataclasses.fields(cls)})

@@ -8,11 +8,10 @@ beyond the paper is off by default (``docs/mixtrain.md``).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from mixkit.methods.settings import check_settings, setting
+from mixkit.methods.settings import check_settings, setting, settings_from
 
 OPS = ("cutmix", "mixup")
 THRESHOLDS = ("cumulative", "last", "epochs")
@@ -80,8 +79,5 @@ class MixTrainSettings:
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any] | Any) -> "MixTrainSettings":
-        """The settings named in ``options`` (a mapping, or any object with those attributes,
-        such as the command line's resolved config); the rest keep their defaults."""
-        get = options.get if isinstance(options, Mapping) else (
-            lambda k, d: getattr(options, k, d))
-        return cls(**{f.name: get(f.name, f.default) for f in dataclasses.fields(cls)})
+        """The settings named in ``options``; the rest keep their defaults."""
+        return settings_from(cls, options)

@@ -6,11 +6,10 @@ line's flags for these fields are built from this declaration (``settings_option
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from mixkit.methods.settings import check_settings, setting
+from mixkit.methods.settings import check_settings, setting, settings_from
 
 MIX_FORWARDS = ("shared", "separate")
 
@@ -43,8 +42,5 @@ class MixTrainingSettings:
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any] | Any) -> "MixTrainingSettings":
-        """The settings named in ``options`` (a mapping or an object with those attributes);
-        the rest keep their defaults."""
-        get = options.get if isinstance(options, Mapping) else (
-            lambda k, d: getattr(options, k, d))
-        return cls(**{f.name: get(f.name, f.default) for f in dataclasses.fields(cls)})
+        """The settings named in ``options``; the rest keep their defaults."""
+        return settings_from(cls, options)
