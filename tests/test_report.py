@@ -14,6 +14,7 @@ from matplotlib.colors import to_rgba
 
 from conftest import run_cli
 from mixkit import plots
+from mixkit.commands import mixtrain_figures, mixtraining_figures
 from mixkit.run_reader import arm_table, group, load_run, time_to
 
 N = 100        # samples in the (pretend) training set
@@ -87,7 +88,7 @@ def test_accuracy_vs_time_plots_mean_seconds_and_accuracy_with_a_seed_band(two_s
 
 
 def test_mixing_figure_stacks_region1_and_region3_shares(two_seeds) -> None:
-    fig = plots.mixing([load_run(p) for p in two_seeds])
+    fig = mixtrain_figures.mixing([load_run(p) for p in two_seeds])
     r1, r3 = fig.axes[0].containers
     assert [b.get_height() for b in r1] == [0, 70, 60]                    # % of 100 samples
     assert [b.get_height() for b in r3] == [0, 10, 20]
@@ -157,11 +158,11 @@ def make_mixtraining_run(root: Path, name: str) -> Path:
 
 
 def test_phase_timeline_lays_each_arms_epochs_end_to_end_coloured_by_phase(tmp_path) -> None:
-    fig = plots.phases(load_run(make_mixtraining_run(tmp_path, "m")))
+    fig = mixtraining_figures.phases(load_run(make_mixtraining_run(tmp_path, "m")))
     ax = fig.axes[0]
     bars = [(round(p.get_y() + p.get_height() / 2), p.get_x(), p.get_width(),
              p.get_facecolor()) for p in ax.patches]
-    colour = {k: to_rgba(v) for k, v in plots.PHASE_COLOURS.items()}
+    colour = {k: to_rgba(v) for k, v in mixtraining_figures.PHASE_COLOURS.items()}
     mt = [(x, w, c) for y, x, w, c in bars if y == 2]                # third row: mixtraining
     assert mt == [(0, 2, colour["ssl"]), (2, 5, colour["mix"]), (7, 4, colour["sl"])]
     assert [(x, w) for y, x, w, _ in bars if y == 1] == [(0, 2), (2, 2), (4, 4), (8, 4)]
@@ -170,7 +171,7 @@ def test_phase_timeline_lays_each_arms_epochs_end_to_end_coloured_by_phase(tmp_p
 
 
 def test_losses_figure_plots_mae_and_cross_entropy_including_the_mix_terms(tmp_path) -> None:
-    fig = plots.losses([load_run(make_mixtraining_run(tmp_path, "m"))])
+    fig = mixtraining_figures.losses([load_run(make_mixtraining_run(tmp_path, "m"))])
     top, bottom = fig.axes
     ssl = {ln.get_label(): list(ln.get_ydata()) for ln in top.lines}
     sl = {ln.get_label(): list(ln.get_ydata()) for ln in bottom.lines}

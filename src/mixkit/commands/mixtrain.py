@@ -192,10 +192,10 @@ def _figures(runs: list[Any]) -> dict[str, Any]:
     """mixTrain's own figures (Fig. 6-style thresholds, mixed fraction, regions), by file stem."""
     if not any(r.arm_rows("mixtrain") for r in runs):
         return {}
-    from mixkit import plots
+    from mixkit.commands import mixtrain_figures as f
 
-    return {"mixing": plots.mixing(runs), "thresholds": plots.thresholds(runs),
-            "regions": plots.regions(runs)}
+    return {"mixing": f.mixing(runs), "thresholds": f.thresholds(runs),
+            "regions": f.regions(runs)}
 
 
 # the metrics.jsonl keys of mixTrain's arm and its comparison arms (docs/run-dir.md)

@@ -239,9 +239,9 @@ def _mixtraining_describe(ctx: RunContext) -> dict[str, Any]:
 
 def _figures(runs: list[Any]) -> dict[str, Any]:
     """MixTraining's own figures: its phases and the mix phase's two losses, by file stem."""
-    from mixkit import plots
+    from mixkit.commands import mixtraining_figures as f
 
-    return {"phases": plots.phases(runs[0]), "losses": plots.losses(runs)}
+    return {"phases": f.phases(runs[0]), "losses": f.losses(runs)}
 
 
 MIXTRAINING = register_command(CommandSpec(
