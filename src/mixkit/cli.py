@@ -45,35 +45,21 @@ def _main(version: bool = typer.Option(False, "--version", callback=_version, is
     measured against baselines run side by side."""
 
 
-# --help groups the options into panels (Typer's rich_help_panel), in this order; an option of
-# one command not named here is that method's own (the command's panel)
-PANELS: dict[str, frozenset[str]] = {
-    "Data": frozenset({"data", "data_dir", "download", "data_fraction", "img_size",
-                       "crop_padding", "hflip", "train_transform", "scale", "ratio",
-                       "interpolation", "crop_pct", "val_fraction", "val_size", "workers"}),
-    "Model": frozenset({"model", "patch_size"}),
-    "Recipe": frozenset({"epochs", "batch_size", "lr", "lr_base", "min_lr", "warmup_epochs",
-                         "opt", "momentum", "nesterov", "beta2", "weight_decay", "sched",
-                         "decay_epochs", "decay_milestones", "decay_rate", "layer_decay",
-                         "smoothing", "model_ema", "model_ema_decay", "model_ema_warmup",
-                         "seed"}),
-    "Run & output": frozenset({"config", "output", "experiment", "baseline", "plots",
-                               "save_weights", "keep_checkpoint", "overwrite", "resume",
-                               "log_interval"}),
-    "Logging": frozenset({"log_tensorboard", "log_wandb", "wandb_project", "wandb_mode"}),
-    "Devices": frozenset({"device", "amp", "amp_dtype", "channels_last", "torchcompile",
-                          "compile_mode", "compile_backend", "timing_warmup"}),
-}
+# --help groups the options into panels (Typer's rich_help_panel), in this order after the
+# command's own; each option names its panel where it is declared (``option(panel=...)``), and an
+# option that names none is the command's own (``CommandSpec.panel``)
+PANELS = ("Data", "Model", "Recipe", "Logging", "Devices")
 
 
 def panel_of(name: str, spec: CommandSpec) -> str:
     """The --help panel of option ``name`` of command ``spec``: the one its declaration names
-    (``option(panel=...)``), a shared option's group, or the command's own panel."""
+    (``option(panel=...)``), else the command's own panel (``-c/--config``: Run & output)."""
     import dataclasses
 
+    if name == "config":
+        return "Run & output"
     declared = {f.name: f.metadata.get("panel") for f in dataclasses.fields(spec.config_cls)}
-    return declared.get(name) or next((p for p, names in PANELS.items() if name in names),
-                                      spec.panel)
+    return declared.get(name) or spec.panel
 
 
 def _option(name: str, tp: Any, meta: dict, panel: str | None = None) -> inspect.Parameter:

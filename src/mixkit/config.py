@@ -38,142 +38,160 @@ class TrainConfig(Options, ABC):
     """
 
     # --- data core -------------------------------------------------------------------------
-    data: str = option("digits", "Dataset name (see `mixkit datasets`).")
+    data: str = option("digits", "Dataset name (see `mixkit datasets`).", panel="Data")
     data_dir: Optional[str] = option(
         None, "Data root. Default: $MIXKIT_DATA_DIR, else the user cache dir. For "
-        "`imagefolder`, the image tree itself.", role="run")
-    download: bool = option(False, "Download the dataset into the data root if it is missing.", role="run")
+        "`imagefolder`, the image tree itself.", role="run", panel="Data")
+    download: bool = option(False, "Download the dataset into the data root if it is missing.", role="run",
+        panel="Data")
     data_fraction: float = option(
-        1.0, "Stratified, seeded fraction of the training split to use (0, 1].", gt=0.0, max=1.0)
+        1.0, "Stratified, seeded fraction of the training split to use (0, 1].", gt=0.0, max=1.0,
+        panel="Data")
     img_size: Optional[int] = option(
         None, "Training image size in px. Default: the dataset's (digits/CIFAR/SVHN 32, "
-        "TinyImageNet 64, imagefolder 64).", min=8, max=1024)
-    crop_padding: int = option(4, "Random-crop padding in px (0 disables the crop).", min=0, max=64)
+        "TinyImageNet 64, imagefolder 64).", min=8, max=1024, panel="Data")
+    crop_padding: int = option(4, "Random-crop padding in px (0 disables the crop).", min=0, max=64,
+        panel="Data")
     hflip: Optional[bool] = option(
-        None, "Random horizontal flip. Default: on where it keeps the class (not digits/SVHN).")
+        None, "Random horizontal flip. Default: on where it keeps the class (not digits/SVHN).",
+        panel="Data")
     train_transform: str = option(
         "auto", "Training crop: `rrc` = RandomResizedCrop (--scale, --ratio; evaluation resizes "
         "the shorter side to img_size / --crop-pct and centre-crops: the ImageNet recipe), "
         "`crop` = zero-padded random crop (--crop-padding) of the image resized to the square "
         "--img-size (the CIFAR recipe); `auto` = rrc for streamed folders (imagefolder, "
-        "imagenet), crop for in-memory datasets.", choices=("auto", "rrc", "crop"))
+        "imagenet), crop for in-memory datasets.", choices=("auto", "rrc", "crop"), panel="Data")
     scale: str = option("0.08,1.0", "RandomResizedCrop area range, as fractions of the image "
-                        "(timm's --scale).")
+                        "(timm's --scale).", panel="Data")
     ratio: str = option("0.75,1.3333333333", "RandomResizedCrop aspect-ratio range, "
-                        "log-uniform (timm's --ratio).")
+                        "log-uniform (timm's --ratio).", panel="Data")
     interpolation: str = option("bilinear", "Resampling of the crops (timm's --interpolation).",
-                                choices=("bilinear", "bicubic", "nearest"))
+                                choices=("bilinear", "bicubic", "nearest"), panel="Data")
     crop_pct: float = option(0.875, "Evaluation with --train-transform rrc: resize the shorter "
                              "side to img_size / crop_pct, then centre-crop (timm's "
                              "--crop-pct; 0.25-1.5, so the evaluation resize stays within 4x "
-                             "the crop).", min=0.25, max=1.5)
+                             "the crop).", min=0.25, max=1.5, panel="Data")
     val_fraction: float = option(
         0.2, "Held-out validation fraction for datasets without a test split (digits, "
-        "imagefolder without val/).", gt=0.0, max=0.9)
+        "imagefolder without val/).", gt=0.0, max=0.9, panel="Data")
     val_size: Optional[int] = option(
         None, "Evaluate on a stratified, fixed (seed 0) subset of this many validation images, "
         "the same for every arm and seed (default: the whole split). Makes per-epoch evaluation "
-        "affordable on a CPU; report it with the numbers.", min=10, max=1 << 30)
-    workers: int = option(4, "DataLoader workers for streamed datasets (imagefolder).", min=0, max=128, role="run")
+        "affordable on a CPU; report it with the numbers.", min=10, max=1 << 30, panel="Data")
+    workers: int = option(4, "DataLoader workers for streamed datasets (imagefolder).", min=0, max=128, role="run",
+        panel="Data")
     # --- model core ------------------------------------------------------------------------
-    model: str = option("resnet18", "timm model name (see `mixkit models`), random init.")
+    model: str = option("resnet18", "timm model name (see `mixkit models`), random init.",
+        panel="Model")
     patch_size: Optional[int] = option(
         None, "ViT/Swin patch size. Default: a 16x16 patch grid, never finer than half the "
-        "data's stored size (2 at 32 px CIFAR, 4 at 64 px TinyImageNet, 8 for 32-px digits).", min=1, max=64)
+        "data's stored size (2 at 32 px CIFAR, 4 at 64 px TinyImageNet, 8 for 32-px digits).", min=1, max=64,
+        panel="Model")
     # --- optimisation ----------------------------------------------------------------------
     batch_size: int = option(128, "Mini-batch size (inputs per step).", short="-b", min=1,
-                          max=1 << 20)
+                          max=1 << 20, panel="Recipe")
     opt: str = option("adamw", "Optimiser (timm's names): adamw (decoupled weight decay) or sgd "
                    "(momentum SGD, coupled L2 weight decay, as He et al. 2015).",
-                   choices=OPTIMIZERS)
+                   choices=OPTIMIZERS, panel="Recipe")
     momentum: Optional[float] = option(None, "SGD momentum (default 0.9 with --opt sgd; AdamW's "
-                                    "is its beta1).", min=0.0, max=0.999)
+                                    "is its beta1).", min=0.0, max=0.999, panel="Recipe")
     nesterov: Optional[bool] = option(None, "Nesterov momentum for --opt sgd (default off, as the "
-                                   "papers' recipes; timm's `--opt sgd` means on).")
+                                   "papers' recipes; timm's `--opt sgd` means on).", panel="Recipe")
     sched: str = option("cosine", "Learning-rate schedule after the warm-up (timm's names): cosine "
                      "to --min-lr, step (x --decay-rate every --decay-epochs), multistep (x "
                      "--decay-rate at each of --decay-milestones) or none (constant).",
-                     choices=SCHEDULES)
+                     choices=SCHEDULES, panel="Recipe")
     decay_epochs: Optional[float] = option(
         None, "--sched step: epochs between decays (default 30, He et al.).", gt=0.0,
-        max=100000)
+        max=100000, panel="Recipe")
     decay_milestones: Optional[str] = option(
         None, "--sched multistep: epochs at which the lr is multiplied by --decay-rate, "
-        "comma-separated and increasing (He et al.'s ImageNet recipe: 30,60 of 90).")
+        "comma-separated and increasing (He et al.'s ImageNet recipe: 30,60 of 90).",
+        panel="Recipe")
     decay_rate: float = option(0.1, "Factor of each step/multistep decay (timm's --decay-rate).",
-                            gt=0.0, max=1.0)
+                            gt=0.0, max=1.0, panel="Recipe")
     min_lr: float = option(1e-6, "Learning rate at the end of the cosine schedule.", min=0.0,
-                        max=10.0)
+                        max=10.0, panel="Recipe")
     weight_decay: Optional[float] = option(
         None, "Weight decay, not applied to norms and biases (default: 0.05 for adamw, 1e-4 "
-        "for sgd as He et al.).", min=0.0, max=10.0)
+        "for sgd as He et al.).", min=0.0, max=10.0, panel="Recipe")
     smoothing: float = option(0.0, "Label smoothing of the cross-entropy the arms train with "
                            "(timm's --smoothing; mixTrain's selection still records the plain "
-                           "cross-entropy, docs/mixtrain.md).", min=0.0, max=0.99)
+                           "cross-entropy, docs/mixtrain.md).", min=0.0, max=0.99, panel="Recipe")
     model_ema: bool = option(False, "Keep an exponential moving average of the weights (timm's "
                           "--model-ema), updated after every optimiser step and evaluated "
-                          "beside the live weights (val_acc_ema).")
+                          "beside the live weights (val_acc_ema).", panel="Recipe")
     model_ema_decay: float = option(EMA_DECAY_DEFAULT, "EMA decay per optimiser step (timm's default).",
-                                 gt=0.0, max=0.999999)
+                                 gt=0.0, max=0.999999, panel="Recipe")
     model_ema_warmup: bool = option(False, "EMA decay warm-up (timm's --model-ema-warmup): the "
                                  "decay at step k is min(decay, 1 - (1 + k)^(-2/3)), so a short "
-                                 "run's EMA is not dominated by its initial weights.")
+                                 "run's EMA is not dominated by its initial weights.",
+        panel="Recipe")
     # --- runtime ---------------------------------------------------------------------------
     seed: int = option(0, "Random seed (model init, data subset, plans, augmentation).", min=0,
-                    max=2**63 - 1, role="seed")
-    device: str = option("auto", "auto, cpu, cuda, cuda:N or mps.", role="run")
+                    max=2**63 - 1, role="seed", panel="Recipe")
+    device: str = option("auto", "auto, cpu, cuda, cuda:N or mps.", role="run", panel="Devices")
     amp: Optional[bool] = option(
         None, "Automatic mixed precision (autocast). Default: on with bfloat16 on a CUDA GPU that "
-        "supports it, off on CPU and MPS (--no-amp turns it off).")
-    amp_dtype: str = option("bfloat16", "AMP dtype.", choices=("bfloat16", "float16"))
+        "supports it, off on CPU and MPS (--no-amp turns it off).", panel="Devices")
+    amp_dtype: str = option("bfloat16", "AMP dtype.", choices=("bfloat16", "float16"),
+        panel="Devices")
     channels_last: Optional[bool] = option(
         None, "channels_last memory format. Default: on for CNNs on CUDA, off elsewhere "
-        "(--no-channels-last turns it off).")
+        "(--no-channels-last turns it off).", panel="Devices")
     torchcompile: bool = option(False, "Compile the model with torch.compile (compilation time is "
-                             "billed to no arm: reported as compile_seconds).")
+                             "billed to no arm: reported as compile_seconds).", panel="Devices")
     compile_mode: str = option(
         "default", "torch.compile mode (with --torchcompile, inductor only); reduce-overhead "
         "uses CUDA graphs.",
-        choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"))
+        choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
+        panel="Devices")
     compile_backend: str = option(
         "inductor", "torch.compile backend (with --torchcompile): inductor, or another of "
         "torch._dynamo.list_backends() (aot_eager / eager trace without code generation: to "
-        "tell a tracing problem from a code-generation one).")
+        "tell a tracing problem from a code-generation one).", panel="Devices")
     timing_warmup: int = option(
         2, "Untimed warm-up steps before the first arm, so one-time costs (thread pools, "
-        "allocator, kernel selection) are billed to no arm (0 disables).", min=0, max=10000, role="run")
+        "allocator, kernel selection) are billed to no arm (0 disables).", min=0, max=10000, role="run",
+        panel="Devices")
     log_interval: int = option(25, "Steps between progress refreshes (one device read each).",
-                            min=1, max=1 << 20, role="run")
+                            min=1, max=1 << 20, role="run", panel="Run & output")
     # --- run directory ---------------------------------------------------------------------
-    output: str = option("runs", "Parent folder of run directories.", role="name")
+    output: str = option("runs", "Parent folder of run directories.", role="name",
+        panel="Run & output")
     experiment: Optional[str] = option(
-        None, "Run name (default: <command>-<data>-<model>-<timestamp>).", role="name")
-    baseline: bool = option(True, "Run the baseline arm(s) side by side (--no-baseline skips).", role="experiment", bench=False)
+        None, "Run name (default: <command>-<data>-<model>-<timestamp>).", role="name",
+        panel="Run & output")
+    baseline: bool = option(True, "Run the baseline arm(s) side by side (--no-baseline skips).", role="experiment", bench=False,
+        panel="Run & output")
     log_tensorboard: bool = option(
         False, "Log every arm's per-epoch metrics and the summary as TensorBoard event files "
-        "under RUN_DIR/tb/<arm>/ (needs `pip install -e \".[tensorboard]\"`).", role="run")
+        "under RUN_DIR/tb/<arm>/ (needs `pip install -e \".[tensorboard]\"`).", role="run",
+        panel="Logging")
     log_wandb: bool = option(
         False, "Log every arm's per-epoch metrics and the summary to Weights & Biases, files "
-        "under RUN_DIR/wandb/ (needs `pip install -e \".[wandb]\"`).", role="run")
-    wandb_project: str = option("mixkit", "W&B project name (with --log-wandb).", role="run")
+        "under RUN_DIR/wandb/ (needs `pip install -e \".[wandb]\"`).", role="run", panel="Logging")
+    wandb_project: str = option("mixkit", "W&B project name (with --log-wandb).", role="run",
+        panel="Logging")
     wandb_mode: str = option("auto", "W&B mode: auto = offline unless WANDB_API_KEY/WANDB_MODE "
                              "say otherwise (then `wandb sync`), online or offline.",
-                             choices=("auto", "online", "offline"), role="run")
+                             choices=("auto", "online", "offline"), role="run", panel="Logging")
     plots: bool = option(True, "Write the run's figures into RUN_DIR/plots when it finishes "
-                      "(--no-plots skips).", role="run")
+                      "(--no-plots skips).", role="run", panel="Run & output")
     save_weights: str = option(
         "method", "Which arms' trained classifiers to keep in RUN_DIR/weights/ARM.safetensors: the "
-        "method's arm, every arm, or none.", choices=("method", "all", "none"), role="run")
+        "method's arm, every arm, or none.", choices=("method", "all", "none"), role="run",
+        panel="Run & output")
     keep_checkpoint: bool = option(
         False, "Keep last.pt (optimiser state, RNGs) after the run completes; by default it is "
-        "deleted then, as a completed run cannot be resumed.", role="run")
+        "deleted then, as a completed run cannot be resumed.", role="run", panel="Run & output")
     overwrite: bool = option(False, "Replace an existing run directory of the same name.",
-                          role="action")
+                          role="action", panel="Run & output")
     resume: Optional[str] = option(
         None, "Continue the run in this RUN_DIR exactly from its last checkpoint, with its saved "
         "config (only where and how it runs and what it writes may change: --device, "
         "--workers, --log-interval, --data-dir, the loggers, --no-plots, --save-weights, "
-        "--keep-checkpoint).", role="action")
+        "--keep-checkpoint).", role="action", panel="Run & output")
 
 
     # --- the optimiser recipe --------------------------------------------------------------

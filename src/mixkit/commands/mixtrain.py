@@ -41,18 +41,20 @@ class MixtrainConfig(TrainConfig):
     ResNet-18 at 10 epochs was still climbing, so mixTrain's fewer steps cost it 9 points).
     """
 
-    model: str = option("mobilenetv2_050", "timm model name (see `mixkit models`), random init.")
+    model: str = option("mobilenetv2_050", "timm model name (see `mixkit models`), random init.",
+        panel="Model")
     batch_size: int = option(64, "Mini-batch size (inputs per step).", short="-b", min=1,
-                          max=1 << 20)
-    epochs: int = option(20, "Training epochs per arm.", min=1, max=100000)
+                          max=1 << 20, panel="Recipe")
+    epochs: int = option(20, "Training epochs per arm.", min=1, max=100000, panel="Recipe")
     lr: Optional[float] = option(None, "Peak learning rate, not scaled by the batch size (default: "
-                              "2e-3 for adamw, 0.1 for sgd).", gt=0.0, max=10.0)
+                              "2e-3 for adamw, 0.1 for sgd).", gt=0.0, max=10.0, panel="Recipe")
     warmup_epochs: float = option(1.0, "Linear warmup length in epochs (clipped to half the run).",
-                               min=0.0, max=100000)
+                               min=0.0, max=100000, panel="Recipe")
     compare: str = option(
         "", "Comparison arms run after the mixtrain arm, each at mixtrain's measured cost "
         "(inputs): short (fewer epochs, full schedule), skip (random mini-batch skipping), "
-        "infobatch (Qin et al. 2024), seta (Zhou et al. 2025). Comma-separated; empty = none.", panel="Comparison")
+        "infobatch (Qin et al. 2024), seta (Zhou et al. 2025). Comma-separated; empty = none.",
+        panel="Comparison")
     infobatch_delta: float = option(
         0.875, "InfoBatch's annealing: prune only in the first delta of the epochs, train the "
         "rest on the full data (Qin et al.: 0.875).", gt=0.0, max=1.0, panel="Comparison")

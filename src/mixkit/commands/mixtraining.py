@@ -45,7 +45,7 @@ class MixtrainingConfig(TrainConfig):
     """
 
     model: str = option("vit_tiny_patch16_224", "timm ViT name (see `mixkit models`), random init; "
-                     "the MAE objective needs patch tokens.")
+                     "the MAE objective needs patch tokens.", panel="Model")
     epochs_ssl: int = option(100, "e_ssl: self-supervised (MAE) epochs of the SSL+SL pipeline.",
                           min=0, max=100000)
     epochs_sl: int = option(100, "e_sl: supervised epochs.", min=1, max=100000)
@@ -53,15 +53,17 @@ class MixtrainingConfig(TrainConfig):
         None, "SSL dataset when it differs from --data (e.g. tinyimagenet for --data cifar10); "
         "resized to the SL image size. Default: the SL data (D_mix = D_sl).")
     lr: Optional[float] = option(None, "SL peak learning rate. Default: --lr-base * batch / 256.",
-                              gt=0.0, max=10.0)
+                              gt=0.0, max=10.0, panel="Recipe")
     lr_base: Optional[float] = option(None, "SL base learning rate per 256 images (default: 1e-3 "
-                                   "for adamw as Table 7, 0.1 for sgd).", gt=0.0, max=10.0)
+                                   "for adamw as Table 7, 0.1 for sgd).", gt=0.0, max=10.0,
+        panel="Recipe")
     warmup_epochs: float = option(5.0, "SL warmup epochs (Table 7; clipped to half the SL span).",
-                               min=0.0, max=100000)
-    beta2: float = option(0.95, "SL AdamW beta2 (Table 7).", gt=0.0, max=0.99999)
+                               min=0.0, max=100000, panel="Recipe")
+    beta2: float = option(0.95, "SL AdamW beta2 (Table 7).", gt=0.0, max=0.99999, panel="Recipe")
     layer_decay: float = option(1.0, "SL layer-wise lr decay (MAE fine-tuning, BEiT): ViT block i "
                              "of L trains at lr * d^(L+1-i), the patch embedding at d^(L+1), "
-                             "the heads at lr. 1 = off (Table 7 has none).", gt=0.0, max=1.0)
+                             "the heads at lr. 1 = off (Table 7 has none).", gt=0.0, max=1.0,
+        panel="Recipe")
     ssl_lr: Optional[float] = option(None, "SSL peak learning rate. Default: --ssl-lr-base * "
                                   "batch / 256.", gt=0.0, max=10.0)
     ssl_lr_base: float = option(1.5e-4, "SSL base learning rate per 256 images (Table 7).", gt=0.0,
