@@ -150,3 +150,6 @@ def test_a_users_comparison_arm_is_one_registration(tmp_path: Path, capsys) -> N
         COMPARISONS.pop("halfrun", None)
     with pytest.raises(ValueError, match="plain name"):
         register_comparison("Bad Name", half_epochs)
+    for taken in ("mixtrain", "baseline", "mixtraining", "sl"):   # the commands' own arms
+        with pytest.raises(ValueError, match="not one of"):
+            register_comparison(taken, half_epochs)

@@ -70,7 +70,14 @@ ArmFactory = Callable[[RunContext], Arm]
 # ------------------------------------------------------------------------------------------
 
 ARM_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
-RESERVED = frozenset({"baseline", "mixtrain", "mixtraining", "sl", "ssl+sl"})
+
+
+def reserved_arm_names() -> frozenset[str]:
+    """Names a comparison arm may not take: every registered command's own arms."""
+    out = {"baseline"}
+    for spec in COMMANDS.values():
+        out |= {spec.baseline_arm, *spec.compare_arms} | ({spec.method_arm} - {None})
+    return frozenset(out)
 
 
 @dataclass(frozen=True)
@@ -81,23 +88,25 @@ class Comparison:
     name: str
     factory: ArmFactory
     help: str = ""
+    colour: str | None = None       # its colour in the figures (None: one from a spare set)
 
 
 COMPARISONS: dict[str, Comparison] = {}
 
 
 def register_comparison(name: str, factory: ArmFactory, help: str = "", *,
-                        replace: bool = False) -> Comparison:
+                        replace: bool = False, colour: str | None = None) -> Comparison:
     """Make ``name`` a ``--compare`` arm of ``mixkit mixtrain``: ``factory(ctx)`` returns the
     :class:`~mixkit.engine.arm.Arm` to train (``ctx``: :class:`RunContext`). Its rows go to
     ``metrics.jsonl``, the table, ``summary.json`` and ``mixkit report`` like any arm's.
     A name is lower-case letters, digits and ``_`` (it names files and metrics keys)."""
-    if not ARM_NAME.fullmatch(name) or name in RESERVED:
+    reserved = reserved_arm_names()
+    if not ARM_NAME.fullmatch(name) or name in reserved:
         raise ValueError(f"comparison arm name {name!r}: a lower-case plain name, not one of "
-                         f"{', '.join(sorted(RESERVED))}")
+                         f"{', '.join(sorted(reserved))}")
     if name in COMPARISONS and not replace:
         raise ValueError(f"comparison arm {name!r} is registered already (replace=True)")
-    COMPARISONS[name] = Comparison(name, factory, help)
+    COMPARISONS[name] = Comparison(name, factory, help, colour)
     return COMPARISONS[name]
 
 
@@ -135,6 +144,8 @@ class CommandSpec:
     figures: Callable[[list[Any]], dict[str, Any]] | None = None
     # the --help panel of the command's own options
     panel: str = "Options"
+    # its arms' colours in the figures (arm name -> matplotlib colour)
+    colours: dict[str, str] = field(default_factory=dict)
     # metrics.jsonl keys its arms write beyond the engine's: key -> check (value -> why bad)
     row_keys: dict[str, Callable[[Any], str | None]] = field(default_factory=dict)
 

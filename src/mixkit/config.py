@@ -293,7 +293,6 @@ class TrainConfig(Options, ABC):
         return out
 
 
-COMPARE_ARMS = ("short", "skip", "infobatch", "seta")     # the built-in ones (for help)
 # the defaults that depend on --opt: AdamW as timm/MAE, SGD as He et al. (2015)
 DEFAULT_WEIGHT_DECAY = {"adamw": 0.05, "sgd": 1e-4}
 DEFAULT_LR = {"adamw": 2e-3, "sgd": 0.1}

@@ -171,7 +171,11 @@ def _command_of(path: Path) -> str:
     if not (path / "last.pt").is_file():
         raise UserError(f"{path} has no last.pt: there is nothing to resume.",
                         hint="Pass the OUTPUT/EXPERIMENT directory of a stopped run.")
-    return str(load_checkpoint(path / "last.pt").get("command", "mixtrain"))
+    command = load_checkpoint(path / "last.pt").get("command")
+    if not isinstance(command, str):
+        raise UserError(f"{path / 'last.pt'} does not say which command wrote it.",
+                        hint="Resume it with `mixkit COMMAND --resume PATH`.")
+    return command
 
 
 class TrainArrays(NamedTuple):

@@ -20,17 +20,21 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from mixkit.run_reader import Run  # noqa: E402
 
-OKABE_ITO = ["#000000", "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00",
-             "#CC79A7"]
-ARM_COLOURS = {"baseline": "#000000", "sl": "#000000", "mixtrain": "#0072B2",
-               "mixtraining": "#0072B2", "ssl+sl": "#E69F00", "short": "#E69F00",
-               "skip": "#009E73", "infobatch": "#D55E00", "seta": "#CC79A7"}
 SIZE, DPI = (7.0, 4.2), 110
 
 
 def colour(arm: str) -> str:
+    """An arm's colour in every figure: what its registration says (``CommandSpec.colours``,
+    ``register_comparison(colour=)``), else one of a spare set, stable per name."""
+    from mixkit.command import COMMANDS, COMPARISONS
+
+    for spec in COMMANDS.values():
+        if arm in spec.colours:
+            return spec.colours[arm]
+    if arm in COMPARISONS and COMPARISONS[arm].colour:
+        return str(COMPARISONS[arm].colour)
     spare = ["#CC79A7", "#56B4E9", "#009E73"]        # Okabe-Ito's yellow is unreadable on white
-    return ARM_COLOURS.get(arm, spare[sum(map(ord, arm)) % len(spare)])
+    return spare[sum(map(ord, arm)) % len(spare)]
 
 
 def figure(title: str, xlabel: str, ylabel: str) -> tuple[Figure, Any]:

@@ -264,7 +264,8 @@ def _read_summary(path: Path) -> dict[str, Any]:
             raise RunDirInvalid(f"{path} is not valid JSON.") from None
     if not isinstance(summary, dict):
         raise RunDirInvalid(f"{path} is not a JSON object.")
-    for key, ok in (("command", lambda v: v in (None, "mixtrain", "mixtraining")),
+    for key, ok in (("command", lambda v: v is None or (isinstance(v, str)
+                                                        and NAME.fullmatch(v))),
                     ("status", lambda v: v is None or isinstance(v, str)),
                     ("baseline_arm", lambda v: v is None or (isinstance(v, str)
                                                              and NAME.fullmatch(v))),

@@ -145,7 +145,7 @@ def input_bound_line(summary: dict[str, Any]) -> str | None:
     method = summary.get("method_arm")
     line = (f"Input-bound: {worst} spent {bound[worst]:.0%} of its training time waiting for "
             "batches (data_share in summary.json).")
-    if method in arms and summary.get("command") == "mixtrain":
+    if method in arms and arms[method]["samples"] > arms[method]["inputs"]:  # it mixes pairs
         m = arms[method]
         line += (f" {method} saves forward passes, not loads ({m['samples']:,} samples loaded "
                  f"for {m['inputs']:,} inputs), so on an input-bound pipeline its speedup falls "

@@ -9,9 +9,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
-from mixkit.command import (ArmFactory, CommandSpec, RunContext, comparison, register_command,
-                            register_comparison)
-from mixkit.config import COMPARE_ARMS, DEFAULT_LR, TrainConfig
+from mixkit.command import (COMPARISONS, ArmFactory, CommandSpec, RunContext, comparison,
+                            register_command, register_comparison)
+from mixkit.config import DEFAULT_LR, TrainConfig
 from mixkit.engine.optim import Recipe
 from mixkit.errors import UserError
 from mixkit.methods.mixtrain.settings import MixTrainSettings
@@ -78,7 +78,7 @@ class MixtrainConfig(TrainConfig):
         # which names exist is the comparison registry's (mixkit.command); here the form
         if len(set(self.compare_arms)) != len(self.compare_arms):
             raise UserError(f"{where}: --compare {self.compare!r} must list distinct names "
-                            f"of comparison arms ({', '.join(COMPARE_ARMS)}, or one a "
+                            f"of comparison arms ({', '.join(COMPARISONS)}, or one a "
                             "plugin registered).", hint="E.g. --compare short,skip,infobatch.")
 
     @property
@@ -164,12 +164,12 @@ def seta(ctx: RunContext) -> SeTaArm:
                    targets=_method_inputs(ctx), dist=ctx.dist, smoothing=cfg.smoothing)
 
 
-for _name, _factory, _help in (
-        ("short", short, "the baseline recipe over fewer epochs, its whole schedule"),
-        ("skip", skip, "random mini-batch skipping (mixTrain §5.3)"),
-        ("infobatch", infobatch, "InfoBatch (Qin et al., ICLR 2024)"),
-        ("seta", seta, "SeTa (Zhou et al., CVPR 2025)")):
-    register_comparison(_name, _factory, _help, replace=True)
+for _name, _factory, _help, _colour in (      # colours: Okabe-Ito
+        ("short", short, "the baseline recipe over fewer epochs, its whole schedule", "#E69F00"),
+        ("skip", skip, "random mini-batch skipping (mixTrain §5.3)", "#009E73"),
+        ("infobatch", infobatch, "InfoBatch (Qin et al., ICLR 2024)", "#D55E00"),
+        ("seta", seta, "SeTa (Zhou et al., CVPR 2025)", "#CC79A7")):
+    register_comparison(_name, _factory, _help, replace=True, colour=_colour)
 
 
 def _mixtrain_arms(cfg: Any) -> list[tuple[str, ArmFactory]]:
@@ -217,5 +217,6 @@ ROW_KEYS = {
 MIXTRAIN = register_command(CommandSpec(
     "mixtrain", _mixtrain_arms, method_arm="mixtrain", baseline_arm="baseline",
     setup=_mixtrain_setup, config_cls=MixtrainConfig, figures=_figures, panel="mixTrain",
+    colours={"baseline": "#000000", "mixtrain": "#0072B2"},
     row_keys=ROW_KEYS, help="mixTrain (Krithivasan et al. 2024): train on mixed pairs of inputs, chosen per epoch "
          "by loss, for fewer batches per epoch."))

@@ -250,7 +250,8 @@ MIXTRAINING = register_command(CommandSpec(
     "mixtraining", _mixtraining_arms, method_arm="mixtraining", baseline_arm="ssl+sl",
     compare_arms=("ssl+sl", "sl"), setup=_mixtraining_setup, describe=_mixtraining_describe,
     finish=_mixtraining_finish, cost="train_seconds", config_cls=MixtrainingConfig,
-    figures=_figures, panel="MixTraining", row_keys={
+    figures=_figures, panel="MixTraining",
+    colours={"sl": "#000000", "ssl+sl": "#E69F00", "mixtraining": "#0072B2"}, row_keys={
         k: number(None, null=True) for k in ("ssl_loss", "sl_loss")},   # the mix phase's two
     help="MixTraining (Li et al. 2025): SSL -> mix -> SL with one shared "
     "forward/backward in the mix phase."))
