@@ -212,9 +212,10 @@ def _check_weights_score_the_reported_accuracy(run, accuracy: float) -> None:
     assert evaluate(plain, ctx.data.val, ctx.runtime, 256) == accuracy
 
 
-def test_weights_written_before_safetensors_still_load(tmp_path) -> None:
-    """A ``weights/ARM.pt`` of an older run (a ``torch.save`` dict) loads through the same
-    reader, and so does the ``.safetensors`` file written from the same model."""
+def test_weights_load_from_the_safetensors_file_alone(tmp_path) -> None:
+    """The ``.safetensors`` file holds the rebuild JSON in its header: it loads with no
+    ``ARM.json`` beside it, equal to the model it was written from; a file of another kind is
+    refused (pre-release ``.pt`` weights are not read)."""
     import torch
 
     from mixkit.models import create_model
@@ -223,11 +224,13 @@ def test_weights_written_before_safetensors_still_load(tmp_path) -> None:
     model, _ = create_model("mobilenetv2_035", 10, 16)
     payload = weights_payload(model, arm="mixtrain", model_name="mobilenetv2_035",
                               num_classes=10, img_size=16, patch_size=None, native_size=8)
-    torch.save(payload, tmp_path / "old.pt")
-    (tmp_path / "new.safetensors").write_bytes(to_safetensors(payload))
-    old, new = load_weights(tmp_path / "old.pt"), load_weights(tmp_path / "new.safetensors")
-    for (k, a), b in zip(old.state_dict().items(), new.state_dict().values()):
+    (tmp_path / "w.safetensors").write_bytes(to_safetensors(payload))
+    loaded = load_weights(tmp_path / "w.safetensors")
+    for (k, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
         assert torch.equal(a, b), k
+    torch.save(payload, tmp_path / "old.pt")
+    with pytest.raises(ValueError, match="not a mixkit weights file"):
+        load_weights(tmp_path / "old.pt")
 
 
 @pytest.mark.parametrize("command,own", [("mixtrain", "mixTrain"),

@@ -119,7 +119,7 @@ INPUT_BOUND = 0.2   # a data share above which the run is called input-bound (do
 
 def data_wait(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Where an arm's time went: ``data_seconds`` (host seconds waiting for batches) and
-    ``data_share`` of its training seconds; empty for rows from before 2026-12-06."""
+    ``data_share`` of its training seconds; empty for rows without it."""
     if not rows or any("data_seconds" not in row for row in rows):
         return {}
     waited = sum(row["data_seconds"] for row in rows)

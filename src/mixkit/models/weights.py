@@ -13,9 +13,6 @@ the classifier). The JSON is also stored in the safetensors header's metadata (k
     # or with safetensors alone (the tensors) and the JSON (how to build them):
     from safetensors.torch import load_file
     state = load_file("runs/NAME/weights/mixtrain.safetensors")
-
-Files written before 2026-12-06 (``ARM.pt``: a ``torch.save`` dict read with
-``weights_only=True``) still load with :func:`load_weights`.
 """
 
 from __future__ import annotations
@@ -58,20 +55,19 @@ def to_safetensors(payload: dict[str, Any]) -> bytes:
 
 
 def load_weights(path: str | Path, device: str | torch.device = "cpu") -> Classifier:
-    """The classifier saved in ``path`` (``.safetensors``, or an older ``.pt``), rebuilt with
+    """The classifier saved in ``path`` (``ARM.safetensors``), rebuilt with
     :func:`create_model` and loaded strictly."""
-    path = Path(path)
-    if path.suffix == ".safetensors":
-        from safetensors import safe_open
-        from safetensors.torch import load_file
+    from safetensors import safe_open
+    from safetensors.torch import load_file
 
-        with safe_open(str(path), framework="pt") as f:
-            meta = (f.metadata() or {}).get(META_KEY)
-        info = json.loads(meta) if meta else json.loads(path.with_suffix(".json").read_text())
-        blob = {**info, "state_dict": load_file(str(path), device=str(device))}
-    else:
-        blob = torch.load(path, map_location=device, weights_only=True)
-    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise ValueError(f"{path} is not a mixkit weights file (weights/ARM.safetensors).")
+    with safe_open(str(path), framework="pt") as f:
+        meta = (f.metadata() or {}).get(META_KEY)
+    info = json.loads(meta) if meta else json.loads(path.with_suffix(".json").read_text())
+    blob = {**info, "state_dict": load_file(str(path), device=str(device))}
+    if blob.get("format") != FORMAT:
         raise ValueError(f"{path} is not a mixkit weights file ({FORMAT}).")
     model, _ = create_model(blob["model"], blob["num_classes"], blob["img_size"],
                             blob["patch_size"], blob["native_size"])

@@ -1,7 +1,7 @@
 """The engine's standard callbacks: the live view, the run directory's metrics rows, the
 non-finite guard, stop-on-signal and the checkpoint saver.
 
-They used to be welded into the loop; as callbacks the loop knows none of them
+As callbacks, the loop knows none of them
 (``docs/engine.md``, "Events and callbacks"), and a caller that wants none (a benchmark, the
 untimed warm-up) attaches none. Order matters where one acts on what another did: the command
 layer attaches the guard first (nothing is logged or saved after a non-finite epoch) and the

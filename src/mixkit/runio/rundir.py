@@ -36,7 +36,7 @@ CSV_COLUMNS = ("arm", "phase", "epoch", "train_loss", "val_acc", "epoch_seconds"
 # what mixkit writes into a run directory (anything else means: not ours to delete)
 RUN_FILES = {"config.yaml", "metrics.jsonl", "summary.json", "summary.csv", "last.pt",
              "reconstruction.png", "reconstruction.json", "log.txt", "model.pt", ".lock"}
-# (weights/ holds ARM.safetensors + ARM.json, and ARM.pt in runs before 2026-12-06)
+# (weights/ holds ARM.safetensors + ARM.json)
 RUN_FOLDERS = {"plots", "weights", "tb", "wandb"}   # tb/, wandb/: --log-tensorboard/-wandb
 LOCK_NAME = ".lock"
 MAX_SUMMARY_BYTES = 4 << 20      # summary.json: a few kB per arm
