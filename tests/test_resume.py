@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -124,6 +125,12 @@ def test_mixtrain_stopped_mid_epoch_resumes_exactly(op, tmp_path, monkeypatch, c
                          ("mixtrain", "sl", 2.6)], monkeypatch, capsys)
     _compare(tmp_path / "U", resumed)
     assert _final(resumed)[0]["ranks"][0]["arm_state"]["mix"]["why"].any()   # state was live
+    # each epoch's line says what it mixed, the epochs resumed mid-way included
+    rows = [json.loads(line) for line in (resumed / "metrics.jsonl").read_text().splitlines()]
+    said = dict(re.findall(r"mixtrain epoch (\d+)/\d+: .* mixed (\d+)%",
+                           (resumed / "log.txt").read_text()))
+    assert {int(e): int(p) for e, p in said.items()} == {
+        r["epoch"]: round(100 * r["mixed_fraction"]) for r in rows if r["arm"] == "mixtrain"}
 
 
 def test_sgd_step_schedule_ema_and_smoothing_resume_exactly(tmp_path, monkeypatch,

@@ -61,6 +61,12 @@ class Arm:
         randomness from :attr:`generators` so that a resume rebuilds the same spec."""
         raise NotImplementedError
 
+    def epoch_note(self) -> str | None:
+        """The current epoch's note from the arm's state (None: the spec's own). Read once
+        more after a mid-epoch resume restores that state, since the spec was rebuilt from
+        the fresh arm (see :func:`~mixkit.engine.snapshot.resume_epoch`)."""
+        return None
+
     def end_epoch(self, epoch: int) -> dict[str, Any]:
         """Called after the epoch's last step, *inside* the timed region (a method's per-epoch
         bookkeeping is part of its cost). Returns extra keys for the epoch's metrics row. May
@@ -80,8 +86,10 @@ class Arm:
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Inverse of :meth:`state_dict`; called on resume before the interrupted epoch's
-        :meth:`epoch` is rebuilt (so a resumed run continues bit for bit)."""
+        """Inverse of :meth:`state_dict`; called on resume: at an epoch boundary before the
+        epoch's :meth:`epoch` is built; mid-epoch after the interrupted epoch's spec is rebuilt
+        (that rebuild consumes the streams as the original did, then streams, state and the
+        saved plan are put back), so a resumed run continues bit for bit."""
 
     def extend_model(self, model: torch.nn.Module) -> None:
         """Called once on the fresh model, before the engine moves/compiles/wraps it: attach

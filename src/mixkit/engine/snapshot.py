@@ -107,6 +107,9 @@ def resume_epoch(state: TrainState, epoch: int, saved: dict[str, Any], meter: De
         return arm.epoch(epoch), 0, 0.0
     spec = arm.epoch(epoch)
     restore_streams(state, saved, rank)
+    note = arm.epoch_note()
+    if note is not None:                 # the note of the restored state, not the rebuilt one
+        spec.note = note
     source = spec.source if spec.source is not None else default_source
     spec.plan = saved_plan(saved, len(source))
     mine = saved["ranks"][rank]

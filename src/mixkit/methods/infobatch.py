@@ -134,6 +134,9 @@ class InfoBatch(ScoredMethod):
         self.weight = torch.ones(num_samples, device=self.device)  # 1/(1 - r), kept low scorers
         self.ratio, self.below, self.pruned = 0.0, 0, 0
 
+    def note(self) -> str:
+        return f"pruned {self.pruned / self.num_samples:.0%}"
+
     def own_state(self) -> dict[str, Any]:
         return {**self.score_state(), "weight": self.weight.clone(),
                 "stats": [self.ratio, self.below, self.pruned]}
@@ -160,7 +163,6 @@ class InfoBatch(ScoredMethod):
         weight = torch.where(below & ~drop, torch.tensor(1.0 / (1.0 - self.ratio)),
                              torch.tensor(1.0))
         self.weight = weight.to(self.weight.device)
-        self.note = f"pruned {self.pruned / n:.0%}"
         return self.shuffled_plan(keep)
 
     def compute_loss(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:

@@ -115,7 +115,6 @@ class Method:
         # the plan stream (a CPU generator): ``generator``, else one seeded with ``seed``
         self.plan_generator = generator if generator is not None else \
             torch.Generator().manual_seed(seed)
-        self.note = ""                  # shown beside the CLI's progress bar
         self._loop = _Loop()
 
     # --- the hooks a method implements --------------------------------------------------------
@@ -126,6 +125,12 @@ class Method:
     def compute_loss(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
         """The batch's mean loss (a scalar on the device), recording per-sample losses."""
         raise NotImplementedError
+
+    def note(self) -> str:
+        """The current epoch's note beside the command line's progress bar ("mixed 42%"),
+        derived from the method's state, so an epoch resumed from a checkpoint says what the
+        original said."""
+        return ""
 
     def close_epoch(self, epoch: int) -> dict[str, Any]:
         """The epoch's bookkeeping (combining the ranks' records); extra keys for its row."""
@@ -330,7 +335,10 @@ class MethodArm(Arm):
 
     def epoch(self, epoch: int) -> EpochSpec:
         plan = self.method.plan(epoch)
-        return EpochSpec("sl", plan, self.recipe, self.method.loss, note=self.method.note)
+        return EpochSpec("sl", plan, self.recipe, self.method.loss, note=self.method.note())
+
+    def epoch_note(self) -> str | None:
+        return self.method.note()
 
     def end_epoch(self, epoch: int) -> dict[str, Any]:
         return self.method.close_epoch(epoch)

@@ -232,6 +232,9 @@ class SeTa(ScoredMethod):
         self.k = 0                                             # pruning epochs so far
         self.window_k, self.selected, self.keep = -1, 0, 1.0   # this epoch's, for its row
 
+    def note(self) -> str:
+        return f"kept {self.keep:.0%}"
+
     def own_state(self) -> dict[str, Any]:
         return {**self.score_state(), "k": self.k,
                 "stats": [self.window_k, self.selected, self.keep]}
@@ -261,7 +264,6 @@ class SeTa(ScoredMethod):
         self.begin_scores()
         ids = self._ids(epoch)
         self.selected, self.keep = int(ids.numel()), ids.numel() / self.num_samples
-        self.note = f"kept {self.keep:.0%}"
         return self.shuffled_plan(ids)
 
     def compute_loss(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:

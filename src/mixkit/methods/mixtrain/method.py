@@ -125,8 +125,10 @@ class MixTrain(Method):
         else:
             plan = pair_plan(mix, self.plan_generator)
         self.mixed_fraction = plan.num_pairs * 2 / self.selection.n
-        self.note = f"mixed {self.mixed_fraction:.0%}"
         return plan
+
+    def note(self) -> str:
+        return f"mixed {self.mixed_fraction:.0%}"
 
     def close_epoch(self, epoch: int) -> dict[str, Any]:
         """The epoch's mixed fraction, and the regions/thresholds that shape the next plan."""
