@@ -156,3 +156,25 @@ def test_a_methods_settings_are_its_commands_options() -> None:
         MixTrainSettings(cutmix_area=1.0)
     with pytest.raises(UserError, match="--cutmix-area"):
         experiment.settings("mixtrain", cutmix_area=1.0)
+
+
+def test_the_data_core_alone_and_as_arrays() -> None:
+    """``input_batches``: one epoch of the data core as the step receives it (every training
+    image once, augmented and normalised, batch_size at a time); ``train_arrays``: the same set
+    in memory as uint8, with the statistics the data core normalises with."""
+    import torch
+
+    with Experiment("mixtrain", **{**ARGS, "batch_size": 100}) as exp:
+        arrays = exp.train_arrays()
+        n = len(arrays.labels)
+        assert arrays.images.dtype == torch.uint8 and arrays.images.shape == (n, 3, 16, 16)
+        assert exp.img_size == 16 and exp.num_classes == 10 and arrays.hflip is False
+        sizes, labels = [], []
+        for x, y in exp.input_batches(epoch=0):
+            assert x.dtype == torch.float32 and x.shape[1:] == (3, 16, 16)
+            sizes.append(len(y))
+            labels.append(y)
+        assert sum(sizes) == n and max(sizes) == 100
+        assert torch.equal(torch.cat(labels).sort().values, arrays.labels.sort().values)
+        x = (arrays.images.float() / 255 - arrays.mean.view(3, 1, 1)) / arrays.std.view(3, 1, 1)
+        assert abs(float(x.mean())) < 0.05 and abs(float(x.std()) - 1) < 0.05   # its stats
