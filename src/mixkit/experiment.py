@@ -20,9 +20,9 @@ Settings are the command's options by their Python names (``data_fraction=0.1``,
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Mapping
 from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 import torch
@@ -31,13 +31,13 @@ import mixkit.commands  # noqa: F401  (registers the training commands)
 from mixkit.command import COMPARISONS, ArmFactory, CommandSpec, command_spec
 from mixkit.engine.events import Callback
 from mixkit.engine.loop import ArmResult
-from mixkit.runio.progress import TrainingProgress
-from mixkit.runio.rundir import RunDir
 from mixkit.engine.signals import Interrupted
 from mixkit.errors import UserError
 from mixkit.options import build_config, field_types, flag_of, recipe_dict
 from mixkit.plots import colour as arm_colour, pareto as pareto_figure
 from mixkit.run_reader import Run, load_run, mean_sd
+from mixkit.runio.progress import TrainingProgress
+from mixkit.runio.rundir import RunDir
 from mixkit.summary import NOISY, best_at_cost, robust_speedup, seconds_per_input, timing_spread
 
 __all__ = ["Experiment", "Settings", "run", "resume", "settings", "options", "OptionInfo", "Run",
@@ -102,7 +102,7 @@ class Settings(Mapping[str, Any]):
         return len(self._options)
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("_") or name == "command":
+        if name.startswith("_"):
             raise AttributeError(name)
         if name in self._options:
             return self._options[name]
@@ -131,7 +131,7 @@ def settings(command: str, /, **values: Any) -> Settings:
     """``command``'s validated settings: its defaults with ``values`` on top, checked and
     resolved exactly as the command line does it (``opt="sgd"`` picks SGD's recipe defaults,
     ...). Raises ``UserError`` naming the bad value. Derive from earlier settings with
-    ``settings(command, **earlier, seed=1)``."""
+    ``earlier.replace(seed=1)``."""
     return _of(command, _build(command, values))
 
 
@@ -270,7 +270,9 @@ class Experiment:
         """Train ``arm`` (one of :attr:`arms`) from the run's starting point and return its
         result (accuracy, seconds, inputs, per-epoch rows).
 
-        ``values``: settings for this arm only (``op="mixup"``, ``epochs=1``), validated.
+        ``values``: settings for this arm only (``op="mixup"``, ``epochs=1``), validated; they
+        replace the experiment's resolved values, so a value the command derives from another
+        (``--opt``'s default ``lr``) stays the experiment's unless given too.
         ``match``: for a comparison arm, the method's result it is matched to (default: the
         last result of the command's method arm trained here)."""
         from mixkit import orchestrate
