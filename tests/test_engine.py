@@ -174,8 +174,9 @@ def test_a_non_finite_loss_skips_the_whole_update_fused_or_not(fused, monkeypatc
     """Fused AdamW skips on the device (found_inf); a plain AdamW (no fused kernel for the
     device, e.g. MPS on an older torch) must neither crash on found_inf nor update: weights
     and the optimiser's step count stay as they were."""
-    from mixkit.engine import loop
-    from mixkit.engine.loop import EpochSpec
+    from mixkit.engine.arm import Arm, EpochSpec
+    from mixkit.engine.events import Callback
+    from mixkit.engine.optim import is_fused
     from mixkit.methods.supervised import cross_entropy_loss
 
     if not fused:                   # a device without a fused kernel: torch refuses fused=True
@@ -187,21 +188,34 @@ def test_a_non_finite_loss_skips_the_whole_update_fused_or_not(fused, monkeypatc
         monkeypatch.setattr(torch.optim, "AdamW", NoFusedAdamW)
     eng, data = _engine(batch_size=20)
     recipe = Recipe("sl", 1e-3, 0, 0.05, 0, 1)
-    eng.state = eng.new_state(SupervisedArm("b", 1, len(data.train), recipe,
-                                            torch.Generator().manual_seed(0)))
-    opt = eng.optimizer_for(recipe)
-    assert loop.is_fused(opt) is fused
-    batch = next(iter(data.train.batches(shuffled(len(data.train),
-                                                  torch.Generator().manual_seed(0)), 20)))
-    good = EpochSpec("sl", None, recipe, cross_entropy_loss)
-    eng._step(good, batch, opt, 0.1)
-    before = {k: v.detach().clone() for k, v in eng.model.named_parameters()}
-    steps = [float(s["step"]) for s in opt.state.values()]
-    bad = EpochSpec("sl", None, recipe, lambda m, b: cross_entropy_loss(m, b) * float("nan"))
-    eng._step(bad, batch, opt, 0.2)
-    for k, v in eng.model.named_parameters():
-        assert torch.equal(v, before[k]), k
-    assert [float(s["step"]) for s in opt.state.values()] == steps
+
+    class NaNAtSecondStep(Arm):     # an arm whose second loss is NaN
+        name, epochs, calls = "nan", 1, 0
+
+        def epoch(self, epoch: int) -> EpochSpec:
+            return EpochSpec("sl", shuffled(len(data.train), torch.Generator().manual_seed(0)),
+                             recipe, self.loss)
+
+        def loss(self, model, batch):
+            self.calls += 1
+            return cross_entropy_loss(model, batch) * (float("nan") if self.calls == 2 else 1)
+
+    class AfterEachStep(Callback):  # what the weights and the optimiser hold after each step
+        def __init__(self) -> None:
+            self.weights, self.steps, self.fused = [], [], []
+
+        def after_step(self, state) -> None:
+            self.weights.append({k: v.detach().clone()
+                                 for k, v in state.model.named_parameters()})
+            self.steps.append([float(s["step"]) for s in state.optimizer.state.values()])
+            self.fused.append(is_fused(state.optimizer))
+
+    seen = AfterEachStep()
+    eng.fit(NaNAtSecondStep(), [seen], steps=2)
+    assert seen.fused == [fused, fused] and len(seen.weights) == 2
+    for k, v in seen.weights[1].items():             # the NaN step changed nothing
+        assert torch.equal(v, seen.weights[0][k]), k
+    assert seen.steps[1] == seen.steps[0] and seen.steps[0]      # nor counted a step
 
 
 class _SlowReads:
