@@ -105,12 +105,19 @@ def test_two_arms_of_the_same_name_in_a_row_are_two_arms() -> None:
     assert p.job.index == 2 and len(p.job.finished) == 1 and p.job.arms == ["mixtrain"] * 2
 
 
-def test_save_weights_keeps_the_commands_own_arm_all_or_none() -> None:
-    from mixkit.orchestrate import _keeps_weights
+def test_save_weights_keeps_the_commands_own_arm_all_or_none(tmp_path, capsys) -> None:
+    """``--save-weights``: ``method`` (default) keeps the command's own arm, ``all`` every arm,
+    ``none`` nothing — read from the run directories the command line writes."""
+    from conftest import run_cli
 
-    assert [_keeps_weights("method", a, "mixtrain") for a in ("mixtrain", "baseline", "skip")] \
-        == [True, False, False]
-    assert _keeps_weights("method", "mixtraining", "mixtraining")
-    assert not _keeps_weights("method", "ssl+sl", "mixtraining")
-    assert _keeps_weights("all", "baseline", "mixtrain")
-    assert not _keeps_weights("none", "mixtrain", "mixtrain")
+    args = ["mixtrain", "--data", "digits", "--data-fraction", "0.05", "--val-fraction", "0.05",
+            "--img-size", "16", "-b", "32", "--model", "mobilenetv2_035", "--epochs", "1",
+            "--timing-warmup", "0", "--no-plots", "--compare", "skip", "--output", str(tmp_path)]
+    kept = {}
+    for which in ("method", "all", "none"):
+        code, _, err = run_cli([*args, "--experiment", which, "--save-weights", which], capsys)
+        assert code == 0, err
+        kept[which] = sorted(p.name for p in (tmp_path / which).glob("weights/*.safetensors"))
+    assert kept == {"method": ["mixtrain.safetensors"],
+                    "all": ["baseline.safetensors", "mixtrain.safetensors", "skip.safetensors"],
+                    "none": []}
