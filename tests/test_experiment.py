@@ -178,3 +178,23 @@ def test_the_data_core_alone_and_as_arrays() -> None:
         assert torch.equal(torch.cat(labels).sort().values, arrays.labels.sort().values)
         x = (arrays.images.float() / 255 - arrays.mean.view(3, 1, 1)) / arrays.std.view(3, 1, 1)
         assert abs(float(x.mean())) < 0.05 and abs(float(x.std()) - 1) < 0.05   # its stats
+
+
+def test_resume_continues_a_stopped_run_to_the_uninterrupted_result(tmp_path: Path) -> None:
+    """``experiment.run`` stopped by SIGTERM mid-epoch raises ``Interrupted`` with its
+    checkpoint saved; ``experiment.resume`` finishes it to the same rows as a run never
+    stopped (the seconds aside)."""
+    from test_resume import WALL_CLOCK, stop_at
+
+    small = {**ARGS, "data_fraction": 0.05, "val_fraction": 0.05, "batch_size": 16,
+             "model": "mobilenetv2_035", "op": "mixup", "baseline": False,
+             "output": str(tmp_path)}
+    whole = experiment.run("mixtrain", **small, experiment="whole")
+    with pytest.raises(experiment.Interrupted):
+        experiment.run("mixtrain", **small, experiment="cut",
+                       callbacks=stop_at([("mixtrain", "sl", 1.4)]))
+    resumed = experiment.resume(tmp_path / "cut")
+
+    def rows(run):
+        return [{k: v for k, v in r.items() if k not in WALL_CLOCK} for r in run.rows]
+    assert resumed.finished and rows(resumed) == rows(whole)
