@@ -476,11 +476,37 @@ def cmd_summary(args: argparse.Namespace) -> None:
         alternatives_figure(rows, Path(args.alternatives_figure))
 
 
+def _series(ax: Any, rows: list[dict[str, Any]], key: str, marker: str,
+            nudge: dict[str, float], label: str, annotate: bool = True, **style: Any) -> None:
+    """One model's points on a panel, per op: Δ vs the baseline (solid) and vs ``skip`` at
+    equal inputs (dashed, lighter), mean ± sd over seeds, joined along ``key``; each op nudged
+    on the log x axis so that series meeting at one x stay readable."""
+    from mixkit.experiment import arm_colour as colour
+
+    for op in ("cutmix", "mixup"):
+        mine = sorted((r for r in rows if r["op"] == op), key=lambda r: r[key])
+        for ref, line in (("d_base", "-"), ("d_skip", "--")):
+            pts = [r for r in mine if ref in r]
+            if not pts:
+                continue
+            ax.errorbar([r[key] * nudge[op] for r in pts], [r[ref][0] for r in pts],
+                        yerr=[r[ref][1] for r in pts], fmt=marker + line, capsize=3,
+                        color=colour(op), alpha=1.0 if ref == "d_base" else 0.6,
+                        label=f"{op} vs {'baseline' if ref == 'd_base' else 'skip'}{label}",
+                        **style)
+            for r in pts if ref == "d_base" and annotate else ():  # seeds, once per point
+                ax.annotate(f"n={len(r['seeds'])}", (r[key] * nudge[op], r[ref][0]),
+                            fontsize=7, xytext=(4, 4), textcoords="offset points",
+                            color="0.35")
+
+
 def figure(rows: list[dict[str, Any]], path: Path) -> None:
     """Two panels, one message: is mixTrain's accuracy cost shrinking as the regime approaches
-    the paper's? Left: Δ vs optimiser steps at fixed data (p = 0.04, AdamW); right: Δ vs
-    training-set size at 25 epochs, and all 60,000 images (8 epochs: another schedule, so a
-    hollow diamond off the line). Solid: vs the baseline; dashed: vs skip at equal inputs."""
+    the paper's? Left: Δ vs optimiser steps at fixed data (2,400 images, AdamW); right: Δ vs
+    training-set size. MobileNetV2-0.5 (the map's model, circles: 25 epochs on the right; all
+    60,000 images at 8 epochs as a hollow diamond off the line) beside the paper's family,
+    ``resnet18_w16`` (hexagons: 100 epochs, the goal cell and the long schedule on more data).
+    Solid: vs the baseline; dashed: vs ``skip`` at equal inputs."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -489,30 +515,22 @@ def figure(rows: list[dict[str, Any]], path: Path) -> None:
 
     from mixkit.experiment import arm_colour as colour
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.8), sharey=True)
-    dodge = {"cutmix": 0.97, "mixup": 1.03}     # the ops side by side where their points meet
-    mnv2 = COMMON["model"]      # the map's model; other models are series of their own
+    fig, axes = plt.subplots(1, 2, figsize=(11.5, 5.2), sharey=True)
+    mnv2 = COMMON["model"]
+    adamw = [r for r in rows if r["recipe"] == "adamw"]
+    resnet = [r for r in adamw if r["model"] == "resnet18_w16" and r["cell"].startswith(
+        ("p04-e100-", "p10-e100-"))]
     panels = [("optimiser steps of the baseline (log)", "steps",
-               lambda r: r["cell"].startswith("p04-") and r["recipe"] == "adamw"
-               and r["model"] == mnv2),
+               [r for r in adamw if r["cell"].startswith("p04-") and r["model"] == mnv2],
+               [r for r in resnet if r["cell"].startswith("p04-")]),
               ("training images (log)", "train",
-               lambda r: r["cell"].endswith("-e25-adamw") and r["model"] == mnv2)]
-    for ax, (xlabel, key, keep) in zip(axes, panels):
+               [r for r in adamw if r["cell"].endswith("-e25-adamw") and r["model"] == mnv2],
+               resnet)]
+    for ax, (xlabel, key, mine, theirs) in zip(axes, panels):
         ax.axhline(0.0, color="0.3", lw=0.8)
-        for op in ("cutmix", "mixup"):
-            mine = sorted((r for r in rows if r["op"] == op and keep(r)), key=lambda r: r[key])
-            for ref, style in (("d_base", "-"), ("d_skip", "--")):
-                pts = [r for r in mine if ref in r]
-                if not pts:
-                    continue
-                ax.errorbar([r[key] * dodge[op] for r in pts], [r[ref][0] for r in pts],
-                            yerr=[r[ref][1] for r in pts], fmt="o" + style, capsize=3,
-                            color=colour(op), alpha=1.0 if ref == "d_base" else 0.6,
-                            label=f"{op} vs {'baseline' if ref == 'd_base' else 'skip'}")
-                for r in pts if ref == "d_base" else ():  # seeds, once per cell and op:
-                    ax.annotate(f"n={len(r['seeds'])}", (r[key] * dodge[op], r[ref][0]),
-                                fontsize=7, xytext=(4, 4), textcoords="offset points",
-                                color="0.35")       # its skip point shares them
+        _series(ax, mine, key, "o", {"cutmix": 0.97, "mixup": 1.03}, "")
+        _series(ax, theirs, key, "h", {"cutmix": 1.08, "mixup": 1.14}, ", resnet18_w16",
+                markersize=8, mec="0.15", mew=0.8)
         sgd = [r for r in rows if r["recipe"] == "sgd" and key == "steps" and r["model"] == mnv2]
         for r in sgd:                   # nudged right of the AdamW point at the same steps
             for ref, marker, nudge in (("d_base", "s", 1.07), ("d_skip", "^", 1.12)):
@@ -526,26 +544,26 @@ def figure(rows: list[dict[str, Any]], path: Path) -> None:
         for r in full:                  # all 60,000 images: 8 epochs, so apart from the line
             for ref, alpha in (("d_base", 1.0), ("d_skip", 0.6)):
                 if ref in r:
-                    ax.errorbar([r[key] * dodge[r["op"]]], [r[ref][0]], yerr=[r[ref][1]],
-                                fmt="D", capsize=3, color=colour(r["op"]), alpha=alpha,
-                                mfc="none")
-                    ax.annotate(f"n={len(r['seeds'])}", (r[key] * dodge[r["op"]], r[ref][0]),
-                                fontsize=7, xytext=(-6, 4), textcoords="offset points", ha="right",
+                    ax.errorbar([r[key]], [r[ref][0]], yerr=[r[ref][1]], fmt="D", capsize=3,
+                                color=colour(r["op"]), alpha=alpha, mfc="none")
+                    ax.annotate(f"n={len(r['seeds'])}", (r[key], r[ref][0]), fontsize=7,
+                                xytext=(-6, 4), textcoords="offset points", ha="right",
                                 color="0.35")
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(ScalarFormatter())
         ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_xticks(sorted({r[key] for r in rows if keep(r)} | {r[key] for r in full}))
+        ax.set_xticks(sorted({r[key] for r in mine + theirs + full}))
         ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("Δ top-1 accuracy (points), mean ± sd over seeds")
     axes[0].set_title("schedule length (2,400 images)")
-    axes[1].set_title("training-set size (25 epochs; diamonds: 60,000 at 8 epochs)")
+    axes[1].set_title("training-set size (circles 25 epochs, hexagons 100;\n"
+                      "diamonds: 60,000 at 8 epochs)", fontsize=10)
     handles, labels = axes[0].get_legend_handles_labels()   # the left panel holds every series
     fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)
-    fig.suptitle("mixTrain's accuracy cost on Fashion-MNIST, MobileNetV2-0.5 (CPU): "
-                 "below zero, the method loses")
-    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    fig.suptitle("mixTrain's accuracy cost on Fashion-MNIST (CPU), MobileNetV2-0.5 (circles) "
+                 "and resnet18_w16 (hexagons): below zero, the method loses")
+    fig.tight_layout(rect=(0, 0.17, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     print(f"figure: {path}")
