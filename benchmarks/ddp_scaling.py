@@ -60,7 +60,8 @@ def main() -> None:
     ratio = [a / b for a, b in zip(sec["1"], sec["N"])]
     print(f"\n{args.command} {' '.join(extra)}; global batch {args.batch_size * args.nproc}; "
           f"seeds {args.seeds}; {res['1'][0]['device']}")
-    print(f"1 process      accuracy {mean_sd(acc['1'], 2)} %   train seconds {mean_sd(sec['1'], 1)}")
+    print(f"1 process      accuracy {mean_sd(acc['1'], 2)} %   "
+          f"train seconds {mean_sd(sec['1'], 1)}")
     print(f"{args.nproc} processes    accuracy {mean_sd(acc['N'], 2)} %   "
           f"train seconds {mean_sd(sec['N'], 1)}   (world_size {res['N'][0]['world_size']})")
     print(f"speedup (1-process seconds / {args.nproc}-process seconds) {mean_sd(ratio)}x; "

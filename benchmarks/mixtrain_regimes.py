@@ -594,8 +594,9 @@ def alternatives_figure(rows: list[dict[str, Any]], path: Path) -> None:
                 continue
             xs = [i + (k - 0.5) * 0.25 for i, (ref, _) in enumerate(refs) if ref in r]
             ys = [r[ref] for ref, _ in refs if ref in r]
+            n = len(r["seeds"])
             ax.errorbar(xs, [y[0] for y in ys], yerr=[y[1] for y in ys], fmt="o", capsize=3,
-                        color=colour(op), label=f"{op} (n={len(r['seeds'])} seed{'s' * (len(r['seeds']) > 1)}, "
+                        color=colour(op), label=f"{op} (n={n} seed{'s' * (n > 1)}, "
                         f"{r['inputs'][0]:.2f} of the inputs)")
         ax.set_xticks(range(len(refs)), [label for _, label in refs])
         ax.set_title(name)

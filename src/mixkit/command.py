@@ -1,7 +1,7 @@
 """A training command as data: :class:`CommandSpec` (its arms, which is the method and which
 the baseline) and :class:`RunContext` (what an arm factory may use). Shared by the command
-layer's modules (``commands``, ``orchestrate``, ``summary``, ``resume_checks``) so none of them needs
-another's internals, and nothing imports in a circle.
+layer's modules (``commands``, ``orchestrate``, ``summary``, ``resume_checks``) so none of
+them needs another's internals, and nothing imports in a circle.
 """
 
 from __future__ import annotations

@@ -42,7 +42,8 @@ class TrainConfig(Options, ABC):
     data_dir: Optional[str] = option(
         None, "Data root. Default: $MIXKIT_DATA_DIR, else the user cache dir. For "
         "`imagefolder`, the image tree itself.", role="run", panel="Data")
-    download: bool = option(False, "Download the dataset into the data root if it is missing.", role="run",
+    download: bool = option(
+        False, "Download the dataset into the data root if it is missing.", role="run",
         panel="Data")
     data_fraction: float = option(
         1.0, "Stratified, seeded fraction of the training split to use (0, 1].", gt=0.0, max=1.0,
@@ -78,15 +79,16 @@ class TrainConfig(Options, ABC):
         None, "Evaluate on a stratified, fixed (seed 0) subset of this many validation images, "
         "the same for every arm and seed (default: the whole split). Makes per-epoch evaluation "
         "affordable on a CPU; report it with the numbers.", min=10, max=1 << 30, panel="Data")
-    workers: int = option(4, "DataLoader workers for streamed datasets (imagefolder).", min=0, max=128, role="run",
+    workers: int = option(
+        4, "DataLoader workers for streamed datasets (imagefolder).", min=0, max=128, role="run",
         panel="Data")
     # --- model core ------------------------------------------------------------------------
     model: str = option("resnet18", "timm model name (see `mixkit models`), random init.",
         panel="Model")
     patch_size: Optional[int] = option(
         None, "ViT/Swin patch size. Default: a 16x16 patch grid, never finer than half the "
-        "data's stored size (2 at 32 px CIFAR, 4 at 64 px TinyImageNet, 8 for 32-px digits).", min=1, max=64,
-        panel="Model")
+        "data's stored size (2 at 32 px CIFAR, 4 at 64 px TinyImageNet, 8 for 32-px digits).",
+        min=1, max=64, panel="Model")
     # --- optimisation ----------------------------------------------------------------------
     batch_size: int = option(128, "Mini-batch size (inputs per step).", short="-b", min=1,
                           max=1 << 20, panel="Recipe")
@@ -121,8 +123,9 @@ class TrainConfig(Options, ABC):
     model_ema: bool = option(False, "Keep an exponential moving average of the weights (timm's "
                           "--model-ema), updated after every optimiser step and evaluated "
                           "beside the live weights (val_acc_ema).", panel="Recipe")
-    model_ema_decay: float = option(EMA_DECAY_DEFAULT, "EMA decay per optimiser step (timm's default).",
-                                 gt=0.0, max=0.999999, panel="Recipe")
+    model_ema_decay: float = option(
+        EMA_DECAY_DEFAULT, "EMA decay per optimiser step (timm's default).", gt=0.0,
+        max=0.999999, panel="Recipe")
     model_ema_warmup: bool = option(False, "EMA decay warm-up (timm's --model-ema-warmup): the "
                                  "decay at step k is min(decay, 1 - (1 + k)^(-2/3)), so a short "
                                  "run's EMA is not dominated by its initial weights.",
@@ -152,8 +155,8 @@ class TrainConfig(Options, ABC):
         "tell a tracing problem from a code-generation one).", panel="Devices")
     timing_warmup: int = option(
         2, "Untimed warm-up steps before the first arm, so one-time costs (thread pools, "
-        "allocator, kernel selection) are billed to no arm (0 disables).", min=0, max=10000, role="run",
-        panel="Devices")
+        "allocator, kernel selection) are billed to no arm (0 disables).", min=0, max=10000,
+        role="run", panel="Devices")
     log_interval: int = option(25, "Steps between progress refreshes (one device read each).",
                             min=1, max=1 << 20, role="run", panel="Run & output")
     # --- run directory ---------------------------------------------------------------------
@@ -162,8 +165,9 @@ class TrainConfig(Options, ABC):
     experiment: Optional[str] = option(
         None, "Run name (default: <command>-<data>-<model>-<timestamp>).", role="name",
         panel="Run & output")
-    baseline: bool = option(True, "Run the baseline arm(s) side by side (--no-baseline skips).", role="experiment", bench=False,
-        panel="Run & output")
+    baseline: bool = option(
+        True, "Run the baseline arm(s) side by side (--no-baseline skips).", role="experiment",
+        bench=False, panel="Run & output")
     log_tensorboard: bool = option(
         False, "Log every arm's per-epoch metrics and the summary as TensorBoard event files "
         "under RUN_DIR/tb/<arm>/ (needs `pip install -e \".[tensorboard]\"`).", role="run",
@@ -245,8 +249,8 @@ class TrainConfig(Options, ABC):
             pair = parse_pair(value)
             if pair is None or not (0 < pair[0] and lo <= pair[0] <= pair[1] <= hi):
                 low = f"{lo:g} <= lo" if lo else "0 < lo"
-                raise UserError(f"{where}: {flag} {short_value(value)} must be two numbers lo,hi with "
-                                f"{low} <= hi <= {hi:g}.", hint=f"E.g. {flag} {eg}.")
+                raise UserError(f"{where}: {flag} {short_value(value)} must be two numbers "
+                                f"lo,hi with {low} <= hi <= {hi:g}.", hint=f"E.g. {flag} {eg}.")
         for _, sched, span, flag in recipes:
             self._check_decay(where, sched, span, flag)
 
@@ -261,8 +265,9 @@ class TrainConfig(Options, ABC):
         try:
             ms = self.milestones(span)
         except ValueError:
-            raise UserError(f"{where}: --decay-milestones {short_value(self.decay_milestones)} is not "
-                            "a comma-separated list of epochs.", hint="E.g. 30,60.") from None
+            raise UserError(f"{where}: --decay-milestones {short_value(self.decay_milestones)} "
+                            "is not a comma-separated list of epochs.",
+                            hint="E.g. 30,60.") from None
         if not all(math.isfinite(m) for m in ms) or any(b <= a for a, b in zip(ms, ms[1:])) \
                 or ms[0] <= 0 or ms[-1] >= span:      # NaN fails every comparison: checked first
             raise UserError(f"{where}: --decay-milestones {self.decay_milestones} must be "

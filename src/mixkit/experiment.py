@@ -222,7 +222,8 @@ class Experiment:
     def arms(self) -> list[str]:
         """The arms :meth:`train` takes: the command's line-up, then (for a command with a
         method arm) every registered comparison arm."""
-        return list(self._lineup(self._cfg)) + (list(COMPARISONS) if self.command.method_arm else [])
+        comparisons = list(COMPARISONS) if self.command.method_arm else []
+        return list(self._lineup(self._cfg)) + comparisons
 
     def describe(self) -> str:
         """The device and its settings, as a run's header and ``summary.json`` give them."""

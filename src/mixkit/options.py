@@ -239,8 +239,8 @@ def check_experiment(name: str | None, where: str) -> None:
            or any(ord(c) < 32 or ord(c) == 127 for c in name) or name != name.strip()
            or len(os.fsencode(name)) > 200)
     if bad:
-        raise UserError(f"{where}: --experiment {short_value(name)} is not a plain run name: it must "
-                        "be a single folder name under --output (no '/', '\\', '.', '..', "
+        raise UserError(f"{where}: --experiment {short_value(name)} is not a plain run name: "
+                        "it must be a single folder name under --output (no '/', '\\', '.', '..', "
                         "control characters or surrounding spaces, at most 200 bytes).",
                         hint="Pick a name such as `fmnist-cutmix-seed0`, and choose the parent "
                         "folder with --output.")

@@ -216,8 +216,9 @@ def read_rows(path: Path, notes: list[str]) -> list[dict[str, Any]]:
                 raise RunDirInvalid(f"{path} has more than {MAX_ROWS:,} rows; a mixkit run writes "
                                     "one per epoch and arm, so it is not read.")
             if len(line) > MAX_LINE_BYTES:
-                raise RunDirInvalid(f"{path}, line {n}: longer than {MAX_LINE_BYTES // 1024} KiB; a "
-                                    "metrics row is well under 1 KiB.")
+                raise RunDirInvalid(f"{path}, line {n}: longer than "
+                                    f"{MAX_LINE_BYTES // 1024} KiB; a metrics row is well "
+                                    "under 1 KiB.")
             last = not line.endswith(b"\n") and not f.peek(1) if hasattr(f, "peek") else False
             if not line.strip():
                 continue

@@ -218,5 +218,6 @@ MIXTRAIN = register_command(CommandSpec(
     "mixtrain", _mixtrain_arms, method_arm="mixtrain", baseline_arm="baseline",
     setup=_mixtrain_setup, config_cls=MixtrainConfig, figures=_figures, panel="mixTrain",
     colours={"baseline": "#000000", "mixtrain": "#0072B2"},
-    row_keys=ROW_KEYS, help="mixTrain (Krithivasan et al. 2024): train on mixed pairs of inputs, chosen per epoch "
+    row_keys=ROW_KEYS,
+    help="mixTrain (Krithivasan et al. 2024): train on mixed pairs of inputs, chosen per epoch "
          "by loss, for fewer batches per epoch."))

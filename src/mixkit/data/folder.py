@@ -35,7 +35,8 @@ class FileList:
         return int(self.names.shape[0])
 
     def path(self, i: int) -> Path:
-        return Path(self.dirs[int(self.dir_index[i])]) / self.names[i].decode("utf-8", "surrogateescape")
+        name = self.names[i].decode("utf-8", "surrogateescape")
+        return Path(self.dirs[int(self.dir_index[i])]) / name
 
     def __getitem__(self, i: int) -> Path:
         return self.path(i)

@@ -63,7 +63,7 @@ def shuffled(num_samples: int, generator: torch.Generator) -> EpochPlan:
 
 
 def pair_plan(mix: torch.Tensor, generator: torch.Generator) -> EpochPlan:
-    """mixTrain's epoch plan (§4.2): the samples in ``mix`` paired at random, everything else single.
+    """mixTrain's epoch plan (§4.2): the samples in ``mix`` paired at random, the rest single.
 
     With an odd number of eligible samples, one of them stays single. Rows are shuffled, so
     pairs and singles are spread over the epoch's batches. One host read (the eligible ids).

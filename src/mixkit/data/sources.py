@@ -248,8 +248,8 @@ class StreamSource(_Source):
                 continue
             ids2 = torch.from_numpy(r.partner).to(self.device, non_blocking=True)
             paired = torch.from_numpy(r.second >= 0).to(self.device, non_blocking=True)
-            yield self._assemble(raw[r.where(r.first, self.device)], ids, raw[r.where(r.partner, self.device)], ids2,
-                                 paired)
+            yield self._assemble(raw[r.where(r.first, self.device)], ids,
+                                 raw[r.where(r.partner, self.device)], ids2, paired)
 
     def close(self) -> None:
         """Shut the persistent workers down now. They ignore SIGTERM (below), so they must not

@@ -1,10 +1,10 @@
 """ImageNet-style transforms for streamed image files, done in the decode step.
 
 * **Training: RandomResizedCrop** (Szegedy et al. 2015; He et al. 2015's and timm's default):
-  a box of ``scale`` ∈ [0.08, 1] of the image area and aspect ``ratio`` ∈ [3/4, 4/3] (log-uniform)
-  at a uniform position, resized to ``size`` × ``size``; after 10 failed draws, the central box
-  of the clamped ratio (torchvision's ``RandomResizedCrop.get_params``, the same algorithm).
-  The flip stays on the device with the batch (:mod:`mixkit.data.augment`).
+  a box of ``scale`` ∈ [0.08, 1] of the image area and aspect ``ratio`` ∈ [3/4, 4/3]
+  (log-uniform) at a uniform position, resized to ``size`` × ``size``; after 10 failed draws,
+  the central box of the clamped ratio (torchvision's ``RandomResizedCrop.get_params``, the same
+  algorithm). The flip stays on the device with the batch (:mod:`mixkit.data.augment`).
 * **Evaluation**: the shorter side resized to ``floor(size / crop_pct)``, then the central
   ``size`` × ``size`` crop (timm's eval transform, ``crop_pct`` 0.875 by default), aspect kept.
 

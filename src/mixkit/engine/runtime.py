@@ -140,7 +140,8 @@ class Runtime:
         else:
             import platform
 
-            name = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+            cpu = platform.processor() or platform.machine()
+            name = f"{cpu}, {torch.get_num_threads()} threads"
         extras = [f"amp {str(self.amp_dtype).replace('torch.', '')}" if self.amp else None,
                   "channels_last" if self.channels_last else None,
                   self._compile_name() if self.compile else None]

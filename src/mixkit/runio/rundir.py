@@ -1,4 +1,5 @@
-"""The run directory ``OUTPUT/EXPERIMENT/``: a public, machine-readable interface (`docs/run-dir.md`).
+"""The run directory ``OUTPUT/EXPERIMENT/``: a public, machine-readable interface
+(`docs/run-dir.md`).
 
 ``config.yaml`` (resolved, re-runnable), ``metrics.jsonl`` (one line per epoch and arm, flushed
 per line), ``summary.json`` (final figures, written atomically), ``summary.csv`` (timm-style

@@ -2,8 +2,9 @@
 the CLI's ``mixtrain`` arm).
 
 Each epoch the method asks its :class:`SelectionState` which samples to mix, pairs them at
-random into an epoch plan with ``singles + pairs`` inputs, and trains on it with one forward and one backward
-per batch. The step records every constituent's loss into the state from that same forward.
+random into an epoch plan with ``singles + pairs`` inputs, and trains on it with one forward and
+one backward per batch. The step records every constituent's loss into the state from that
+same forward.
 """
 
 from __future__ import annotations
@@ -171,7 +172,8 @@ class MixTrain(Method):
             ce1 = F.cross_entropy(la, batch.y, reduction="none")
             ce2 = F.cross_entropy(lb, batch.y2, reduction="none")
             self._record_pair(batch, ce1, la.argmax(-1) == batch.y, ce2, lb.argmax(-1) == batch.y2)
-            share = cells.flatten(1).float().mean(1) if self.settings.split_loss == "share" else None
+            share = (cells.flatten(1).float().mean(1) if self.settings.split_loss == "share"
+                     else None)
             s = self.smoothing
             return ops.split_propagation_loss(smoothed(ce1, la, s), smoothed(ce2, lb, s),
                                               batch.paired, share)

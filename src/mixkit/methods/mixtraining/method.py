@@ -10,9 +10,10 @@ Mix phase, Eq. (3): ``alpha * l_ssl + (1 - alpha) * l_sl``, one backward. ``shar
 (App. A.2): the backbone runs once on all patches; the classifier pools the full tokens and the
 SSL objective reuses them. ``separate``: the SSL objective runs its own (masked) encoder pass.
 
-Optimisation, Table 7 as we read it (`docs/mixtraining.md`): the SSL recipe spans the SSL phase as if it ran
-``e_ssl`` epochs; the SL recipe starts with the mix phase and spans ``e_sl`` epochs. A change of
-recipe starts a fresh AdamW (the engine's rule), so the mix phase starts with fresh moments.
+Optimisation, Table 7 as we read it (`docs/mixtraining.md`): the SSL recipe spans the SSL phase
+as if it ran ``e_ssl`` epochs; the SL recipe starts with the mix phase and spans ``e_sl`` epochs.
+A change of recipe starts a fresh AdamW (the engine's rule), so the mix phase starts with fresh
+moments.
 """
 
 from __future__ import annotations

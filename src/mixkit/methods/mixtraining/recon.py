@@ -16,7 +16,8 @@ from torchvision.utils import make_grid, save_image
 
 def to_pixels(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
     """Normalised model inputs back to [0, 1] pixels."""
-    return (x.float().cpu() * std.cpu().view(1, -1, 1, 1) + mean.cpu().view(1, -1, 1, 1)).clamp(0, 1)
+    std, mean = std.cpu().view(1, -1, 1, 1), mean.cpu().view(1, -1, 1, 1)
+    return (x.float().cpu() * std + mean).clamp(0, 1)
 
 
 def save_grid(path: Path, rows: list[torch.Tensor], mean: torch.Tensor, std: torch.Tensor,
