@@ -354,6 +354,33 @@ def cell_summary(cell: Cell) -> list[dict[str, Any]]:
     return out
 
 
+def arms_table(cell: Cell) -> list[str]:
+    """Markdown: each arm's final accuracy (and inputs over the seed's baseline) in each completed
+    run dir of a cell with every alternative — the per-seed values the op rows pool — and the
+    baseline's final training loss, which says whether the baseline fits its training set."""
+    seeds = {s: a for s, a in cell_seeds(cell).items() if "baseline" in a}
+    runs = [(s, op) for s in sorted(seeds) for op in OPS if op in seeds[s]]
+    if not runs or not cell.extra:
+        return []
+
+    def cell_text(arms: dict[str, Any], key: str) -> str:
+        if key not in arms:
+            return "—"
+        return (f"{100 * _final(arms[key]):.2f} % ({_inputs_ratio(arms[key], arms):.3f})"
+                if key != "baseline" else f"{100 * _final(arms[key]):.2f} %")
+
+    lines = ["| arm | " + " | ".join(f"seed {s} {op} run" for s, op in runs) + " |",
+             "| --- " * (len(runs) + 1) + "|"]
+    for arm in ("baseline", "mixtrain", "skip", "short", *cell.extra):
+        keys = [{"mixtrain": op, "baseline": "baseline"}.get(arm, f"{arm}@{op}")
+                for _, op in runs]
+        lines.append(f"| {arm} | " + " | ".join(cell_text(seeds[s], k)
+                                               for (s, _), k in zip(runs, keys)) + " |")
+    loss = [f"{seeds[s]['baseline'][-1]['train_loss']:.3f}" for s in sorted(seeds)]
+    lines.append(f"\nbaseline's final training loss, per seed: {', '.join(loss)}")
+    return lines
+
+
 def variant_summary() -> list[dict[str, Any]]:
     """Per beyond-the-paper rule: paired Δ accuracy against the faithful CutMix of the same
     seed (and against the baseline), the inputs and speedup against the baseline."""
@@ -447,6 +474,11 @@ def cmd_summary(args: argparse.Namespace) -> None:
             and r["d_base"][0] >= -0.5 and r.get("d_skip", (-1, 0))[0] >= 0]
     print("\ngoal (>= 1.3x within 0.5 points of the baseline and >= skip, mean of >= 2 "
           f"seeds): {', '.join(r['cell'] + ' ' + r['op'] for r in pays) or 'no cell so far'}")
+    for cell in CELLS.values():
+        lines = arms_table(cell)
+        if lines:
+            print(f"\n{cell.name}: each arm's final top-1 (inputs over the seed's baseline):\n")
+            print("\n".join(lines))
     variants = variant_summary()
     if variants:
         print(f"\nbeyond the paper, CutMix in {VARIANT_CELL} (paired by seed):\n")
