@@ -272,6 +272,12 @@ def robust_speedup(base, arm) -> float:
     return ratio(base, arm)
 
 
+def _arm_key(arm: str, op: str) -> str:
+    """An arm's key among a seed's arms: the method arm by its op, the baseline as is, each
+    comparison arm by the op whose inputs it matched (``skip@cutmix``)."""
+    return {"mixtrain": op, "baseline": "baseline"}.get(arm, f"{arm}@{op}")
+
+
 def cell_seeds(cell: Cell) -> dict[int, dict[str, Any]]:
     """{seed: {"baseline": rows, "cutmix": rows, "skip@cutmix": rows, ...}} of a cell."""
     out: dict[int, dict[str, Any]] = {}
@@ -296,8 +302,7 @@ def cell_seeds(cell: Cell) -> dict[int, dict[str, Any]]:
         arms = out.setdefault(int(seed[4:]), {})
         for arm in {r["arm"] for r in rows}:
             mine = [r for r in rows if r["arm"] == arm]
-            key = {"mixtrain": op, "baseline": "baseline"}.get(arm, f"{arm}@{op}")
-            arms[key] = mine
+            arms[_arm_key(arm, op)] = mine
     return out
 
 
@@ -372,8 +377,7 @@ def arms_table(cell: Cell) -> list[str]:
     lines = ["| arm | " + " | ".join(f"seed {s} {op} run" for s, op in runs) + " |",
              "| --- " * (len(runs) + 1) + "|"]
     for arm in ("baseline", "mixtrain", "skip", "short", *cell.extra):
-        keys = [{"mixtrain": op, "baseline": "baseline"}.get(arm, f"{arm}@{op}")
-                for _, op in runs]
+        keys = [_arm_key(arm, op) for _, op in runs]
         lines.append(f"| {arm} | " + " | ".join(cell_text(seeds[s], k)
                                                for (s, _), k in zip(runs, keys)) + " |")
     loss = [f"{seeds[s]['baseline'][-1]['train_loss']:.3f}" for s in sorted(seeds)]
@@ -509,7 +513,7 @@ def cmd_summary(args: argparse.Namespace) -> None:
 
 
 def _series(ax: Any, rows: list[dict[str, Any]], key: str, marker: str,
-            nudge: dict[str, float], label: str, annotate: bool = True, **style: Any) -> None:
+            nudge: dict[str, float], label: str, **style: Any) -> None:
     """One model's points on a panel, per op: Δ vs the baseline (solid) and vs ``skip`` at
     equal inputs (dashed, lighter), mean ± sd over seeds, joined along ``key``; each op nudged
     on the log x axis so that series meeting at one x stay readable."""
@@ -526,7 +530,7 @@ def _series(ax: Any, rows: list[dict[str, Any]], key: str, marker: str,
                         color=colour(op), alpha=1.0 if ref == "d_base" else 0.6,
                         label=f"{op} vs {'baseline' if ref == 'd_base' else 'skip'}{label}",
                         **style)
-            for r in pts if ref == "d_base" and annotate else ():  # seeds, once per point
+            for r in pts if ref == "d_base" else ():  # seeds, once per point
                 ax.annotate(f"n={len(r['seeds'])}", (r[key] * nudge[op], r[ref][0]),
                             fontsize=7, xytext=(4, 4), textcoords="offset points",
                             color="0.35")
@@ -550,8 +554,7 @@ def figure(rows: list[dict[str, Any]], path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11.5, 5.2), sharey=True)
     mnv2 = COMMON["model"]
     adamw = [r for r in rows if r["recipe"] == "adamw"]
-    resnet = [r for r in adamw if r["model"] == "resnet18_w16" and r["cell"].startswith(
-        ("p04-e100-", "p10-e100-"))]
+    resnet = [r for r in adamw if r["model"] != mnv2]     # the 100-epoch resnet18_w16 cells
     panels = [("optimiser steps of the baseline (log)", "steps",
                [r for r in adamw if r["cell"].startswith("p04-") and r["model"] == mnv2],
                [r for r in resnet if r["cell"].startswith("p04-")]),
